@@ -1,0 +1,24 @@
+# Sourced by the scripts in this folder: makes .venv with the extras named in $SB_EXTRAS
+# (re-installing only when pyproject.toml changes) and, for tests, a redis-server binary.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+py="${PYTHON:-python3}"
+venv="$root/.venv"
+extras="${SB_EXTRAS:-test}"
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+fi
+stamp="$venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  "$venv/bin/pip" install -q -e ".[$extras]"
+  touch "$stamp"
+fi
+ensure_redis_server() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server (apt-get)…" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+export PATH="$venv/bin:$PATH"

@@ -1,0 +1,130 @@
+"""The channel layer contract every backend implements, with its shared validation rules.
+
+This package knows nothing of Django or of the protocol server.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from switchboard.exceptions import ChannelFull
+
+__all__ = ["BaseChannelLayer", "ChannelFull"]
+
+# Same limits and alphabet Channels documents, so names valid there stay valid here.
+MAX_NAME_LENGTH = 100
+_CHANNEL_NAME = re.compile(r"^[a-zA-Z0-9\-_.]+(![a-zA-Z0-9\-_.]*)?$")
+_GROUP_NAME = re.compile(r"^[a-zA-Z0-9\-_.]+$")
+
+
+class BaseChannelLayer:
+    """Shared configuration and validation; subclasses implement the coroutines.
+
+    ``expiry``: seconds a message waits in a channel before it is dropped.
+    ``capacity``: default maximum number of messages waiting in one channel.
+    ``channel_capacity``: ``{pattern: capacity}`` overrides; patterns are globs
+    (``"http.request"``, ``"websocket.send*"``) or compiled regular expressions.
+    ``group_expiry``: seconds a group membership lives without being renewed.
+    """
+
+    extensions: tuple[str, ...] = ("groups", "flush")
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        capacity: int = 100,
+        channel_capacity: dict[Any, int] | None = None,
+        group_expiry: float = 86400,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.expiry = expiry
+        self.capacity = capacity
+        self.group_expiry = group_expiry
+        self.channel_capacity = self._compile_capacities(channel_capacity or {})
+
+    @staticmethod
+    def _compile_capacities(spec: dict[Any, int]) -> list[tuple[re.Pattern[str], int]]:
+        compiled = []
+        for pattern, cap in spec.items():
+            if isinstance(pattern, re.Pattern):
+                compiled.append((pattern, cap))
+            else:
+                compiled.append((re.compile(fnmatch.translate(pattern)), cap))
+        return compiled
+
+    def get_capacity(self, channel: str) -> int:
+        """Capacity of ``channel``: the first matching override, else the default."""
+        for pattern, cap in self.channel_capacity:
+            if pattern.match(channel):
+                return cap
+        return self.capacity
+
+    # -- validation -------------------------------------------------------
+
+    @staticmethod
+    def require_valid_channel_name(name: Any, receive: bool = False) -> bool:
+        """Raise TypeError unless ``name`` is a legal channel name."""
+        if not isinstance(name, str):
+            raise TypeError(f"Channel name must be a str, not {type(name).__name__}")
+        if len(name) >= MAX_NAME_LENGTH or not _CHANNEL_NAME.match(name):
+            raise TypeError(
+                f"Channel name {name!r} is invalid: use ASCII letters, digits, hyphens, "
+                f"underscores or periods, at most one '!', under {MAX_NAME_LENGTH} characters"
+            )
+        return True
+
+    @staticmethod
+    def require_valid_group_name(name: Any) -> bool:
+        if not isinstance(name, str):
+            raise TypeError(f"Group name must be a str, not {type(name).__name__}")
+        if len(name) >= MAX_NAME_LENGTH or not _GROUP_NAME.match(name):
+            raise TypeError(
+                f"Group name {name!r} is invalid: use ASCII letters, digits, hyphens, "
+                f"underscores or periods, under {MAX_NAME_LENGTH} characters"
+            )
+        return True
+
+    @staticmethod
+    def require_valid_message(message: Any) -> None:
+        if not isinstance(message, dict):
+            raise TypeError(f"Message must be a dict, not {type(message).__name__}")
+        if not isinstance(message.get("type"), str):
+            raise TypeError("Message must have a 'type' key holding a str")
+
+    def valid_channel_names(self, names: Iterable[str], receive: bool = False) -> bool:
+        for name in names:
+            self.require_valid_channel_name(name, receive=receive)
+        return True
+
+    # -- the API ----------------------------------------------------------
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        raise NotImplementedError
+
+    async def group_add(self, group: str, channel: str) -> None:
+        raise NotImplementedError
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        raise NotImplementedError
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections and tasks; the layer may be used again afterwards."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} capacity={self.capacity} expiry={self.expiry}>"

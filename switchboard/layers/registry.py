@@ -1,0 +1,101 @@
+"""Builds channel layers from a ``{alias: {"BACKEND": ..., "CONFIG": {...}}}`` mapping.
+
+Where the mapping comes from is pluggable (``config_source``) so this package stays
+free of Django; ``switchboard.conf`` supplies Django's ``CHANNEL_LAYERS`` setting.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from switchboard import DEFAULT_CHANNEL_LAYER
+from switchboard.exceptions import InvalidChannelLayerError
+from switchboard.layers.base import BaseChannelLayer
+
+ConfigSource = Callable[[], Mapping[str, Any] | None]
+
+# With no configuration at all, every process gets the embedded in-memory layer.
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    DEFAULT_CHANNEL_LAYER: {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"}
+}
+
+
+def _django_settings_source() -> Mapping[str, Any] | None:
+    # Imported lazily: only the Django glue module touches django.conf.
+    from switchboard.conf import channel_layers_setting
+
+    return channel_layers_setting()
+
+
+def import_by_path(path: str) -> Any:
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise InvalidChannelLayerError(f"{path!r} is not a dotted path to a class")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidChannelLayerError(
+            f"Cannot import channel layer backend {path!r}: {exc}"
+        ) from exc
+
+
+class ChannelLayerManager:
+    """Lazily builds one layer per alias and keeps it for the life of the process."""
+
+    def __init__(self, config_source: ConfigSource | None = None) -> None:
+        self.config_source: ConfigSource = config_source or _django_settings_source
+        self.backends: dict[str, BaseChannelLayer] = {}
+
+    @property
+    def configs(self) -> Mapping[str, Any]:
+        configs = self.config_source()
+        return EMBEDDED_DEFAULT if configs is None else configs
+
+    def make_backend(self, alias: str) -> BaseChannelLayer:
+        try:
+            entry = self.configs[alias]
+        except KeyError:
+            raise InvalidChannelLayerError(
+                f"No channel layer named {alias!r} is configured"
+            ) from None
+        if not isinstance(entry, Mapping) or "BACKEND" not in entry:
+            raise InvalidChannelLayerError(f"Channel layer {alias!r} has no BACKEND")
+        backend = import_by_path(entry["BACKEND"])
+        config = entry.get("CONFIG", {}) or {}
+        try:
+            return backend(**config)
+        except TypeError as exc:
+            raise InvalidChannelLayerError(
+                f"Cannot build channel layer {alias!r} ({entry['BACKEND']}): {exc}"
+            ) from exc
+
+    def __getitem__(self, alias: str) -> BaseChannelLayer:
+        if alias not in self.backends:
+            self.backends[alias] = self.make_backend(alias)
+        return self.backends[alias]
+
+    def __contains__(self, alias: str) -> bool:
+        return alias in self.configs
+
+    def set(self, alias: str, layer: BaseChannelLayer | None) -> BaseChannelLayer | None:
+        """Install ``layer`` under ``alias`` (``None`` removes it); returns the old one."""
+        old = self.backends.pop(alias, None)
+        if layer is not None:
+            self.backends[alias] = layer
+        return old
+
+    def reset(self) -> None:
+        """Forget every built layer (after settings change, e.g. in tests)."""
+        self.backends.clear()
+
+
+channel_layers = ChannelLayerManager()
+
+
+def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer | None:
+    """The layer configured under ``alias``, or ``None`` when that alias is not configured."""
+    if alias not in channel_layers.backends and alias not in channel_layers:
+        return None
+    return channel_layers[alias]
