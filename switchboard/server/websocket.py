@@ -1,0 +1,699 @@
+"""WebSocket connections: RFC 6455 via the ``websockets`` sans-I/O protocol, spoken as ASGI.
+
+The HTTP protocol parses the upgrade request, builds the scope and hands the transport over to
+:class:`WebSocketProtocol` (see ``handshake``). From there on this module owns the socket:
+
+* the opening handshake is held until the application sends ``websocket.accept`` (101),
+  ``websocket.close`` (403) or a ``websocket.http.response.*`` denial response;
+* frames are parsed by ``websockets.server.ServerProtocol`` (masking, control frames, close
+  handshake, size limits, permessage-deflate); messages are reassembled and UTF-8 checked here;
+* outgoing data frames without extensions are framed here and written straight to the
+  transport, because that is the hot path of every echo/broadcast workload;
+* one task per connection (the application); incoming messages sit in a deque with a single
+  waiter future, and reading stops once ``ws_max_queue`` of them are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import collections
+import logging
+import os
+from collections.abc import MutableMapping
+from http import HTTPStatus
+from struct import pack
+from typing import Any
+
+from websockets.datastructures import Headers
+from websockets.frames import Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+logger = logging.getLogger("switchboard.server")
+error_logger = logging.getLogger("switchboard.server.error")
+access_logger = logging.getLogger("switchboard.server.access")
+
+Message = MutableMapping[str, Any]
+
+OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
+OP_CLOSE, OP_PING, OP_PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
+
+# Connection phases (ints: compared on every message).
+HANDSHAKE = 0  # waiting for the application to accept / close / respond
+RESPONSE = 1  # the application is sending a denial response
+OPEN = 2
+CLOSING = 3  # a close frame was sent, waiting for the client's
+CLOSED = 4  # the application has been told (websocket.disconnect)
+
+ABNORMAL = 1006
+# Seconds the client gets to answer our close frame before the TCP connection is dropped.
+CLOSE_TIMEOUT = 5.0
+# Above this size a frame is written as header + payload instead of one concatenated buffer.
+_CONCAT_LIMIT = 16384
+
+try:  # defined by the HTTP side when it exists, so both raise the same error
+    from switchboard.server.http import ClientDisconnected  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the HTTP module's progress
+
+    class ClientDisconnected(OSError):  # type: ignore[no-redef]
+        """The client has gone away; the message could not be sent."""
+
+
+class _ServerProtocol(ServerProtocol):
+    def recv_frame(self, frame: Any) -> None:
+        # RFC 6455 5.4 lets control frames, close included, interleave with the fragments of a
+        # message; websockets treats a close there as a protocol error. The unfinished message
+        # is dropped either way, so forget it and run the normal closing handshake.
+        if frame.opcode is OP_CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+def _frame_header(first: int, size: int) -> bytes:
+    if size < 126:
+        return bytes((first, size))
+    if size < 65536:
+        return pack("!BBH", first, 126, size)
+    return pack("!BBQ", first, 127, size)
+
+
+def _subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    offered: list[str] = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            offered.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
+    return offered
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection after the HTTP upgrade request has been parsed."""
+
+    __slots__ = (
+        "config",
+        "server_state",
+        "app_state",
+        "loop",
+        "transport",
+        "ws",
+        "scope",
+        "request",
+        "response",
+        "phase",
+        "fast",
+        "queue",
+        "waiter",
+        "disconnect",
+        "max_queue",
+        "read_paused",
+        "write_paused",
+        "drain_waiters",
+        "pending",
+        "frag_op",
+        "frag_parts",
+        "frag_decoder",
+        "task",
+        "timer",
+        "ping_timer",
+        "pong_timer",
+        "ping_payload",
+        "close_timer",
+        "denial",
+        "closed_transport",
+        "app_done",
+        "accepted",
+    )
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict | None = None) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.ws: ServerProtocol | None = None
+        self.scope: dict[str, Any] = {}
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.phase = HANDSHAKE
+        self.fast = False  # True while outgoing frames can skip the sans-I/O protocol
+        self.queue: collections.deque[Message] = collections.deque()
+        self.waiter: asyncio.Future | None = None
+        self.disconnect: Message | None = None
+        self.max_queue: int = config.ws_max_queue or 1 << 30
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiters: list[asyncio.Future] = []
+        self.pending: list[bytes] = []  # bytes received before the handshake completed
+        self.frag_op: Opcode | None = None
+        self.frag_parts: list[bytes] = []
+        self.frag_decoder: Any = None
+        self.task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None  # handshake timeout
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.pong_timer: asyncio.TimerHandle | None = None
+        self.ping_payload = b""
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.denial: list[bytes] | None = None
+        self.closed_transport = False
+        self.app_done = False
+        self.accepted = False  # the 101 went out: bytes from the client are frames now
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        self.server_state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+        self.closed_transport = True
+        for handle in (self.timer, self.ping_timer, self.pong_timer, self.close_timer):
+            if handle is not None:
+                handle.cancel()
+        self.timer = self.ping_timer = self.pong_timer = self.close_timer = None
+        code, reason = ABNORMAL, ""
+        ws = self.ws
+        if ws is not None and ws.close_rcvd is not None:
+            code, reason = ws.close_rcvd.code, ws.close_rcvd.reason
+        elif ws is not None and ws.close_sent is not None:
+            code, reason = ws.close_sent.code, ws.close_sent.reason
+        self._disconnected(code, reason)
+        self._release_drain()
+        task = self.task
+        if task is not None and not task.done():
+            # The application has been told; give it a bounded time to return.
+            self.loop.call_later(self.config.application_close_timeout, self._cancel_app)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._release_drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self.accepted:
+            self._receive(data)
+        elif self.phase <= RESPONSE:
+            # A client may not send frames before the 101; keep them, but not without bound.
+            self.pending.append(data)
+            self._pause_reading()
+
+    def eof_received(self) -> bool | None:
+        ws = self.ws
+        if ws is not None and self.accepted:
+            ws.receive_eof()
+            self._flush(ws)
+        return None  # close the transport
+
+    # -- handshake --------------------------------------------------------------------------
+
+    def handshake(self, scope: dict[str, Any], leftover: bytes = b"") -> None:
+        """Start the application for the upgrade request described by ``scope``."""
+        config = self.config
+        headers = scope["headers"]
+        scope["type"] = "websocket"
+        scope["subprotocols"] = _subprotocols(headers)
+        scope["extensions"] = {"websocket.http.response": {}}
+        if self.app_state is not None and "state" not in scope:
+            scope["state"] = self.app_state.copy()
+        self.scope = scope
+        if leftover:
+            self.pending.append(leftover)
+            self._pause_reading()
+
+        extensions = None
+        if config.ws_per_message_deflate:
+            from websockets.extensions.permessage_deflate import (
+                ServerPerMessageDeflateFactory,
+            )
+
+            extensions = [ServerPerMessageDeflateFactory()]
+        # state=OPEN: the request was parsed by the HTTP side, so the frame parser starts now;
+        # the handshake response is produced with accept() and written by us.
+        self.ws = ws = _ServerProtocol(
+            extensions=extensions,
+            select_subprotocol=_no_subprotocol,
+            state=State.OPEN,
+            max_size=config.ws_max_size,
+        )
+        path = scope.get("raw_path") or scope["path"].encode()
+        qs = scope.get("query_string") or b""
+        target = path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
+        request = Request(
+            target,
+            Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers),
+            method=scope.get("method", "GET"),
+            protocol="HTTP/" + scope.get("http_version", "1.1"),
+        )
+        response = ws.accept(request)
+        if response.status_code != 101:
+            # Malformed handshake (bad key/version...): answer without bothering the app.
+            self.phase = CLOSED
+            self.disconnect = {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
+            self._write_response(response)
+            self._log_access(response.status_code)
+            return
+        self.request, self.response = request, response
+        timeout = config.ws_handshake_timeout
+        if timeout:
+            self.timer = self.loop.call_later(timeout, self._handshake_timeout)
+        self.queue.append({"type": "websocket.connect"})
+        self.task = task = self.loop.create_task(self._run_app())
+        tasks = self.server_state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _handshake_timeout(self) -> None:
+        self.timer = None
+        if self.phase <= RESPONSE:
+            error_logger.error(
+                "WebSocket application did not accept or close within %ss",
+                self.config.ws_handshake_timeout,
+            )
+            self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Handshake timed out.\n")
+
+    def _accept(self, message: Message) -> None:
+        response, ws = self.response, self.ws
+        assert response is not None and ws is not None
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+            ws.subprotocol = subprotocol
+        self._add_headers(response.headers, message.get("headers") or ())
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.phase = OPEN
+        self.accepted = True
+        self.fast = not ws.extensions
+        self.transport.write(response.serialize())  # type: ignore[union-attr]
+        self._log_access(101)
+        self.request = self.response = None
+        interval = self.config.ws_ping_interval
+        if interval:
+            self.ping_timer = self.loop.call_later(interval, self._send_keepalive)
+        if self.pending:
+            data, self.pending = b"".join(self.pending), []
+            self._resume_reading()
+            self._receive(data)
+
+    def _reject(self, status: int, text: str) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        assert self.ws is not None
+        response = self.ws.reject(status, text)
+        self._add_headers(response.headers, ())
+        self._close_app_side(ABNORMAL, "")
+        self._write_response(response)
+        self._log_access(int(status))
+
+    def _write_response(self, response: Response) -> None:
+        transport = self.transport
+        if transport is not None and not self.closed_transport:
+            transport.write(response.serialize())
+            transport.close()
+        self.request = self.response = None
+
+    def _add_headers(self, target: Headers, extra: Any) -> None:
+        if self.config.server_header:
+            for name, value in self.server_state.default_headers:
+                if name.lower() == b"server":
+                    target["Server"] = value.decode("latin-1")
+        for name, value in extra:
+            target[name.decode("latin-1")] = value.decode("latin-1")
+
+    def _log_access(self, status: int) -> None:
+        if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
+            scope = self.scope
+            client = scope.get("client")
+            access_logger.info(
+                '%s - "WebSocket %s" %d',
+                f"{client[0]}:{client[1]}" if client else "-",
+                scope.get("path", ""),
+                status,
+            )
+
+    # -- incoming frames --------------------------------------------------------------------
+
+    def _receive(self, data: bytes) -> None:
+        ws = self.ws
+        assert ws is not None
+        ws.receive_data(data)
+        for frame in ws.events_received():
+            opcode = frame.opcode
+            if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
+                if self.phase is not OPEN:
+                    continue  # we are closing: the application no longer reads
+                if frame.fin and opcode is not OP_CONT:
+                    if opcode is OP_TEXT:
+                        try:
+                            text = frame.data.decode()
+                        except UnicodeDecodeError as exc:
+                            self._fail(ws, 1007, f"invalid UTF-8 at position {exc.start}")
+                            break
+                        self._deliver({"type": "websocket.receive", "text": text})
+                    else:
+                        self._deliver({"type": "websocket.receive", "bytes": bytes(frame.data)})
+                elif not self._fragment(ws, opcode, frame.data, frame.fin):
+                    break
+            elif opcode is OP_PONG:
+                if self.pong_timer is not None and frame.data == self.ping_payload:
+                    self.pong_timer.cancel()
+                    self.pong_timer = None
+            elif opcode is OP_CLOSE:
+                close = ws.close_rcvd
+                if close is not None:
+                    self._close_app_side(close.code, close.reason)
+        self._flush(ws)
+
+    def _fragment(self, ws: ServerProtocol, opcode: Opcode, data: bytes, fin: bool) -> bool:
+        if opcode is not OP_CONT:
+            self.frag_op = opcode
+            self.frag_parts = []
+            self.frag_decoder = (
+                codecs.getincrementaldecoder("utf-8")() if opcode is OP_TEXT else None
+            )
+        decoder = self.frag_decoder
+        if decoder is not None:
+            # Decode as fragments arrive so invalid UTF-8 fails fast, before the message ends.
+            try:
+                self.frag_parts.append(decoder.decode(data, fin))
+            except UnicodeDecodeError as exc:
+                self._fail(ws, 1007, f"invalid UTF-8 at position {exc.start}")
+                return False
+        else:
+            self.frag_parts.append(data)
+        if fin:
+            parts, self.frag_parts, self.frag_decoder = self.frag_parts, [], None
+            if self.frag_op is OP_TEXT:
+                self._deliver({"type": "websocket.receive", "text": "".join(parts)})
+            else:
+                self._deliver({"type": "websocket.receive", "bytes": b"".join(parts)})
+        return True
+
+    def _fail(self, ws: ServerProtocol, code: int, reason: str) -> None:
+        ws.fail(code, reason)
+        self._close_app_side(code, reason)
+
+    def _flush(self, ws: ServerProtocol) -> None:
+        """Write what the sans-I/O protocol produced (pongs, close frames, EOF)."""
+        writes = ws.data_to_send()
+        if not writes:
+            return
+        transport = self.transport
+        if transport is None or self.closed_transport:
+            return
+        for chunk in writes:
+            if chunk:
+                transport.write(chunk)
+            else:
+                # End of stream: after a closing handshake the server closes TCP first.
+                transport.close()
+                return
+        if ws.close_sent is not None and self.close_timer is None:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timeout)
+
+    def _close_timeout(self) -> None:
+        self.close_timer = None
+        if self.transport is not None and not self.closed_transport:
+            self.transport.abort()
+
+    # -- keepalive --------------------------------------------------------------------------
+
+    def _send_keepalive(self) -> None:
+        self.ping_timer = None
+        ws = self.ws
+        if ws is None or self.phase is not OPEN or self.closed_transport:
+            return
+        self.ping_payload = os.urandom(4)
+        ws.send_ping(self.ping_payload)
+        self._flush(ws)
+        timeout = self.config.ws_ping_timeout
+        if timeout:
+            if self.pong_timer is not None:
+                self.pong_timer.cancel()
+            self.pong_timer = self.loop.call_later(timeout, self._keepalive_timeout)
+        interval = self.config.ws_ping_interval
+        if interval:
+            self.ping_timer = self.loop.call_later(interval, self._send_keepalive)
+
+    def _keepalive_timeout(self) -> None:
+        self.pong_timer = None
+        ws = self.ws
+        if ws is None or self.closed_transport:
+            return
+        if self.phase is OPEN:
+            self._fail(ws, 1011, "keepalive ping timeout")
+            self._flush(ws)
+        if self.transport is not None and not self.closed_transport:
+            self.transport.close()
+
+    # -- application side -------------------------------------------------------------------
+
+    def _deliver(self, message: Message) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(message)
+                return
+        queue = self.queue
+        queue.append(message)
+        if len(queue) >= self.max_queue:
+            self._pause_reading()
+
+    def _close_app_side(self, code: int, reason: str) -> None:
+        """Stop exchanging messages with the app; it reads websocket.disconnect next."""
+        if self.phase is OPEN or self.phase is CLOSING:
+            self.fast = False
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self.phase = CLOSED
+        waiter = self.waiter
+        if waiter is not None and not self.queue:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(self.disconnect)
+
+    def _disconnected(self, code: int, reason: str) -> None:
+        if self.phase is not CLOSED:
+            self._close_app_side(code, reason)
+        self.fast = False
+
+    async def receive(self) -> Message:
+        queue = self.queue
+        if queue:
+            message = queue.popleft()
+            if self.read_paused and len(queue) < self.max_queue and self.phase >= OPEN:
+                self._resume_reading()
+            return message
+        if self.disconnect is not None and self.phase is CLOSED:
+            return self.disconnect
+        if self.waiter is not None:
+            raise RuntimeError("receive() called concurrently on one WebSocket connection")
+        self.waiter = waiter = self.loop.create_future()
+        try:
+            return await waiter
+        finally:
+            if self.waiter is waiter:
+                self.waiter = None
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            if self.phase is not OPEN:
+                self._not_open(kind)
+            if self.write_paused:
+                await self._drain()
+                if self.phase is not OPEN:
+                    self._not_open(kind)
+            text = message.get("text")
+            if text is not None:
+                payload = text.encode()
+                first = 0x81
+            else:
+                payload = message.get("bytes")
+                if payload is None:
+                    raise TypeError("websocket.send needs 'bytes' or 'text'")
+                first = 0x82
+            if self.fast:
+                size = len(payload)
+                if size <= _CONCAT_LIMIT:
+                    self.transport.write(_frame_header(first, size) + payload)  # type: ignore[union-attr]
+                else:
+                    self.transport.writelines((_frame_header(first, size), payload))  # type: ignore[union-attr]
+            else:
+                ws = self.ws
+                assert ws is not None
+                if first == 0x81:
+                    ws.send_text(payload)
+                else:
+                    ws.send_binary(payload)
+                self._flush(ws)
+        elif kind == "websocket.accept":
+            if self.phase is not HANDSHAKE:
+                self._not_open(kind)
+            self._accept(message)
+        elif kind == "websocket.close":
+            if self.phase is HANDSHAKE:
+                self._reject(HTTPStatus.FORBIDDEN, "WebSocket connection rejected.\n")
+            elif self.phase is OPEN:
+                self._close(message.get("code") or 1000, message.get("reason") or "")
+            elif self.phase is RESPONSE:
+                raise RuntimeError("websocket.close after websocket.http.response.start")
+            elif self.closed_transport:
+                raise ClientDisconnected("WebSocket connection is closed")
+            # else: closing handshake already under way; closing twice is harmless
+        elif kind == "websocket.http.response.start":
+            if self.phase is not HANDSHAKE:
+                self._not_open(kind)
+            self._start_denial(message)
+        elif kind == "websocket.http.response.body":
+            if self.phase is not RESPONSE:
+                self._not_open(kind)
+            self._denial_body(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message type for a WebSocket: {kind!r}")
+
+    def _not_open(self, kind: str) -> None:
+        if self.closed_transport or self.phase >= CLOSING or self.disconnect is not None:
+            raise ClientDisconnected(f"cannot send {kind}: the WebSocket connection is closed")
+        if self.phase is HANDSHAKE:
+            raise RuntimeError(f"cannot send {kind} before websocket.accept")
+        raise RuntimeError(f"unexpected {kind} in this state of the WebSocket connection")
+
+    def _close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        assert ws is not None
+        ws.send_close(code, reason)
+        self._close_app_side(code, reason)
+        self._flush(ws)
+
+    async def _drain(self) -> None:
+        waiter = self.loop.create_future()
+        self.drain_waiters.append(waiter)
+        await waiter
+
+    def _release_drain(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _start_denial(self, message: Message) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        status = int(message["status"])
+        headers = Headers()
+        self._add_headers(headers, ())
+        for name, value in message.get("headers") or ():
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+        self.phase = RESPONSE
+        self.denial = []
+        self.response = Response(status, _reason(status), headers, b"")
+
+    def _denial_body(self, message: Message) -> None:
+        assert self.denial is not None and self.response is not None
+        body = message.get("body") or b""
+        if body:
+            self.denial.append(body)
+        if message.get("more_body"):
+            return
+        response = self.response
+        body = b"".join(self.denial)
+        self.denial = None
+        if "Content-Length" not in response.headers:
+            response.headers["Content-Length"] = str(len(body))
+        response.headers["Connection"] = "close"
+        response = Response(response.status_code, response.reason_phrase, response.headers, body)
+        self._close_app_side(ABNORMAL, "")
+        self._write_response(response)
+        self._log_access(response.status_code)
+
+    async def _run_app(self) -> None:
+        try:
+            await self.config.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if not self.closed_transport:
+                self._app_failed(cancelled=True)
+            raise
+        except BaseException:
+            error_logger.exception("Exception in ASGI application")
+            self._app_failed()
+        else:
+            if self.phase is HANDSHAKE:
+                error_logger.error("ASGI application returned without accepting the WebSocket")
+                self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+            elif self.phase is RESPONSE:
+                error_logger.error("ASGI application returned before its response ended")
+                self._abort()
+            elif self.phase is OPEN:
+                self._close(1000, "")
+        finally:
+            self.app_done = True
+            self.scope = {}
+
+    def _app_failed(self, cancelled: bool = False) -> None:
+        if self.phase is HANDSHAKE:
+            self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        elif self.phase is RESPONSE:
+            self._abort()
+        elif self.phase is OPEN:
+            self._close(1011, "")
+
+    def _abort(self) -> None:
+        self._close_app_side(ABNORMAL, "")
+        if self.transport is not None and not self.closed_transport:
+            self.transport.abort()
+
+    def _cancel_app(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            error_logger.warning(
+                "WebSocket application still running %ss after the connection closed; "
+                "cancelling it",
+                self.config.application_close_timeout,
+            )
+            task.cancel()
+
+    # -- flow control & shutdown ------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed_transport:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.closed_transport:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def shutdown(self) -> None:
+        """Graceful close requested by the server: 1001 to the client and to the app."""
+        if self.closed_transport:
+            return
+        if self.phase is HANDSHAKE:
+            self._reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server shutting down.\n")
+            self.disconnect = {"type": "websocket.disconnect", "code": 1001, "reason": ""}
+        elif self.phase is RESPONSE:
+            pass  # let the denial response finish; the transport closes right after it
+        elif self.phase is OPEN:
+            self._close(1001, "server shutting down")
+        elif self.transport is not None and self.ws is not None and self.ws.close_sent is None:
+            self.transport.close()
+
+
+def _no_subprotocol(protocol: ServerProtocol, offered: Any) -> None:
+    # The application picks the subprotocol later, in websocket.accept.
+    return None
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
