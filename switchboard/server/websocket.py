@@ -428,14 +428,13 @@ class WebSocketProtocol(asyncio.Protocol):
         ws = self.ws
         if ws is None or self.phase is not OPEN or self.closed_transport:
             return
-        self.ping_payload = os.urandom(4)
-        ws.send_ping(self.ping_payload)
-        self._flush(ws)
-        timeout = self.config.ws_ping_timeout
-        if timeout:
-            if self.pong_timer is not None:
-                self.pong_timer.cancel()
-            self.pong_timer = self.loop.call_later(timeout, self._keepalive_timeout)
+        if self.pong_timer is None:  # else the previous ping is still waiting for its pong
+            self.ping_payload = os.urandom(4)
+            ws.send_ping(self.ping_payload)
+            self._flush(ws)
+            timeout = self.config.ws_ping_timeout
+            if timeout:
+                self.pong_timer = self.loop.call_later(timeout, self._keepalive_timeout)
         interval = self.config.ws_ping_interval
         if interval:
             self.ping_timer = self.loop.call_later(interval, self._send_keepalive)
