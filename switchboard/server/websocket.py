@@ -31,6 +31,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
+
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
 access_logger = logging.getLogger("switchboard.server.access")
@@ -123,6 +128,9 @@ class WebSocketProtocol(asyncio.Protocol):
         "closed_transport",
         "app_done",
         "accepted",
+        "fast_in",
+        "inbuf",
+        "max_size",
     )
 
     def __init__(self, config: Any, server_state: Any, app_state: dict | None = None) -> None:
@@ -158,6 +166,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self.closed_transport = False
         self.app_done = False
         self.accepted = False  # the 101 went out: bytes from the client are frames now
+        # True while incoming frames are parsed here (see _receive_fast); websockets has then
+        # seen no byte yet, so handing it the rest of the stream at a frame boundary is safe.
+        self.fast_in = False
+        self.inbuf = b""
+        self.max_size: int = config.ws_max_size or 1 << 62
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -193,7 +206,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._release_drain()
 
     def data_received(self, data: bytes) -> None:
-        if self.accepted:
+        if self.fast_in:
+            self._receive_fast(data)
+        elif self.accepted:
             self._receive(data)
         elif self.phase <= RESPONSE:
             # A client may not send frames before the 101; keep them, but not without bound.
@@ -203,6 +218,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         ws = self.ws
         if ws is not None and self.accepted:
+            if self.fast_in:
+                self._to_websockets(b"")
             ws.receive_eof()
             self._flush(ws)
         return None  # close the transport
@@ -287,7 +304,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.timer = None
         self.phase = OPEN
         self.accepted = True
-        self.fast = not ws.extensions
+        self.fast = self.fast_in = not ws.extensions
         self.transport.write(response.serialize())  # type: ignore[union-attr]
         self._log_access(101)
         self.request = self.response = None
@@ -297,7 +314,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.pending:
             data, self.pending = b"".join(self.pending), []
             self._resume_reading()
-            self._receive(data)
+            self.data_received(data)
 
     def _reject(self, status: int, text: str) -> None:
         if self.timer is not None:
@@ -337,6 +354,85 @@ class WebSocketProtocol(asyncio.Protocol):
             )
 
     # -- incoming frames --------------------------------------------------------------------
+
+    def _receive_fast(self, data: bytes) -> None:
+        """Parse complete, unfragmented, masked data/ping/pong frames without websockets.
+
+        This is the per-message hot path. Anything else (close, fragments, reserved bits,
+        protocol errors, big frames still arriving) goes to websockets from that frame on,
+        for the rest of the connection.
+        """
+        buf = self.inbuf + data if self.inbuf else data
+        self.inbuf = b""
+        size = len(buf)
+        pos = 0
+        while pos < size:
+            if size - pos < 2:
+                break
+            first = buf[pos]
+            second = buf[pos + 1]
+            opcode = first & 0x0F
+            length = second & 0x7F
+            if (
+                first & 0xF0 != 0x80  # FIN set, no reserved bits
+                or not second & 0x80  # clients must mask
+                or (opcode != 1 and opcode != 2 and (opcode < 9 or opcode > 10 or length > 125))
+            ):
+                self._to_websockets(buf[pos:])
+                return
+            if length < 126:
+                start = pos + 6
+            elif length == 126:
+                start = pos + 8
+                if size < start:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+            else:
+                start = pos + 14
+                if size < start:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            end = start + length
+            if end > size:
+                if length > 65536 or length > self.max_size:
+                    # websockets buffers big frames without re-copying, and rejects oversize
+                    self._to_websockets(buf[pos:])
+                    return
+                break
+            if length > self.max_size:
+                self._to_websockets(buf[pos:])
+                return
+            payload = apply_mask(buf[start:end], buf[start - 4 : start])
+            pos = end
+            if opcode == 1:
+                if self.phase is OPEN:
+                    try:
+                        text = payload.decode()
+                    except UnicodeDecodeError as exc:
+                        self.fast_in = False
+                        ws = self.ws
+                        assert ws is not None
+                        self._fail(ws, 1007, f"invalid UTF-8 at position {exc.start}")
+                        self._flush(ws)
+                        return
+                    self._deliver({"type": "websocket.receive", "text": text})
+            elif opcode == 2:
+                if self.phase is OPEN:
+                    self._deliver({"type": "websocket.receive", "bytes": payload})
+            elif opcode == 9:
+                if self.transport is not None and not self.closed_transport:
+                    self.transport.write(bytes((0x8A, length)) + payload)
+            elif self.pong_timer is not None and payload == self.ping_payload:
+                self.pong_timer.cancel()
+                self.pong_timer = None
+        if pos < size:
+            self.inbuf = buf[pos:]
+
+    def _to_websockets(self, data: bytes) -> None:
+        """From here on, websockets parses this connection's incoming bytes."""
+        self.fast_in = False
+        if data:
+            self._receive(data)
 
     def _receive(self, data: bytes) -> None:
         ws = self.ws
@@ -476,6 +572,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(self.disconnect)
+        if self.fast_in:  # the closing handshake is websockets' business
+            data, self.inbuf = self.inbuf, b""
+            self._to_websockets(data)
 
     def _disconnected(self, code: int, reason: str) -> None:
         if self.phase is not CLOSED:

@@ -378,3 +378,49 @@ async def test_permessage_deflate(running_server, enabled: bool) -> None:
             assert await ws.recv() == text
             await ws.send(b"\x01" * 5000)
             assert await ws.recv() == b"\x01" * 5000
+
+
+async def test_frames_split_at_every_byte(running_server) -> None:
+    async with running_server(APP) as addr:
+        raw = await RawClient.open(addr)
+        frames = [(0x1, "dribbled ✓".encode()), (0x2, os.urandom(300)), (0x9, b"p")]
+        for opcode, payload in frames:  # all in one write first
+            raw.send_frame(opcode, payload)
+        # then the same frames again, one byte per TCP write
+        wire = bytearray()
+        for opcode, payload in frames:
+            key = os.urandom(4)
+            size = len(payload)
+            head = (
+                bytes((0x80 | opcode, 0x80 | size))
+                if size < 126
+                else (struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size))
+            )
+            wire += head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        for i in range(len(wire)):
+            raw.writer.write(wire[i : i + 1])
+            await raw.writer.drain()
+            await asyncio.sleep(0)
+        got = [await raw.read_frame() for _ in range(6)]
+        # pongs go out at once, echoes when the app has run: compare each kind in order
+        assert [f for f in got if f[0] != 0xA] == [(0x1, frames[0][1]), (0x2, frames[1][1])] * 2
+        assert [f for f in got if f[0] == 0xA] == [(0xA, b"p")] * 2
+        raw.close()
+
+
+async def test_mixed_frames_in_one_write(running_server) -> None:
+    async with running_server(APP) as addr:
+        raw = await RawClient.open(addr, "/record?key=mixed")
+        raw.send_frame(0x1, b"one")
+        raw.send_frame(0x9, b"ping")
+        raw.send_frame(0x1, b"tw", fin=False)  # fragments: parsed by websockets from here on
+        raw.send_frame(0x9, b"between fragments")
+        raw.send_frame(0x0, b"o")
+        raw.send_frame(0x1, b"three")
+        got = [await raw.read_frame() for _ in range(5)]
+        assert [f for f in got if f[0] == 0x1] == [(0x1, b"one"), (0x1, b"two"), (0x1, b"three")]
+        assert [f for f in got if f[0] == 0xA] == [(0xA, b"ping"), (0xA, b"between fragments")]
+        raw.send_frame(0x8, struct.pack("!H", 4000) + b"done")
+        assert await raw.expect_close(4000) == "done"
+        result = await report(addr, "mixed")
+        assert (result["code"], result["reason"]) == (4000, "done")
