@@ -219,7 +219,8 @@ class WebSocketProtocol(asyncio.Protocol):
         ws = self.ws
         if ws is not None and self.accepted:
             if self.fast_in:
-                self._to_websockets(b"")
+                data, self.inbuf = self.inbuf, b""
+                self._to_websockets(data)
             ws.receive_eof()
             self._flush(ws)
         return None  # close the transport
@@ -463,6 +464,9 @@ class WebSocketProtocol(asyncio.Protocol):
                 close = ws.close_rcvd
                 if close is not None:
                     self._close_app_side(close.code, close.reason)
+        sent = ws.close_sent
+        if sent is not None and self.phase is OPEN:  # websockets failed the connection
+            self._close_app_side(sent.code, sent.reason)
         self._flush(ws)
 
     def _fragment(self, ws: ServerProtocol, opcode: Opcode, data: bytes, fin: bool) -> bool:
@@ -719,7 +723,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if not self.closed_transport:
                 self._app_failed(cancelled=True)
             raise
-        except BaseException:
+        except Exception:
             error_logger.exception("Exception in ASGI application")
             self._app_failed()
         else:
@@ -775,8 +779,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.closed_transport:
             return
         if self.phase is HANDSHAKE:
-            self._reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server shutting down.\n")
             self.disconnect = {"type": "websocket.disconnect", "code": 1001, "reason": ""}
+            self._reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server shutting down.\n")
         elif self.phase is RESPONSE:
             pass  # let the denial response finish; the transport closes right after it
         elif self.phase is OPEN:
