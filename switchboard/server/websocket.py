@@ -5,8 +5,12 @@ The HTTP protocol parses the upgrade request, builds the scope and hands the tra
 
 * the opening handshake is held until the application sends ``websocket.accept`` (101),
   ``websocket.close`` (403) or a ``websocket.http.response.*`` denial response;
-* frames are parsed by ``websockets.server.ServerProtocol`` (masking, control frames, close
-  handshake, size limits, permessage-deflate); messages are reassembled and UTF-8 checked here;
+* complete, unfragmented, masked data/ping/pong frames (the per-message hot path) are
+  unmasked and dispatched here; at the first frame that is anything else (close, fragments,
+  reserved bits, errors, big frames still arriving, any extension) the rest of the stream goes
+  to ``websockets.server.ServerProtocol``, which then handles masking, control frames, the
+  closing handshake, size limits and permessage-deflate; messages it yields are reassembled
+  and UTF-8 checked here;
 * outgoing data frames without extensions are framed here and written straight to the
   transport, because that is the hot path of every echo/broadcast workload;
 * one task per connection (the application); incoming messages sit in a deque with a single
