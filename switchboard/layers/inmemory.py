@@ -1,0 +1,268 @@
+"""A channel layer that lives in one process: for development, tests and single-process sites.
+
+Design, for speed and bounded memory:
+
+* Each channel is a deque of ``(expires_at, message)`` plus a deque of waiting receivers'
+  futures. A send to a channel somebody is waiting on hands the message straight to that
+  future: no queue object, no task per wait.
+* Expired messages are dropped lazily whenever a channel is touched, and a cheap periodic
+  sweep (a loop timer, not a task) drops them from channels nobody touches. A channel's
+  structure is removed as soon as it holds no message and no waiter, so channels nobody
+  reads cost nothing once their messages expire.
+* Group memberships carry their own expiry (``group_expiry``), renewed by ``group_add``.
+
+Copying: every receiver gets its own message, so neither the sender nor another receiver can
+change it afterwards. A full ``copy.deepcopy`` is slow, so :func:`copy_message` copies the
+top-level dict and deep-copies only values that may be mutable (lists, dicts, sets, custom
+objects); strings, numbers, bytes and ``None`` are shared because they cannot change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+from switchboard.exceptions import ChannelFull
+from switchboard.layers.base import BaseChannelLayer
+
+__all__ = ["InMemoryChannelLayer", "copy_message"]
+
+# Values of these exact types can be shared between copies: nobody can mutate them.
+_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None), complex})
+
+
+def copy_message(message: dict[str, Any]) -> dict[str, Any]:
+    """An independent copy of ``message``, deep-copying only values that could be mutated."""
+    return {
+        key: value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+        for key, value in message.items()
+    }
+
+
+class _Channel:
+    """Messages waiting in one channel, and the receivers waiting for them.
+
+    Invariant: receivers only wait while ``messages`` is empty.
+    """
+
+    __slots__ = ("capacity", "messages", "waiters")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.messages: deque[tuple[float, dict[str, Any]]] = deque()
+        self.waiters: deque[asyncio.Future[dict[str, Any]]] = deque()
+
+    def drop_expired(self, now: float) -> None:
+        # All messages in a layer share one expiry, so the oldest expire first.
+        messages = self.messages
+        while messages and messages[0][0] <= now:
+            messages.popleft()
+
+    def hand_to_waiter(self, message: dict[str, Any]) -> bool:
+        """Give ``message`` to the longest-waiting live receiver; False when there is none."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(message)
+                return True
+        return False
+
+    @property
+    def idle(self) -> bool:
+        return not self.messages and not self.waiters
+
+
+class InMemoryChannelLayer(BaseChannelLayer):
+    """Channels and groups held in this process's memory (see the module docstring)."""
+
+    extensions = ("groups", "flush")
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[Any, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            expiry=expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+            group_expiry=group_expiry,
+            **kwargs,
+        )
+        self.channels: dict[str, _Channel] = {}
+        self.groups: dict[str, dict[str, float]] = {}
+        # Random per instance (unique across processes), counter within it (unique here).
+        self._name_token = secrets.token_hex(6)
+        self._name_counter = itertools.count(1)
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        # Sweeping more often than messages can expire would only burn CPU.
+        self.sweep_interval = min(max(float(expiry), 0.01), 60.0)
+
+    # -- channels ----------------------------------------------------------
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Put ``message`` on ``channel``; raises ChannelFull when the channel is at capacity."""
+        self.require_valid_message(message)
+        self.require_valid_channel_name(channel)
+        if not self._deliver(channel, copy_message(message), time.monotonic()):
+            raise ChannelFull(channel)
+
+    def _deliver(self, name: str, message: dict[str, Any], now: float) -> bool:
+        """Store or hand over an already-copied message; False when the channel is full."""
+        chan = self.channels.get(name)
+        if chan is None:
+            chan = self.channels[name] = _Channel(self.get_capacity(name))
+        elif chan.waiters and chan.hand_to_waiter(message):
+            return True
+        else:
+            chan.drop_expired(now)
+        if len(chan.messages) >= chan.capacity:
+            return False
+        chan.messages.append((now + self.expiry, message))
+        self._arm_sweep()
+        return True
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The oldest unexpired message on ``channel``, waiting for one if there is none.
+
+        Cancelling a waiting receive loses nothing: a message already handed to it goes back
+        to the front of the channel (or to the next waiting receiver).
+        """
+        self.require_valid_channel_name(channel, receive=True)
+        chan = self.channels.get(channel)
+        if chan is None:
+            chan = self.channels[channel] = _Channel(self.get_capacity(channel))
+        else:
+            chan.drop_expired(time.monotonic())
+            if chan.messages:
+                message = chan.messages.popleft()[1]
+                if chan.idle:
+                    del self.channels[channel]
+                return message
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        chan.waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Handed over just as we were cancelled: give it back, in its place.
+                message = waiter.result()
+                if not chan.hand_to_waiter(message):
+                    chan.messages.appendleft((time.monotonic() + self.expiry, message))
+                    self._arm_sweep()
+            raise
+        finally:
+            try:
+                chan.waiters.remove(waiter)
+            except ValueError:
+                pass
+            # A flush may have replaced the structure; only drop the one we used.
+            if chan.idle and self.channels.get(channel) is chan:
+                del self.channels[channel]
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A channel name no other ``new_channel`` call returns: ``<prefix>.inmemory!<id>``."""
+        name = f"{prefix}.inmemory!{self._name_token}{next(self._name_counter)}"
+        self.require_valid_channel_name(name)
+        return name
+
+    # -- groups ------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (or renew its membership for another ``group_expiry``)."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self.groups.setdefault(group, {})[channel] = time.monotonic() + self.group_expiry
+        self._arm_sweep()
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        members = self.groups.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del self.groups[group]
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send a copy of ``message`` to every member; members whose channel is full miss it."""
+        self.require_valid_message(message)
+        self.require_valid_group_name(group)
+        members = self.groups.get(group)
+        if not members:
+            return
+        now = time.monotonic()
+        expired = []
+        deliver = self._deliver
+        for channel, expires_at in members.items():
+            if expires_at <= now:
+                expired.append(channel)
+            else:
+                deliver(channel, copy_message(message), now)
+        for channel in expired:
+            del members[channel]
+        if not members:
+            del self.groups[group]
+
+    # -- housekeeping ------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Drop every message and group; receivers already waiting keep waiting."""
+        self.groups.clear()
+        for name, chan in list(self.channels.items()):
+            chan.messages.clear()
+            if not chan.waiters:
+                del self.channels[name]
+
+    async def close(self) -> None:
+        self._cancel_sweep()
+
+    def sweep(self, now: float | None = None) -> None:
+        """Drop expired messages and memberships and the structures they leave empty."""
+        now = time.monotonic() if now is None else now
+        for name, chan in list(self.channels.items()):
+            if chan.waiters:
+                continue  # Waiting means its messages are empty already.
+            chan.drop_expired(now)
+            if not chan.messages:
+                del self.channels[name]
+        for group, members in list(self.groups.items()):
+            for channel in [c for c, expires_at in members.items() if expires_at <= now]:
+                del members[channel]
+            if not members:
+                del self.groups[group]
+
+    def _arm_sweep(self) -> None:
+        # One timer per layer while it holds anything that can expire; re-armed on a new loop.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._sweep_handle is not None and self._sweep_loop is loop:
+            return
+        self._cancel_sweep()
+        self._sweep_loop = loop
+        self._sweep_handle = loop.call_later(self.sweep_interval, self._timed_sweep)
+
+    def _timed_sweep(self) -> None:
+        self._sweep_handle = None
+        self._sweep_loop = None
+        self.sweep()
+        if any(chan.messages for chan in self.channels.values()) or self.groups:
+            self._arm_sweep()
+
+    def _cancel_sweep(self) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        self._sweep_handle = None
+        self._sweep_loop = None
