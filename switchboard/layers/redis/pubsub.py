@@ -1,0 +1,176 @@
+"""The per-process subscriber: one pub/sub connection per shard, re-subscribed after loss.
+
+Subscriptions live here as plain state (the set of wanted channels), so after a
+Redis restart or a dropped connection the reader reconnects with jittered
+exponential backoff and subscribes to every one of them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from switchboard.layers.redis.connection import Shard, backoff_delays
+
+logger = logging.getLogger("switchboard.layers.redis")
+
+# How long subscribe() waits for the server's confirmation before giving up on waiting
+# (the subscription stays wanted and is made on the next reconnect).
+CONFIRM_TIMEOUT = 5.0
+
+_DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError, EOFError)
+
+
+class Subscriber:
+    """Reads one shard's pub/sub connection and hands each message to ``on_message``.
+
+    ``sharded``: use SSUBSCRIBE/SUNSUBSCRIBE (Redis Cluster sharded pub/sub).
+    """
+
+    def __init__(
+        self,
+        shard: Shard,
+        on_message: Callable[[bytes, bytes], None],
+        sharded: bool = False,
+    ) -> None:
+        self.shard = shard
+        self.on_message = on_message
+        self.wanted: set[bytes] = set()
+        self._sub, self._unsub = (
+            ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
+        )
+        self._confirm_kind = b"ssubscribe" if sharded else b"subscribe"
+        self._message_kind = b"smessage" if sharded else b"message"
+        self._conn = None
+        self._task: asyncio.Task | None = None
+        self._confirmations: dict[bytes, list[asyncio.Future]] = {}
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._closed = False
+
+    def start(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def subscribe(self, channel: str) -> None:
+        name = channel.encode()
+        if name in self.wanted:
+            return
+        self.wanted.add(name)
+        self.start()
+        if not self.connected.is_set():
+            # The reader subscribes to everything wanted as soon as it (re)connects.
+            try:
+                await asyncio.wait_for(self._confirm(name, send=False), CONFIRM_TIMEOUT)
+            except asyncio.TimeoutError:
+                logger.warning(
+                    "Redis %r unreachable; %s will be subscribed on reconnect", self.shard, channel
+                )
+            return
+        try:
+            await asyncio.wait_for(self._confirm(name, send=True), CONFIRM_TIMEOUT)
+        except (asyncio.TimeoutError, *_DISCONNECTS):
+            # The reader notices the broken connection and re-subscribes everything.
+            logger.warning("Subscription to %s not confirmed yet; will retry on reconnect", channel)
+
+    async def _confirm(self, name: bytes, send: bool) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(name, []).append(fut)
+        try:
+            if send and self._conn is not None:
+                await self._conn.send_command(self._sub, name)
+            await fut
+        finally:
+            waiters = self._confirmations.get(name)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._confirmations[name]
+
+    async def unsubscribe(self, channel: str) -> None:
+        name = channel.encode()
+        if name not in self.wanted:
+            return
+        self.wanted.discard(name)
+        if self._conn is not None and self.connected.is_set():
+            try:
+                await self._conn.send_command(self._unsub, name)
+            except _DISCONNECTS:
+                pass  # a reconnect only re-subscribes what is still wanted
+
+    async def _run(self) -> None:
+        delays = backoff_delays()
+        first = True
+        while not self._closed:
+            try:
+                self._conn = await self.shard.pubsub_connection()
+                if self.wanted:
+                    await self._conn.send_command(self._sub, *sorted(self.wanted))
+                self.connected.set()
+                if not first:
+                    self.reconnects += 1
+                    logger.warning(
+                        "Reconnected to Redis %r; re-subscribed %d channel(s)/group(s)",
+                        self.shard,
+                        len(self.wanted),
+                    )
+                first = False
+                delays = backoff_delays()
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except (*_DISCONNECTS, RedisError) as exc:
+                self.connected.clear()
+                delay = next(delays)
+                logger.warning(
+                    "Lost Redis pub/sub connection to %r (%s); reconnecting in %.2fs",
+                    self.shard,
+                    exc,
+                    delay,
+                )
+                await self._drop_connection()
+                await asyncio.sleep(delay)
+
+    async def _read(self) -> None:
+        conn = self._conn
+        on_message = self.on_message
+        message_kind = self._message_kind
+        while True:
+            # math.inf: block without socket_timeout (a quiet channel is not a dead one).
+            reply = await conn.read_response(disable_decoding=True, timeout=math.inf)
+            kind = reply[0]
+            if kind == message_kind:
+                try:
+                    on_message(reply[1], reply[2])
+                except Exception:  # noqa: BLE001 - one bad message must not stop the reader
+                    logger.exception("Dropped an undeliverable message on %r", reply[1])
+            elif kind == self._confirm_kind:
+                for fut in self._confirmations.get(reply[1], ()):
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.disconnect()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+    async def close(self) -> None:
+        self._closed = True
+        self.connected.clear()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._task = None
+        await self._drop_connection()
