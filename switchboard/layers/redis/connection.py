@@ -63,13 +63,34 @@ def backoff_delays(base: float = 0.05, cap: float = 2.0):
 class Shard:
     """One Redis server (or the master behind Sentinel). Loop-bound: build it inside the loop."""
 
+    cluster = False
+
     def __init__(
-        self, kwargs: dict[str, Any], sentinel: Any = None, service_name: str = ""
+        self,
+        kwargs: dict[str, Any],
+        sentinel: Any = None,
+        service_name: str = "",
+        startup_nodes: list[tuple[str, int]] | None = None,
     ) -> None:
         self.kwargs = kwargs
         self._sentinel = sentinel
         self._service_name = service_name
-        if sentinel is not None:
+        if startup_nodes:
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            self.cluster = True
+            options = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
+            options.pop("connection_class", None)
+            self.client = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in startup_nodes], **options
+            )
+            # Blocking reads hold a node connection each while they wait.
+            self.blocking = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in startup_nodes],
+                max_connections=2**16,
+                **options,
+            )
+        elif sentinel is not None:
             self.client: Redis = sentinel.master_for(service_name, **kwargs)
             self.blocking: Redis = sentinel.master_for(service_name, **kwargs)
         else:
@@ -88,14 +109,22 @@ class Shard:
         self._tasks: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:
+        if self.cluster:
+            return "<Shard cluster>"
         if self._sentinel is not None:
             return f"<Shard sentinel:{self._service_name}>"
         where = self.kwargs.get("path") or f"{self.kwargs.get('host')}:{self.kwargs.get('port')}"
         return f"<Shard {where}>"
 
-    async def pubsub_connection(self) -> Connection:
-        """A fresh, dedicated connection for SUBSCRIBE (never returned to a pool)."""
-        if self._sentinel is not None:
+    async def pubsub_connection(self, node: tuple[str, int] | None = None) -> Connection:
+        """A fresh, dedicated connection for SUBSCRIBE (never returned to a pool);
+        ``node``: the cluster node owning the shard channels to subscribe to."""
+        if node is not None:
+            kwargs = {k: v for k, v in self.kwargs.items() if k not in ("host", "port", "db")}
+            kwargs["protocol"] = 2
+            cls = kwargs.pop("connection_class", Connection)
+            conn = cls(host=node[0], port=node[1], **kwargs)
+        elif self._sentinel is not None:
             host, port = await self._sentinel.discover_master(self._service_name)
             kwargs = {k: v for k, v in self.kwargs.items() if k != "connection_class"}
             kwargs["protocol"] = 2
@@ -186,6 +215,6 @@ class Shard:
         self._pending.clear()
         await self.client.aclose()
         await self.blocking.aclose()
-        if self._sentinel is None:
+        if self._sentinel is None and not self.cluster:
             await self.client.connection_pool.disconnect()
             await self.blocking.connection_pool.disconnect()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import logging
 import re
 import secrets
@@ -29,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.exceptions import ChannelFull
@@ -71,6 +72,14 @@ def process_token(channel: str) -> str | None:
         return None
     dot = channel.rfind(".", 0, bang)
     return channel[dot + 1 : bang]
+
+
+class _Script:
+    __slots__ = ("script", "sha")
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
 
 
 class _LocalQueue:
@@ -122,8 +131,8 @@ class _LoopState:
         self.tasks: set[asyncio.Task] = set()
         self.dropped = 0
         self._last_drop_log = 0.0
-        self.list_script = self.shards[0].client.register_script(LIST_SEND_SCRIPT)
-        self.stream_script = self.shards[0].client.register_script(streams.SEND_SCRIPT)
+        self.list_script = _Script(LIST_SEND_SCRIPT)
+        self.stream_script = _Script(streams.SEND_SCRIPT)
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
         self.closed = False
 
@@ -132,10 +141,21 @@ class _LoopState:
     def shard_for(self, routing_key: str) -> int:
         return shard_index(routing_key, len(self.shards))
 
-    def subscriber(self, index: int) -> Subscriber:
-        sub = self.subscribers.get(index)
+    async def subscriber(self, pubsub: str, routing_key: str) -> Subscriber:
+        """The subscriber for ``pubsub``: per shard, or per node owning its slot on Cluster."""
+        shard = self.shards[self.shard_for(routing_key)]
+        node = None
+        if shard.cluster:
+            await shard.client.initialize()
+            owner = shard.client.get_node_from_key(pubsub)
+            node = (owner.host, int(owner.port))
+            key: Any = node
+        else:
+            key = self.shards.index(shard)
+        sub = self.subscribers.get(key)
         if sub is None:
-            sub = self.subscribers[index] = Subscriber(self.shards[index], self.on_message)
+            sub = Subscriber(shard, self.on_message, sharded=shard.cluster, node=node)
+            self.subscribers[key] = sub
             sub.start()
         return sub
 
@@ -144,7 +164,22 @@ class _LoopState:
             return
         self.process_subscribed = True
         self.routes[self.process_pubsub.encode()] = None
-        await self.subscriber(self.shard_for(self.pid)).subscribe(self.process_pubsub)
+        sub = await self.subscriber(self.process_pubsub, self.pid)
+        await sub.subscribe(self.process_pubsub)
+
+    def publish(self, routing_key: str, pubsub: str, data: bytes) -> asyncio.Future:
+        shard = self.shards[self.shard_for(routing_key)]
+        # Cluster: sharded pub/sub, so a message only travels to the node owning its slot.
+        return shard.command("SPUBLISH" if shard.cluster else "PUBLISH", pubsub, data)
+
+    async def eval(self, index: int, script: Any, key: str, *args: Any) -> Any:
+        """Run a Lua script through the shard's coalescing pipeline (EVALSHA, loading it
+        once if the server does not know it, e.g. after a restart)."""
+        shard = self.shards[index]
+        try:
+            return await shard.command("EVALSHA", script.sha, 1, key, *args)
+        except NoScriptError:
+            return await shard.command("EVAL", script.script, 1, key, *args)
 
     # -- local delivery -------------------------------------------------------
 
@@ -265,6 +300,7 @@ class RedisChannelLayer(BaseChannelLayer):
         sentinels: Iterable[tuple[str, int]] | None = None,
         service_name: str | None = None,
         sentinel_kwargs: dict[str, Any] | None = None,
+        cluster: bool = False,
         at_least_once_channels: Iterable[str] = (),
         redelivery_timeout: float = 30.0,
         random_prefix_length: int = 12,  # accepted for channels_redis settings; unused
@@ -291,6 +327,13 @@ class RedisChannelLayer(BaseChannelLayer):
             raise ValueError("hosts must be a list of hosts, not a single string")
         if not host_list and not self.sentinels:
             raise ValueError("hosts must name at least one Redis server")
+        if any(isinstance(h, str) and h.startswith("redis+cluster://") for h in host_list):
+            cluster = True
+            host_list = [
+                "redis://" + h[len("redis+cluster://") :] if isinstance(h, str) else h
+                for h in host_list
+            ]
+        self.cluster = cluster
         self.hosts = [parse_host(h) for h in host_list]
         self._serializer = Serializer(symmetric_encryption_keys)
         self.at_least_once = [re.compile(fnmatch.translate(p)) for p in at_least_once_channels]
@@ -307,6 +350,10 @@ class RedisChannelLayer(BaseChannelLayer):
             options = {k: v for k, v in options.items() if k not in ("host", "port")}
             sentinel = Sentinel(self.sentinels, sentinel_kwargs=self.sentinel_kwargs)
             return [Shard(options, sentinel=sentinel, service_name=self.service_name)]
+        if self.cluster:
+            # All hosts are startup nodes of ONE cluster; the cluster does the sharding.
+            nodes = [(h.get("host", "localhost"), int(h.get("port", 6379))) for h in self.hosts]
+            return [Shard(self.hosts[0], startup_nodes=nodes)]
         return [Shard(kwargs) for kwargs in self.hosts]
 
     def _new_groups(self):
@@ -328,7 +375,9 @@ class RedisChannelLayer(BaseChannelLayer):
         return any(p.match(channel) for p in self.at_least_once)
 
     def _key(self, kind: str, name: str) -> str:
-        return f"{self.prefix}:{kind}:{name}"
+        # The name is a Cluster hash tag: a channel's list and stream share one slot, and
+        # the slot depends on the channel alone (never on the prefix).
+        return f"{self.prefix}:{kind}:{{{name}}}"
 
     # -- the API ----------------------------------------------------------------
 
@@ -352,12 +401,10 @@ class RedisChannelLayer(BaseChannelLayer):
                     raise ChannelFull(channel)
                 return
             data = self._serializer.dumps([channel, expires, message])
-            shard = state.shards[state.shard_for(token)]
-            await shard.command("PUBLISH", f"{self.prefix}:p:{token}", data)
+            await state.publish(token, f"{self.prefix}:p:{token}", data)
             return
         data = self._serializer.dumps([channel, expires, message])
         index = state.shard_for(channel)
-        client = state.shards[index].client
         ttl = int(self.expiry) + 1
         if self._durable(channel):
             key = self._key("s", channel)
@@ -366,9 +413,7 @@ class RedisChannelLayer(BaseChannelLayer):
         else:
             key = self._key("c", channel)
             script = state.list_script
-        stored = await script(
-            keys=[key], args=[data, self.get_capacity(channel), ttl], client=client
-        )
+        stored = await state.eval(index, script, key, data, self.get_capacity(channel), ttl)
         if not stored:
             raise ChannelFull(channel)
 
@@ -488,7 +533,8 @@ class RedisChannelLayer(BaseChannelLayer):
         name = pubsub.encode()
         if name not in state.routes:
             state.routes[name] = group
-            await state.subscriber(state.shard_for(group_routing_key(group))).subscribe(pubsub)
+            sub = await state.subscriber(pubsub, group_routing_key(group))
+            await sub.subscribe(pubsub)
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
@@ -500,15 +546,17 @@ class RedisChannelLayer(BaseChannelLayer):
     async def _unsubscribe_group(self, state: _LoopState, group: str) -> None:
         pubsub = self._key("g", group)
         state.routes.pop(pubsub.encode(), None)
-        await state.subscriber(state.shard_for(group_routing_key(group))).unsubscribe(pubsub)
+        sub = await state.subscriber(pubsub, group_routing_key(group))
+        await sub.unsubscribe(pubsub)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         self.require_valid_group_name(group)
         self.require_valid_message(message)
         state = self._state()
         data = self._serializer.dumps([None, time.time() + self.expiry, message])
-        shard = state.shards[state.shard_for(group_routing_key(group))]
-        published = shard.command("PUBLISH", self._key("g", group), data)
+        routing_key = group_routing_key(group)
+        shard = state.shards[state.shard_for(routing_key)]
+        published = state.publish(routing_key, self._key("g", group), data)
         if shard.healthy and shard.backlog < GROUP_SEND_BACKLOG:
             # The PUBLISH leaves in this loop tick's pipeline; not waiting for its reply
             # keeps group_send O(1) for the caller even when this very process is busy

@@ -38,13 +38,17 @@ class Subscriber:
         shard: Shard,
         on_message: Callable[[bytes, bytes], None],
         sharded: bool = False,
+        node: tuple[str, int] | None = None,
     ) -> None:
         self.shard = shard
+        self.node = node
         self.on_message = on_message
         self.wanted: set[bytes] = set()
         self._sub, self._unsub = (
             ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         )
+        self._sharded = sharded
+        self._where = f"{node[0]}:{node[1]}" if node else repr(shard)
         self._confirm_kind = b"ssubscribe" if sharded else b"subscribe"
         self._message_kind = b"smessage" if sharded else b"message"
         self._conn = None
@@ -70,7 +74,7 @@ class Subscriber:
                 await asyncio.wait_for(self._confirm(name, send=False), CONFIRM_TIMEOUT)
             except asyncio.TimeoutError:
                 logger.warning(
-                    "Redis %r unreachable; %s will be subscribed on reconnect", self.shard, channel
+                    "Redis %s unreachable; %s will be subscribed on reconnect", self._where, channel
                 )
             return
         try:
@@ -109,15 +113,20 @@ class Subscriber:
         first = True
         while not self._closed:
             try:
-                self._conn = await self.shard.pubsub_connection()
+                self._conn = await self.shard.pubsub_connection(self.node)
                 if self.wanted:
-                    await self._conn.send_command(self._sub, *sorted(self.wanted))
+                    if self._sharded:
+                        # Shard channels in one SSUBSCRIBE must share a slot: one each.
+                        for name in sorted(self.wanted):
+                            await self._conn.send_command(self._sub, name)
+                    else:
+                        await self._conn.send_command(self._sub, *sorted(self.wanted))
                 self.connected.set()
                 if not first:
                     self.reconnects += 1
                     logger.warning(
-                        "Reconnected to Redis %r; re-subscribed %d channel(s)/group(s)",
-                        self.shard,
+                        "Reconnected to Redis %s; re-subscribed %d channel(s)/group(s)",
+                        self._where,
                         len(self.wanted),
                     )
                 first = False
@@ -129,8 +138,8 @@ class Subscriber:
                 self.connected.clear()
                 delay = next(delays)
                 logger.warning(
-                    "Lost Redis pub/sub connection to %r (%s); reconnecting in %.2fs",
-                    self.shard,
+                    "Lost Redis pub/sub connection to %s (%s); reconnecting in %.2fs",
+                    self._where,
                     exc,
                     delay,
                 )
