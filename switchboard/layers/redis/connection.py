@@ -16,12 +16,15 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # Command connections per shard: enough to overlap a few pipelines, far below any server limit.
 COMMAND_CONNECTIONS = 4
+# Times a batch is resent after its connection turned out closed.
+RESEND_ATTEMPTS = 3
 # Largest number of commands packed into one pipeline.
 MAX_BATCH = 1000
 
@@ -166,32 +169,37 @@ class Shard:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future]]) -> list[Any]:
+        if len(batch) == 1:
+            try:
+                return [await self.client.execute_command(*batch[0][0])]
+            except ResponseError as exc:  # the command's own error, not the connection's
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        return await pipe.execute(raise_on_error=False)
+
     async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future]]) -> None:
         try:
-            if len(batch) == 1:
-                args, fut = batch[0]
+            delays = backoff_delays()
+            for attempt in range(RESEND_ATTEMPTS + 1):
                 try:
-                    result = await self.client.execute_command(*args)
-                except Exception as exc:  # noqa: BLE001 - handed to the caller
-                    self.healthy = not isinstance(exc, _DISCONNECTS)
-                    if not fut.done():
-                        fut.set_exception(exc)
-                else:
-                    self.healthy = True
-                    if not fut.done():
-                        fut.set_result(result)
-                return
-            pipe = self.client.pipeline(transaction=False)
-            for args, _ in batch:
-                pipe.execute_command(*args)
-            try:
-                results = await pipe.execute(raise_on_error=False)
-            except Exception as exc:  # noqa: BLE001 - the whole batch failed
-                self.healthy = not isinstance(exc, _DISCONNECTS)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                return
+                    results = await self._execute(batch)
+                    break
+                except RedisConnectionError as exc:
+                    # Typically a pooled connection the server closed (restart, idle
+                    # timeout): redis-py reconnects on the next use, so resend. Rarely the
+                    # server died mid-batch, and a resend may then duplicate a message;
+                    # duplicates beat silent loss here.
+                    if attempt < RESEND_ATTEMPTS:
+                        await asyncio.sleep(next(delays))
+                        continue
+                    self._fail(batch, exc)
+                    return
+                except Exception as exc:  # noqa: BLE001 - handed to every caller
+                    self._fail(batch, exc)
+                    return
             self.healthy = True
             for (_, fut), result in zip(batch, results, strict=True):
                 if fut.done():
@@ -205,6 +213,12 @@ class Shard:
             if self._pending and not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
+
+    def _fail(self, batch: list[tuple[tuple[Any, ...], asyncio.Future]], exc: Exception) -> None:
+        self.healthy = not isinstance(exc, _DISCONNECTS)
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -63,39 +63,37 @@ class Subscriber:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def subscribe(self, channel: str) -> None:
+        """Subscribe and wait for the server's confirmation, so a publish that follows is
+        seen. If Redis is unreachable it returns after logging: the channel stays wanted
+        and is subscribed as soon as the reader reconnects."""
         name = channel.encode()
         if name in self.wanted:
             return
         self.wanted.add(name)
         self.start()
-        if not self.connected.is_set():
-            # The reader subscribes to everything wanted as soon as it (re)connects.
-            try:
-                await asyncio.wait_for(self._confirm(name, send=False), CONFIRM_TIMEOUT)
-            except asyncio.TimeoutError:
-                logger.warning(
-                    "Redis %s unreachable; %s will be subscribed on reconnect", self._where, channel
-                )
-            return
-        try:
-            await asyncio.wait_for(self._confirm(name, send=True), CONFIRM_TIMEOUT)
-        except (asyncio.TimeoutError, *_DISCONNECTS):
-            # The reader notices the broken connection and re-subscribes everything.
-            logger.warning("Subscription to %s not confirmed yet; will retry on reconnect", channel)
-
-    async def _confirm(self, name: bytes, send: bool) -> None:
         fut = asyncio.get_running_loop().create_future()
         self._confirmations.setdefault(name, []).append(fut)
         try:
-            if send and self._conn is not None:
+            if self.connected.is_set() and self._conn is not None:
+                # Otherwise the reader subscribes everything wanted once it (re)connects.
                 await self._conn.send_command(self._sub, name)
-            await fut
+            await asyncio.wait_for(asyncio.shield(fut), CONFIRM_TIMEOUT)
+        except (asyncio.TimeoutError, RedisError, OSError, AttributeError) as exc:
+            # AttributeError: redis-py's connection was torn down under us by the reader.
+            logger.warning(
+                "Redis %s unreachable (%r); %s will be subscribed on reconnect",
+                self._where,
+                exc,
+                channel,
+            )
         finally:
             waiters = self._confirmations.get(name)
             if waiters and fut in waiters:
                 waiters.remove(fut)
                 if not waiters:
                     del self._confirmations[name]
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: no "never retrieved" noise
 
     async def unsubscribe(self, channel: str) -> None:
         name = channel.encode()
@@ -105,7 +103,7 @@ class Subscriber:
         if self._conn is not None and self.connected.is_set():
             try:
                 await self._conn.send_command(self._unsub, name)
-            except _DISCONNECTS:
+            except (*_DISCONNECTS, AttributeError):
                 pass  # a reconnect only re-subscribes what is still wanted
 
     async def _run(self) -> None:
@@ -136,6 +134,10 @@ class Subscriber:
                 raise
             except (*_DISCONNECTS, RedisError) as exc:
                 self.connected.clear()
+                for waiters in self._confirmations.values():
+                    for fut in waiters:
+                        if not fut.done():
+                            fut.set_exception(RedisConnectionError(str(exc)))
                 delay = next(delays)
                 logger.warning(
                     "Lost Redis pub/sub connection to %s (%s); reconnecting in %.2fs",
