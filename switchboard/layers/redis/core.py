@@ -279,11 +279,23 @@ class RedisChannelLayer(BaseChannelLayer):
     ``prefix``, ``expiry``, ``capacity``, ``channel_capacity``, ``group_expiry``:
     as in Channels. ``symmetric_encryption_keys``: list of secrets; payloads are
     Fernet-encrypted with the first, decrypted with any.
-    ``sentinels`` + ``service_name`` (+ ``sentinel_kwargs``): find the master via Sentinel.
+    ``cluster=True`` (or hosts written ``"redis+cluster://host:port"``): the hosts are
+    startup nodes of one Redis Cluster; groups and process channels use sharded pub/sub
+    (SSUBSCRIBE/SPUBLISH, one subscriber connection per node owning a slot in use).
+    ``sentinels`` + ``service_name`` (+ ``sentinel_kwargs``): find the master via Sentinel;
+    after a failover every connection re-discovers the master.
     ``at_least_once_channels``: glob patterns of worker channels delivered through
     Redis Streams; receivers call ``await layer.ack(channel, message)`` after handling
     (or the next ``receive`` on that channel acknowledges the previous message);
     unacknowledged messages go to another reader after ``redelivery_timeout`` seconds.
+    Every process must use the same ``prefix``, ``hosts`` order and
+    ``at_least_once_channels``: they decide where a channel lives.
+
+    Delivery guarantees: process channels and groups are at-most-once (pub/sub; a full
+    receiving queue drops and logs), worker lists are exactly-once-or-expired, streams
+    at-least-once. ``group_send`` returns once its PUBLISH is queued for the shard's
+    pipeline (see group_send). Received messages may be shared between local members of
+    a group: treat them as read-only.
     """
 
     extensions = ("groups", "flush")
