@@ -208,9 +208,34 @@ def test_sentinel_failover_promotes_the_replica() -> None:
         assert sentinel.replica is not None
         with sentinel.master.client() as r:
             r.set("k", "v")
+            # Replication is asynchronous: make sure the replica has the write first.
+            assert r.wait(1, 5000) == 1
         new_master = sentinel.failover()
         assert new_master == sentinel.replica.address
         with sentinel.replica.client() as r:
             assert r.info("replication")["role"] == "master"
             assert r.get("k") == b"v"
         assert sentinel.master_address() == sentinel.replica.address
+
+
+def test_shared_fixture_servers_are_reused_emptied_and_revived() -> None:
+    from tests.layers.redis.conftest import _shared
+
+    pool: list[RedisServer] = []
+    try:
+        [first] = _shared(pool, 1)
+        with first.client() as r:
+            r.set("left-over", 1)
+        shards = _shared(pool, 3)
+        # The single server is the first shard; every server is distinct and empty.
+        assert shards[0] is first and len({s.port for s in shards}) == 3
+        with first.client() as r:
+            assert r.dbsize() == 0
+        # A test that crashed a shared server anyway: the next test gets it back, same port.
+        port = first.port
+        first.kill()
+        [again] = _shared(pool, 1)
+        assert again is first and again.port == port and again.ping()
+    finally:
+        for server in pool:
+            server.cleanup()
