@@ -521,14 +521,27 @@ class RedisSentinel:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        return self.wait_for_new_master(old, deadline - time.monotonic())
+
+    def wait_for_new_master(
+        self, old: tuple[str, int] | None = None, timeout: float = 30.0
+    ) -> tuple[str, int]:
+        """Wait until Sentinel names a master other than ``old`` (default: the original
+        master) and that server really is a master; return its address. Use after
+        ``master.kill()`` to wait out a crash-driven failover (about down-after + 1-2 s)."""
+        old = old or self.master.address
+        deadline = time.monotonic() + timeout
         while True:
             new = self.master_address()
             if new is not None and new != old:
-                with redis.Redis(host=new[0], port=new[1], socket_timeout=2) as r:
-                    if r.info("replication").get("role") == "master":
-                        return new
+                try:
+                    with redis.Redis(host=new[0], port=new[1], socket_timeout=2) as r:
+                        if r.info("replication").get("role") == "master":
+                            return new
+                except (redis.RedisError, OSError):
+                    pass
             if time.monotonic() > deadline:
-                raise RedisHarnessError(f"no failover within {timeout}s; still {old}")
+                raise RedisHarnessError(f"no failover within {timeout:.1f}s; still {old}")
             time.sleep(0.05)
 
     def flushall(self) -> None:

@@ -239,3 +239,15 @@ def test_shared_fixture_servers_are_reused_emptied_and_revived() -> None:
     finally:
         for server in pool:
             server.cleanup()
+
+
+def test_sentinel_fails_over_when_the_master_crashes() -> None:
+    with RedisSentinel(replica=True) as sentinel:
+        assert sentinel.replica is not None
+        with pytest.raises(RedisHarnessError):
+            sentinel.wait_for_new_master(timeout=0.3)  # nothing happened yet
+        started = time.monotonic()
+        sentinel.master.kill()
+        assert sentinel.wait_for_new_master(timeout=20) == sentinel.replica.address
+        # down-after-milliseconds is 1 s: the harness keeps crash failovers quick.
+        assert time.monotonic() - started < 10
