@@ -416,7 +416,11 @@ def main() -> None:
 
     results: dict[str, dict[str, Any]] = {}
     with RedisServer(name="bench") as server:
-        print(f"redis-server {server.url}; loop {args.loop}; rounds {args.rounds}", file=sys.stderr)
+        print(
+            f"redis-server {server.url}; loop {args.loop}; rounds {args.rounds}; "
+            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+            file=sys.stderr,
+        )
         for kind in kinds:
             results[kind] = measure_layer(server, kind, args, skip)
     print_table(results, kinds, args)
