@@ -162,10 +162,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     self._arm_sweep()
             raise
         finally:
-            try:
-                chan.waiters.remove(waiter)
-            except ValueError:
-                pass
+            if waiter.cancelled():
+                # Still queued (a handed-over waiter was already popped); rare, so O(n) is fine.
+                try:
+                    chan.waiters.remove(waiter)
+                except ValueError:
+                    pass
             # A flush may have replaced the structure; only drop the one we used.
             if chan.idle and self.channels.get(channel) is chan:
                 del self.channels[channel]
@@ -230,17 +232,24 @@ class InMemoryChannelLayer(BaseChannelLayer):
     def sweep(self, now: float | None = None) -> None:
         """Drop expired messages and memberships and the structures they leave empty."""
         now = time.monotonic() if now is None else now
+        before = len(self.channels)
         for name, chan in list(self.channels.items()):
             if chan.waiters:
                 continue  # Waiting means its messages are empty already.
             chan.drop_expired(now)
             if not chan.messages:
                 del self.channels[name]
+        # Dicts never shrink their tables on delete; rebuild after a large die-off.
+        if before > 1024 and len(self.channels) < before // 4:
+            self.channels = dict(self.channels)
+        before = len(self.groups)
         for group, members in list(self.groups.items()):
             for channel in [c for c, expires_at in members.items() if expires_at <= now]:
                 del members[channel]
             if not members:
                 del self.groups[group]
+        if before > 1024 and len(self.groups) < before // 4:
+            self.groups = dict(self.groups)
 
     def _arm_sweep(self) -> None:
         # One timer per layer while it holds anything that can expire; re-armed on a new loop.
