@@ -1,0 +1,58 @@
+"""The chat room: every socket in a room joins the group ``chat_<room>``."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from switchboard.generic.websocket import AsyncJsonWebsocketConsumer
+
+MAX_MESSAGE_LENGTH = 2000
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        room = self.scope["url_route"]["kwargs"]["room"]
+        self.group = f"chat_{room}"
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.username = user.get_username()
+        else:
+            self.username = f"guest-{secrets.token_hex(2)}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "welcome", "username": self.username, "room": room})
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        text = content.get("message") if isinstance(content, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            await self.send_json({"type": "error", "error": 'Send {"message": "<text>"}'})
+            return
+        if len(text) > MAX_MESSAGE_LENGTH:
+            error = f"Messages are limited to {MAX_MESSAGE_LENGTH} characters"
+            await self.send_json({"type": "error", "error": error})
+            return
+        await self.channel_layer.group_send(
+            self.group,
+            {
+                "type": "chat.message",
+                "username": self.username,
+                "message": text.strip(),
+                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send_json(
+            {
+                "type": "message",
+                "username": event["username"],
+                "message": event["message"],
+                "timestamp": event["timestamp"],
+            }
+        )
