@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
 from switchboard.layers.inmemory import InMemoryChannelLayer
 from switchboard.worker import Worker
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 async def _wait_for(predicate, timeout: float = 2.0) -> None:
@@ -172,3 +175,104 @@ def test_bad_arguments(layer):
         Worker(Recorder(), ["bad name"], layer)
     with pytest.raises(ValueError):
         Worker(Recorder(), ["ok"], None)
+
+
+# -- the runworker management command --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((), "the following arguments are required: channels"),
+        (("bad name",), "is invalid"),
+        (("jobs", "--layer", "missing"), "No channel layer named 'missing'"),
+    ],
+)
+def test_runworker_argument_errors(args, error):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=error):
+        call_command("runworker", *args)
+
+
+_WORKER_SETTINGS = """
+import os
+SECRET_KEY = "worker-test"
+INSTALLED_APPS = ["switchboard"]
+USE_TZ = True
+ASGI_APPLICATION = "workerproj.app.application"
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "switchboard.layers.redis.RedisChannelLayer",
+        "CONFIG": {"hosts": [os.environ["WORKER_TEST_REDIS"]]},
+    }
+}
+"""
+
+_WORKER_APP = """
+from switchboard.layers import get_channel_layer
+
+
+async def application(scope, receive, send):
+    # A raw ASGI app: answers every job on its reply channel, tagged with the worker's channel.
+    assert scope == {"type": "channel", "channel": scope["channel"]}
+    layer = get_channel_layer()
+    while True:
+        job = await receive()
+        await layer.send(job["reply_to"], {"type": "done", "n": job["n"], "by": scope["channel"]})
+"""
+
+
+async def test_runworker_subprocess_consumes_over_redis_and_exits_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from switchboard.layers.redis import RedisChannelLayer
+    from tests.support.redis_servers import RedisServer
+
+    project = tmp_path / "workerproj"
+    project.mkdir()
+    (project / "__init__.py").write_text("")
+    (project / "settings.py").write_text(_WORKER_SETTINGS)
+    (project / "app.py").write_text(_WORKER_APP)
+    with RedisServer(name="worker") as server:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="workerproj.settings",
+            PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]),
+            WORKER_TEST_REDIS=server.url,
+            PYTHONUNBUFFERED="1",
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "django", "runworker", "jobs", "jobs.urgent",
+            env=env, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        layer = RedisChannelLayer(hosts=[server.url])
+        try:
+            first = await asyncio.wait_for(process.stdout.readline(), 30)
+            if b"Running worker for channels jobs, jobs.urgent" not in first:
+                rest = await asyncio.wait_for(process.stdout.read(), 10)
+                raise AssertionError((first + rest).decode(errors="replace"))
+            reply_to = await layer.new_channel()
+            for n in range(20):
+                channel = "jobs.urgent" if n % 5 == 0 else "jobs"
+                await layer.send(channel, {"type": "job", "n": n, "reply_to": reply_to})
+            replies = [await asyncio.wait_for(layer.receive(reply_to), 10) for _ in range(20)]
+            by_channel = {
+                name: [r["n"] for r in replies if r["by"] == name]
+                for name in ("jobs", "jobs.urgent")
+            }
+            assert by_channel["jobs"] == [n for n in range(20) if n % 5]
+            assert by_channel["jobs.urgent"] == [0, 5, 10, 15]
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 15) == 0
+            rest = await process.stdout.read()
+            assert b"Worker stopped" in rest, rest
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await layer.close()
