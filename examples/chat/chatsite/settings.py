@@ -1,6 +1,6 @@
 """Settings for the chat example: SQLite next to this project, the embedded in-memory layer.
 
-Environment overrides (used by the test suite): CHAT_DATABASE (SQLite file path),
+Environment overrides: CHAT_DATABASE (SQLite file path), CHAT_REDIS_URL (use the Redis layer),
 DJANGO_DEBUG ("0" turns debug off), DJANGO_SECRET_KEY.
 """
 
@@ -62,11 +62,19 @@ DATABASES = {
     }
 }
 
-# One process, so the in-memory layer is enough; point BACKEND at
-# switchboard.layers.redis.RedisChannelLayer to run several server processes.
-CHANNEL_LAYERS = {
-    "default": {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"},
-}
+# One process needs only the in-memory layer. Set CHAT_REDIS_URL (redis://host:port/0) to share
+# rooms between several server processes or machines through Redis.
+if os.environ.get("CHAT_REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "switchboard.layers.redis.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ["CHAT_REDIS_URL"]]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"},
+    }
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
