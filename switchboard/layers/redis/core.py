@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -347,6 +347,16 @@ class RedisChannelLayer(BaseChannelLayer):
             ]
         self.cluster = cluster
         self.hosts = [parse_host(h) for h in host_list]
+        # channels_redis style: a host dict naming its own "sentinels" and "master_name".
+        self._host_sentinels: list[tuple[list[tuple[str, int]], str, Any] | None] = []
+        for raw in host_list:
+            if isinstance(raw, Mapping) and raw.get("sentinels"):
+                if not raw.get("master_name"):
+                    raise ValueError("a host with 'sentinels' needs 'master_name'")
+                found = [tuple(x) for x in raw["sentinels"]]
+                self._host_sentinels.append((found, raw["master_name"], raw.get("sentinel_kwargs")))
+            else:
+                self._host_sentinels.append(None)
         self._serializer = Serializer(symmetric_encryption_keys)
         self.at_least_once = [re.compile(fnmatch.translate(p)) for p in at_least_once_channels]
         self.redelivery_timeout = redelivery_timeout
@@ -366,7 +376,18 @@ class RedisChannelLayer(BaseChannelLayer):
             # All hosts are startup nodes of ONE cluster; the cluster does the sharding.
             nodes = [(h.get("host", "localhost"), int(h.get("port", 6379))) for h in self.hosts]
             return [Shard(self.hosts[0], startup_nodes=nodes)]
-        return [Shard(kwargs) for kwargs in self.hosts]
+        shards = []
+        for kwargs, sentinel_spec in zip(self.hosts, self._host_sentinels, strict=True):
+            if sentinel_spec is None:
+                shards.append(Shard(kwargs))
+                continue
+            from redis.asyncio.sentinel import Sentinel
+
+            found, master_name, sentinel_kwargs = sentinel_spec
+            options = {k: v for k, v in kwargs.items() if k not in ("host", "port")}
+            sentinel = Sentinel(found, sentinel_kwargs=sentinel_kwargs)
+            shards.append(Shard(options, sentinel=sentinel, service_name=master_name))
+        return shards
 
     def _new_groups(self):
         from switchboard.layers.redis.groups import LocalGroups
@@ -467,25 +488,64 @@ class RedisChannelLayer(BaseChannelLayer):
                     pass
             raise
 
+    async def _fetch(self, state: _LoopState, fetch: Any, on_orphan: Any) -> Any:
+        """Run a blocking Redis read in its own task and wait for it.
+
+        The read is never cancelled mid-flight (a cancelled BLPOP can lose the message it
+        just popped, and redis-py may swallow the cancellation of a blocking read). If the
+        caller is cancelled, the read stops after its current short wait and whatever it
+        fetched is handed to ``on_orphan`` (pushed back / left pending), not dropped.
+        """
+        stop = [False]
+        task = state.loop.create_task(fetch(stop))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            stop[0] = True
+
+            def orphan(done: asyncio.Task) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    return
+                if done.result() is not None:
+                    on_orphan(done.result())
+
+            task.add_done_callback(orphan)
+            raise
+
     async def _receive_list(self, state: _LoopState, channel: str) -> dict[str, Any]:
-        shard = state.shards[state.shard_for(channel)]
+        index = state.shard_for(channel)
+        shard = state.shards[index]
         key = self._key("c", channel)
-        delays = None
-        while True:
-            try:
-                # Short server-side waits stay below the socket timeout, so a quiet
-                # channel never looks like a dead connection.
-                reply = await shard.blocking.blpop([key], timeout=BLOCK_SECONDS)
-            except _DISCONNECTS as exc:
-                delays = delays or backoff_delays()
-                delay = next(delays)
-                logger.warning("BLPOP on %s failed (%s); retrying in %.2fs", channel, exc, delay)
-                await asyncio.sleep(delay)
-                continue
+
+        async def fetch(stop: list[bool]) -> bytes | None:
             delays = None
-            if reply is None:
-                continue
-            _target, expires, message = self._serializer.loads(reply[1])
+            while not stop[0]:
+                try:
+                    # Short server-side waits stay below the socket timeout, so a quiet
+                    # channel never looks like a dead connection.
+                    reply = await shard.blocking.blpop([key], timeout=BLOCK_SECONDS)
+                except _DISCONNECTS as exc:
+                    delays = delays or backoff_delays()
+                    delay = next(delays)
+                    logger.warning(
+                        "BLPOP on %s failed (%s); retrying in %.2fs", channel, exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                delays = None
+                if reply is not None:
+                    return reply[1]
+            return None
+
+        def push_back(raw: bytes) -> None:
+            # Nobody waits for it any more: back to the head of the list for the next reader.
+            state.spawn(shard.command("LPUSH", key, raw))
+
+        while True:
+            raw = await self._fetch(state, fetch, push_back)
+            _target, expires, message = self._serializer.loads(raw)
             if expires >= time.time():
                 return message
 
@@ -503,20 +563,27 @@ class RedisChannelLayer(BaseChannelLayer):
             await self.ack(channel, state.unacked[previous][2])
         idle_ms = max(1, int(self.redelivery_timeout * 1000))
         block_ms = max(1, min(idle_ms, BLOCK_SECONDS * 1000))
+
+        async def fetch(stop: list[bool]) -> tuple[bytes, bytes] | None:
+            while not stop[0]:
+                try:
+                    await self._ensure_stream(state, index, key)
+                    got = await streams.claim_one(shard.client, key, state.pid, idle_ms)
+                    if got is None:
+                        got = await streams.read_one(shard.blocking, key, state.pid, block_ms)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                        raise
+                    # The stream expired or was flushed while we waited: recreate it.
+                    state.streams_ready.discard(key)
+                    continue
+                if got is not None:
+                    return got
+            return None
+
         while True:
-            try:
-                await self._ensure_stream(state, index, key)
-                got = await streams.claim_one(shard.client, key, state.pid, idle_ms)
-                if got is None:
-                    got = await streams.read_one(shard.blocking, key, state.pid, block_ms)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                state.streams_ready.discard(key)  # the stream expired; recreate it
-                continue
-            if got is None:
-                continue
-            entry_id, data = got
+            # An orphaned entry stays pending: XAUTOCLAIM hands it out again later.
+            entry_id, data = await self._fetch(state, fetch, lambda got: None)
             _target, expires, message = self._serializer.loads(data)
             if expires < time.time():
                 await streams.ack(shard.client, key, entry_id)

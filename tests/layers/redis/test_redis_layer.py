@@ -183,6 +183,21 @@ async def test_cancelled_receive_loses_nothing(make_layer):
     assert (await receive(b, cb))["type"] == "after"
 
 
+async def test_cancelled_worker_receive_loses_nothing(make_layer):
+    a, b = make_layer(), make_layer()
+    for delay in (0.0, 0.05, 0.3):
+        waiter = asyncio.ensure_future(b.receive("queue"))
+        await asyncio.sleep(delay)
+        await a.send("queue", {"type": "m", "delay": delay})
+        waiter.cancel()
+        try:
+            got = await waiter  # it may have been delivered just before the cancel
+        except asyncio.CancelledError:
+            got = await receive(b, "queue")  # then it is still there for the next reader
+        assert got["delay"] == delay
+    assert await nothing_on(b, "queue")
+
+
 async def test_encryption_round_trip(make_layer, redis_server):
     a = make_layer(symmetric_encryption_keys=["s3cret"])
     b = make_layer(symmetric_encryption_keys=["new-key", "s3cret"])  # rotation: old key decrypts

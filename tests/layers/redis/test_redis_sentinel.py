@@ -46,7 +46,25 @@ async def test_sentinel_failover(redis_sentinel):
 
         await eventually(round_trip)
         await eventually(lambda: a.send(cb, {"type": "direct"}))
+        # Earlier attempts of round_trip may have left extra "after" messages queued.
+        while (await asyncio.wait_for(b.receive(cb), WAIT))["type"] == "after":
+            pass
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_sentinel_in_a_channels_redis_host_dict(redis_sentinel):
+    host = {"sentinels": redis_sentinel.sentinels, "master_name": redis_sentinel.service_name}
+    a, b = RedisChannelLayer(hosts=[host]), RedisChannelLayer(hosts=[host])
+    try:
+        cb = await b.new_channel()
+        await a.send(cb, {"type": "direct"})
+        await a.send("jobs", {"type": "job"})
         assert (await asyncio.wait_for(b.receive(cb), WAIT))["type"] == "direct"
+        assert (await asyncio.wait_for(b.receive("jobs"), WAIT))["type"] == "job"
+        with redis_sentinel.master.client() as r:
+            assert r.info("clients")["connected_clients"] >= 2  # it really talks to the master
     finally:
         await a.close()
         await b.close()
