@@ -124,7 +124,6 @@ class _LoopState:
         # pub/sub channel name (bytes) -> group name, or None for our process channel.
         self.routes: dict[bytes, str | None] = {}
         self.process_pubsub = f"{layer.prefix}:p:{self.pid}"
-        self.process_subscribed = False
         self.streams_ready: set[str] = set()
         self.unacked: dict[int, tuple[str, bytes, dict[str, Any]]] = {}
         self.last_durable: dict[str, int] = {}
@@ -160,9 +159,7 @@ class _LoopState:
         return sub
 
     async def ensure_process_subscription(self) -> None:
-        if self.process_subscribed:
-            return
-        self.process_subscribed = True
+        # Returns at once when subscribed; waits while a first subscribe is in flight.
         self.routes[self.process_pubsub.encode()] = None
         sub = await self.subscriber(self.process_pubsub, self.pid)
         await sub.subscribe(self.process_pubsub)
@@ -208,7 +205,11 @@ class _LoopState:
         queues = self.queues
         capacity_of = self.layer.get_capacity
         pid = self.pid
-        for member in self.groups.members(group):
+        members = self.groups.members(group)
+        if not members and self.groups.is_empty(group):
+            # Every membership expired (group_expiry): stop listening to the group.
+            self.spawn(self.layer._unsubscribe_group(self, group, only_if_empty=True))
+        for member in members:
             if process_token(member) == pid:
                 q = queues.get(member)
                 if q is None:
@@ -609,11 +610,11 @@ class RedisChannelLayer(BaseChannelLayer):
         state = self._state()
         state.groups.add(group, channel)
         pubsub = self._key("g", group)
-        name = pubsub.encode()
-        if name not in state.routes:
-            state.routes[name] = group
-            sub = await state.subscriber(pubsub, group_routing_key(group))
-            await sub.subscribe(pubsub)
+        state.routes[pubsub.encode()] = group
+        # Subscribes on the group's first local member; later calls return at once (or wait
+        # for a subscribe still in flight, so a group_send right after never goes unseen).
+        sub = await state.subscriber(pubsub, group_routing_key(group))
+        await sub.subscribe(pubsub)
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
@@ -622,7 +623,11 @@ class RedisChannelLayer(BaseChannelLayer):
         if state.groups.discard(group, channel):
             await self._unsubscribe_group(state, group)
 
-    async def _unsubscribe_group(self, state: _LoopState, group: str) -> None:
+    async def _unsubscribe_group(
+        self, state: _LoopState, group: str, only_if_empty: bool = False
+    ) -> None:
+        if only_if_empty and not state.groups.is_empty(group):
+            return  # someone joined meanwhile
         pubsub = self._key("g", group)
         state.routes.pop(pubsub.encode(), None)
         sub = await state.subscriber(pubsub, group_routing_key(group))

@@ -46,6 +46,9 @@ class LocalGroups:
         expired = [ch for ch, deadline in members.items() if deadline < now]
         for ch in expired:
             del members[ch]
+        if not members:
+            del self._groups[group]
+            return []
         return list(members)
 
     def groups(self) -> list[str]:

@@ -68,6 +68,12 @@ class Subscriber:
         and is subscribed as soon as the reader reconnects."""
         name = channel.encode()
         if name in self.wanted:
+            pending = self._confirmations.get(name)
+            if pending:
+                # Someone else's subscribe is in flight: the caller may rely on it too.
+                await asyncio.wait(
+                    [asyncio.ensure_future(asyncio.shield(pending[0]))], timeout=CONFIRM_TIMEOUT
+                )
             return
         self.wanted.add(name)
         self.start()

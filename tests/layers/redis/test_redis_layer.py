@@ -125,6 +125,21 @@ async def test_group_expiry(make_layer):
     await asyncio.sleep(1.1)
     await b.group_send("g", {"type": "late"})
     assert await nothing_on(a, ch, 0.3)
+    # The expired group is no longer subscribed to; joining again works.
+    subs = list(a._states[asyncio.get_running_loop()].subscribers.values())
+    assert all(b"asgi:g:g" not in sub.wanted for sub in subs)
+    await a.group_add("g", ch)
+    await b.group_send("g", {"type": "again"})
+    assert (await receive(a, ch))["type"] == "again"
+
+
+async def test_concurrent_group_adds_then_send(make_layer):
+    a, b = make_layer(), make_layer()
+    chans = await asyncio.gather(*(a.new_channel() for _ in range(20)))
+    await asyncio.gather(*(a.group_add("burst", ch) for ch in chans))
+    await b.group_send("burst", {"type": "x"})
+    for ch in chans:
+        assert (await receive(a, ch))["type"] == "x"
 
 
 async def test_capacity_is_per_channel(make_layer):
