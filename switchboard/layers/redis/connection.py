@@ -121,22 +121,27 @@ class Shard:
 
     async def pubsub_connection(self, node: tuple[str, int] | None = None) -> Connection:
         """A fresh, dedicated connection for SUBSCRIBE (never returned to a pool);
-        ``node``: the cluster node owning the shard channels to subscribe to."""
+        ``node``: the cluster node owning the shard channels to subscribe to. TCP keepalive
+        is on: a quiet subscription reads without a timeout, so the kernel is what notices
+        a peer that vanished silently."""
         if node is not None:
             kwargs = {k: v for k, v in self.kwargs.items() if k not in ("host", "port", "db")}
             kwargs["protocol"] = 2
+            kwargs.setdefault("socket_keepalive", True)
             cls = kwargs.pop("connection_class", Connection)
             conn = cls(host=node[0], port=node[1], **kwargs)
         elif self._sentinel is not None:
             host, port = await self._sentinel.discover_master(self._service_name)
             kwargs = {k: v for k, v in self.kwargs.items() if k != "connection_class"}
             kwargs["protocol"] = 2
+            kwargs.setdefault("socket_keepalive", True)
             conn = Connection(host=host, port=port, **kwargs)
         else:
             kwargs = dict(self.kwargs)
             # RESP2: pub/sub traffic arrives as plain replies on this connection, not as
             # RESP3 push frames that redis-py would divert to a push handler.
             kwargs["protocol"] = 2
+            kwargs.setdefault("socket_keepalive", True)
             cls = kwargs.pop("connection_class", Connection)
             conn = cls(**kwargs)
         await conn.connect()
