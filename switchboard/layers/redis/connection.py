@@ -27,6 +27,8 @@ COMMAND_CONNECTIONS = 4
 RESEND_ATTEMPTS = 3
 # Largest number of commands packed into one pipeline.
 MAX_BATCH = 1000
+# How long close() waits for queued commands to reach Redis before dropping them.
+CLOSE_DRAIN_SECONDS = 2.0
 
 
 def parse_host(host: Any) -> dict[str, Any]:
@@ -226,6 +228,14 @@ class Shard:
                 fut.set_exception(exc)
 
     async def close(self) -> None:
+        # Let batches already queued or in flight reach Redis (bounded), then stop the rest.
+        if self._tasks or self._pending:
+            deadline = asyncio.get_running_loop().time() + CLOSE_DRAIN_SECONDS
+            while (self._tasks or self._pending) and asyncio.get_running_loop().time() < deadline:
+                if self._tasks:
+                    await asyncio.wait(list(self._tasks), timeout=0.05)
+                else:
+                    await asyncio.sleep(0)
         for task in list(self._tasks):
             task.cancel()
         for _, fut in self._pending:

@@ -45,15 +45,6 @@ logger = logging.getLogger("switchboard.layers.redis")
 
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError)
 
-# group_send waits for its PUBLISH reply once this many commands queue on one shard.
-GROUP_SEND_BACKLOG = 1000
-
-
-def _report_publish(fut: asyncio.Future) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        logger.warning("group_send PUBLISH failed: %r", fut.exception())
-
-
 # Longest single BLPOP / XREADGROUP BLOCK wait, in seconds.
 BLOCK_SECONDS = 1
 
@@ -639,17 +630,9 @@ class RedisChannelLayer(BaseChannelLayer):
         state = self._state()
         data = self._serializer.dumps([None, time.time() + self.expiry, message])
         routing_key = group_routing_key(group)
-        shard = state.shards[state.shard_for(routing_key)]
-        published = state.publish(routing_key, self._key("g", group), data)
-        if shard.healthy and shard.backlog < GROUP_SEND_BACKLOG:
-            # The PUBLISH leaves in this loop tick's pipeline; not waiting for its reply
-            # keeps group_send O(1) for the caller even when this very process is busy
-            # fanning the message out to thousands of local members. Delivery to a group
-            # is at-most-once either way (pub/sub); a failure is logged here, and while the
-            # shard is failing (or congested) group_send waits and raises instead.
-            published.add_done_callback(_report_publish)
-            return
-        await published
+        # Wait for Redis to accept the PUBLISH: returning earlier lost messages whenever the
+        # caller's loop ended right after (async_to_sync from views, tasks, commands).
+        await state.publish(routing_key, self._key("g", group), data)
 
     async def flush(self) -> None:
         """Delete this prefix's keys on every shard and empty this process's queues/groups."""

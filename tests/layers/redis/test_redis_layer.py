@@ -345,3 +345,24 @@ def test_redis_down_gives_a_clear_error():
             await layer.close()
 
     asyncio.run(main())
+
+
+async def test_group_send_from_sync_code_is_not_lost(redis_server):
+    """async_to_sync ends its loop as soon as group_send returns: the PUBLISH must be out."""
+    from asgiref.sync import async_to_sync
+
+    receiver = RedisChannelLayer(hosts=[redis_server.url])
+    channel = await receiver.new_channel()
+    await receiver.group_add("sync-senders", channel)
+
+    def send_from_a_thread() -> None:
+        sender = RedisChannelLayer(hosts=[redis_server.url])
+        for i in range(20):
+            async_to_sync(sender.group_send)("sync-senders", {"type": "m", "i": i})
+
+    thread = threading.Thread(target=send_from_a_thread)
+    thread.start()
+    received = [await asyncio.wait_for(receiver.receive(channel), 5) for _ in range(20)]
+    thread.join()
+    assert [m["i"] for m in received] == list(range(20))
+    await receiver.close()
