@@ -1,0 +1,133 @@
+"""Routers: pick the ASGI application for a connection by protocol, URL path or channel name."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, URLResolver
+from django.urls.resolvers import RoutePattern
+
+__all__ = ["ChannelNameRouter", "ProtocolTypeRouter", "URLRouter", "get_default_application"]
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+def get_default_application() -> ASGIApp:
+    """The application named by ``settings.ASGI_APPLICATION`` (``"module.path.attribute"``)."""
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not path:
+        raise ImproperlyConfigured("Cannot find ASGI_APPLICATION setting.")
+    module_path, _, attribute = path.rpartition(".")
+    if not module_path:
+        raise ImproperlyConfigured(
+            f"ASGI_APPLICATION {path!r} must be a dotted path like 'mysite.asgi.application'"
+        )
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        message = f"Cannot import ASGI_APPLICATION module {module_path!r}"
+        raise ImproperlyConfigured(message) from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError as exc:
+        raise ImproperlyConfigured(f"Cannot find {attribute!r} in ASGI_APPLICATION module") from exc
+
+
+def _check_application(app: Any, where: str) -> None:
+    # A consumer class passed instead of Consumer.as_asgi() would fail confusingly per request.
+    if isinstance(app, type) and hasattr(app, "as_asgi"):
+        raise ValueError(f"{where}: pass {app.__name__}.as_asgi(), not the consumer class itself")
+    if not callable(app):
+        raise ValueError(f"{where}: {app!r} is not an ASGI application")
+
+
+class ProtocolTypeRouter:
+    """Routes by ``scope["type"]`` (``"http"``, ``"websocket"``, ``"channel"`` ...)."""
+
+    def __init__(self, application_mapping: dict[str, ASGIApp]) -> None:
+        for protocol, app in application_mapping.items():
+            _check_application(app, f"ProtocolTypeRouter[{protocol!r}]")
+        self.application_mapping = application_mapping
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        app = self.application_mapping.get(scope["type"])
+        if app is None:
+            raise ValueError(f"No application configured for scope type {scope['type']!r}")
+        await app(scope, receive, send)
+
+
+class URLRouter:
+    """Routes by path using Django ``path()`` / ``re_path()`` patterns.
+
+    Patterns match the path without its leading slash (like Django's URLconf). A route whose
+    application is another URLRouter matches a prefix; the rest of the path goes to the inner
+    router, and captured arguments of both levels end up merged in ``scope["url_route"]``.
+    """
+
+    def __init__(self, routes: Iterable[URLPattern | URLResolver]) -> None:
+        self.routes: list[tuple[Any, ASGIApp, dict[str, Any]]] = []
+        for route in routes:
+            if isinstance(route, URLResolver):
+                raise ValueError(
+                    "URLRouter does not support include(); nest another URLRouter instead: "
+                    "path('prefix/', URLRouter([...]))"
+                )
+            if not isinstance(route, URLPattern):
+                raise ValueError(f"URLRouter routes must be path()/re_path() entries: {route!r}")
+            app = route.callback
+            _check_application(app, f"URLRouter route {route.pattern}")
+            pattern = route.pattern
+            if isinstance(app, URLRouter) and isinstance(pattern, RoutePattern):
+                # path() builds endpoint patterns (whole-path matches); a nested router needs
+                # a prefix match, as include() would get.
+                pattern = RoutePattern(pattern._route, name=pattern.name, is_endpoint=False)
+            self.routes.append((pattern, app, dict(route.default_args or {})))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if "path_remaining" in scope:
+            path = scope["path_remaining"]
+        else:
+            path = scope.get("path")
+            if path is None:
+                raise ValueError("No 'path' key in connection scope, cannot route URLs")
+            root_path = scope.get("root_path", "")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path) :]
+            path = path[1:] if path.startswith("/") else path
+        for pattern, app, default_kwargs in self.routes:
+            match = pattern.match(path)
+            if not match:
+                continue
+            remaining, args, kwargs = match
+            outer = scope.get("url_route", {"args": (), "kwargs": {}})
+            url_route = {
+                "args": (*outer["args"], *args),
+                "kwargs": {**outer["kwargs"], **default_kwargs, **kwargs},
+            }
+            await app(dict(scope, path_remaining=remaining, url_route=url_route), receive, send)
+            return
+        raise ValueError(f"No route found for path {scope.get('path', path)!r}.")
+
+
+class ChannelNameRouter:
+    """Routes ``channel`` scopes (from the worker) by ``scope["channel"]``."""
+
+    def __init__(self, application_mapping: dict[str, ASGIApp]) -> None:
+        for channel, app in application_mapping.items():
+            _check_application(app, f"ChannelNameRouter[{channel!r}]")
+        self.application_mapping = application_mapping
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if "channel" not in scope:
+            raise ValueError(
+                "ChannelNameRouter got a scope without a 'channel' key; it only routes "
+                "worker ('channel') connections: put it under ProtocolTypeRouter's 'channel'"
+            )
+        app = self.application_mapping.get(scope["channel"])
+        if app is None:
+            raise ValueError(f"No application configured for channel {scope['channel']!r}")
+        await app(scope, receive, send)
