@@ -1,0 +1,196 @@
+"""Django authentication for ASGI scopes: scope["user"], login() and logout()."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    _get_backends,
+    get_user_model,
+    load_backend,
+    user_logged_in,
+    user_logged_out,
+)
+from django.contrib.auth.models import AnonymousUser
+from django.middleware.csrf import CSRF_SESSION_KEY, _get_new_csrf_string
+from django.utils.crypto import constant_time_compare
+from django.utils.functional import LazyObject, empty
+
+from switchboard.middleware import ASGIApp, BaseMiddleware
+from switchboard.sessions import CookieMiddleware, SessionMiddleware
+
+
+def _database_sync_to_async(func: Callable) -> Callable:
+    """Runs ``func`` in the shared DB thread, closing stale connections around it."""
+    try:
+        from switchboard.db import database_sync_to_async
+    except ImportError:
+        from asgiref.sync import sync_to_async
+        from django.db import close_old_connections
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            close_old_connections()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                close_old_connections()
+
+        return sync_to_async(wrapped, thread_sensitive=True)
+    return database_sync_to_async(func)
+
+
+def _session_of(scope: dict[str, Any], action: str) -> Any:
+    session = scope.get("session")
+    if session is None:
+        raise ValueError(
+            f"Cannot {action} without a session in scope - wrap the application in "
+            "SessionMiddleware (or use AuthMiddlewareStack)."
+        )
+    return session
+
+
+def _get_user_sync(scope: dict[str, Any]) -> Any:
+    # Same decisions as django.contrib.auth.get_user, reading the scope's session.
+    session = _session_of(scope, "find the user")
+    user = None
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except KeyError:
+        return AnonymousUser()
+    if backend_path in settings.AUTHENTICATION_BACKENDS:
+        backend = load_backend(backend_path)
+        user = backend.get_user(user_id)
+        if user is not None and hasattr(user, "get_session_auth_hash"):
+            stored = session.get(HASH_SESSION_KEY)
+            if not stored or not _session_hash_matches(user, stored):
+                session.flush()
+                user = None
+    return user or AnonymousUser()
+
+
+def _session_hash_matches(user: Any, stored: str) -> bool:
+    if constant_time_compare(stored, user.get_session_auth_hash()):
+        return True
+    # Hashes made with an older SECRET_KEY stay valid while it is listed as a fallback.
+    fallback = getattr(user, "get_session_auth_fallback_hash", None)
+    if fallback is None:
+        return False
+    return any(constant_time_compare(stored, h) for h in fallback())
+
+
+async def get_user(scope: dict[str, Any]) -> Any:
+    """The user the scope's session belongs to, or an AnonymousUser."""
+    return await _database_sync_to_async(_get_user_sync)(scope)
+
+
+def _login_sync(scope: dict[str, Any], user: Any, backend: Any | None) -> None:
+    session = _session_of(scope, "log in")
+    if user is None:
+        user = scope.get("user")
+    if user is None:
+        raise ValueError("login() needs a user, either passed in or already at scope['user']")
+    session_auth_hash = ""
+    if hasattr(user, "get_session_auth_hash"):
+        session_auth_hash = user.get_session_auth_hash()
+    if SESSION_KEY in session:
+        if user._meta.pk.to_python(session[SESSION_KEY]) != user.pk or (
+            session_auth_hash
+            and not constant_time_compare(session.get(HASH_SESSION_KEY, ""), session_auth_hash)
+        ):
+            # Another user's session (or a stale one): never let data carry over.
+            session.flush()
+    else:
+        session.cycle_key()  # defeat session fixation
+    backend = _resolve_backend(user, backend)
+    session[SESSION_KEY] = user._meta.pk.value_to_string(user)
+    session[BACKEND_SESSION_KEY] = backend
+    session[HASH_SESSION_KEY] = session_auth_hash
+    scope["user"] = user
+    # A new login gets a new CSRF secret, as Django's rotate_token does. Over ASGI the
+    # only place we can reach it is the session (CSRF_USE_SESSIONS).
+    if CSRF_SESSION_KEY in session:
+        session[CSRF_SESSION_KEY] = _get_new_csrf_string()
+    user_logged_in.send(sender=user.__class__, request=None, user=user)
+
+
+def _resolve_backend(user: Any, backend: Any | None) -> str:
+    if backend is not None:
+        if not isinstance(backend, str):
+            backend = f"{backend.__module__}.{backend.__qualname__}"
+        return backend
+    if hasattr(user, "backend"):
+        return user.backend
+    backends = _get_backends(return_tuples=True)
+    if len(backends) == 1:
+        return backends[0][1]
+    raise ValueError(
+        "You have multiple authentication backends configured and therefore must "
+        "provide the `backend` argument or set the `backend` attribute on the user."
+    )
+
+
+async def login(scope: dict[str, Any], user: Any, backend: Any | None = None) -> None:
+    """Logs ``user`` into the scope's session and sets ``scope["user"]``.
+
+    Does not save the session: the caller does (``await database_sync_to_async(
+    scope["session"].save)()``), since only it knows when the change is complete.
+    """
+    await _database_sync_to_async(_login_sync)(scope, user, backend)
+
+
+def _logout_sync(scope: dict[str, Any]) -> None:
+    session = _session_of(scope, "log out")
+    user = scope.get("user")
+    if hasattr(user, "is_authenticated") and not user.is_authenticated:
+        user = None
+    user_logged_out.send(sender=user.__class__ if user else None, request=None, user=user)
+    session.flush()
+    scope["user"] = AnonymousUser()
+
+
+async def logout(scope: dict[str, Any]) -> None:
+    """Removes the user from the scope's session (flushing it) and from ``scope["user"]``."""
+    await _database_sync_to_async(_logout_sync)(scope)
+
+
+class UserLazyObject(LazyObject):
+    """Stands in for the user until ``resolve_scope`` fills it in."""
+
+    def _setup(self) -> None:
+        raise ValueError("Accessing scope['user'] before it is ready - await resolve_scope().")
+
+
+class AuthMiddleware(BaseMiddleware):
+    """Puts the session's user at ``scope["user"]``; needs SessionMiddleware outside it."""
+
+    def populate_scope(self, scope: dict[str, Any]) -> None:
+        if "session" not in scope:
+            raise ValueError(
+                "AuthMiddleware cannot find a session in scope - it must be wrapped "
+                "in SessionMiddleware (AuthMiddlewareStack does both)."
+            )
+        if "user" not in scope:
+            scope["user"] = UserLazyObject()
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        user = scope["user"]
+        # Only fill in our own placeholder; a user set by an outer layer is kept.
+        if isinstance(user, UserLazyObject) and user._wrapped is empty:
+            user._wrapped = await get_user(scope)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> Any:
+        scope = dict(scope)
+        self.populate_scope(scope)
+        await self.resolve_scope(scope)
+        return await self.inner(scope, receive, send)
+
+
+def AuthMiddlewareStack(inner: ASGIApp) -> CookieMiddleware:  # noqa: N802
+    """Cookies, sessions and the user, in the order they depend on each other."""
+    return CookieMiddleware(SessionMiddleware(AuthMiddleware(inner)))

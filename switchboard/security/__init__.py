@@ -1,0 +1,1 @@
+"""Security helpers for ASGI applications (origin checks for WebSockets)."""
