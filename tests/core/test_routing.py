@@ -1,0 +1,128 @@
+"""Routers: protocol type, URL patterns (nested), channel names, ASGI_APPLICATION."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from django.urls import path, re_path
+
+from switchboard.consumer import AsyncConsumer
+from switchboard.generic.http import AsyncHttpConsumer
+from switchboard.generic.websocket import AsyncJsonWebsocketConsumer
+from switchboard.routing import (
+    ChannelNameRouter,
+    ProtocolTypeRouter,
+    URLRouter,
+    get_default_application,
+)
+from switchboard.testing import ApplicationCommunicator, HttpCommunicator, WebsocketCommunicator
+
+
+class Route(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        await self.accept()
+        await self.send_json(
+            {
+                "args": list(self.scope["url_route"]["args"]),
+                "kwargs": self.scope["url_route"]["kwargs"],
+                "rest": self.scope["path_remaining"],
+            }
+        )
+
+
+class Hello(AsyncHttpConsumer):
+    async def handle(self, body):
+        await self.send_response(200, b"hello", headers=[(b"x-kind", b"http")])
+
+
+async def _route(app, url):
+    communicator = WebsocketCommunicator(app, url)
+    connected, _ = await communicator.connect()
+    assert connected
+    info = await communicator.receive_json_from()
+    await communicator.disconnect()
+    return info
+
+
+async def test_nested_url_router_merges_kwargs():
+    inner = URLRouter(
+        [
+            path("rooms/<int:room>/", Route.as_asgi()),
+            re_path(r"^files/(?P<name>\w+)\.txt$", Route.as_asgi()),
+        ]
+    )
+    app = URLRouter(
+        [
+            path("org/<slug:org>/", inner),
+            re_path(r"^v(?P<version>\d)/", URLRouter([path("x/", Route.as_asgi(), {"d": 1})])),
+        ]
+    )
+    assert await _route(app, "/org/acme/rooms/12/") == {
+        "args": [],
+        "kwargs": {"org": "acme", "room": 12},
+        "rest": "",
+    }
+    assert (await _route(app, "/org/acme/files/a.txt"))["kwargs"] == {"org": "acme", "name": "a"}
+    assert (await _route(app, "/v2/x/"))["kwargs"] == {"version": "2", "d": 1}
+
+
+async def test_unroutable_path_is_a_clear_error():
+    app = URLRouter([path("org/<slug:org>/", URLRouter([path("rooms/", Route.as_asgi())]))])
+    communicator = WebsocketCommunicator(app, "/org/acme/nope/")
+    with pytest.raises(ValueError, match="No route found for path '/org/acme/nope/'"):
+        await communicator.connect()
+    # An endpoint path() must match the whole path, not a prefix.
+    communicator = WebsocketCommunicator(URLRouter([path("a/", Route.as_asgi())]), "/a/b/")
+    with pytest.raises(ValueError, match="No route found"):
+        await communicator.connect()
+
+
+def test_consumer_class_instead_of_as_asgi_is_refused():
+    with pytest.raises(ValueError, match=r"Route\.as_asgi\(\)"):
+        URLRouter([path("a/", Route)])
+
+
+async def test_protocol_type_router():
+    app = ProtocolTypeRouter(
+        {"http": Hello.as_asgi(), "websocket": URLRouter([path("ws/", Route.as_asgi())])}
+    )
+    response = await HttpCommunicator(app, "GET", "/").get_response()
+    assert response["status"] == 200 and response["body"] == b"hello"
+    assert (await _route(app, "/ws/"))["rest"] == ""
+    communicator = ApplicationCommunicator(app, {"type": "lifespan"})
+    with pytest.raises(ValueError, match="No application configured for scope type 'lifespan'"):
+        await communicator.wait(1)
+
+
+async def test_channel_name_router():
+    seen = []
+
+    class Jobs(AsyncConsumer):
+        async def job_run(self, message):
+            seen.append((self.scope["channel"], message["n"]))
+
+    app = ChannelNameRouter({"jobs": Jobs.as_asgi()})
+    communicator = ApplicationCommunicator(app, {"type": "channel", "channel": "jobs"})
+    await communicator.send_input({"type": "job.run", "n": 1})
+    await communicator.receive_nothing(0.05)
+    assert seen == [("jobs", 1)]
+    communicator.stop()
+
+    communicator = ApplicationCommunicator(app, {"type": "channel", "channel": "other"})
+    with pytest.raises(ValueError, match="No application configured for channel 'other'"):
+        await communicator.wait(1)
+    communicator = ApplicationCommunicator(app, {"type": "websocket", "path": "/"})
+    with pytest.raises(ValueError, match="without a 'channel' key"):
+        await communicator.wait(1)
+
+
+def test_get_default_application():
+    with override_settings(ASGI_APPLICATION="tests.core.test_routing.application"):
+        assert get_default_application() is application
+    with override_settings(ASGI_APPLICATION="tests.core.test_routing.missing"):
+        with pytest.raises(ImproperlyConfigured, match="missing"):
+            get_default_application()
+
+
+application = ProtocolTypeRouter({"http": Hello.as_asgi()})
