@@ -245,3 +245,14 @@ async def test_as_asgi_initkwargs():
     await communicator.disconnect()
     with pytest.raises(TypeError, match="invalid keyword 'colour'"):
         Greeter.as_asgi(colour="blue")
+
+
+async def test_cancelled_consumer_leaves_its_groups():
+    layer = get_channel_layer()
+    communicator = WebsocketCommunicator(Room.as_asgi(), "/room/")
+    assert (await communicator.connect())[0]
+    assert len(layer.groups["room"]) == 1
+    communicator.future.cancel()  # The server dropped the task without a disconnect message.
+    with pytest.raises(asyncio.CancelledError):
+        await communicator.future
+    assert "room" not in layer.groups
