@@ -21,27 +21,9 @@ from django.middleware.csrf import CSRF_SESSION_KEY, _get_new_csrf_string
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import LazyObject, empty
 
+from switchboard.db import database_sync_to_async
 from switchboard.middleware import ASGIApp, BaseMiddleware
 from switchboard.sessions import CookieMiddleware, SessionMiddleware
-
-
-def _database_sync_to_async(func: Callable) -> Callable:
-    """Runs ``func`` in the shared DB thread, closing stale connections around it."""
-    try:
-        from switchboard.db import database_sync_to_async
-    except ImportError:
-        from asgiref.sync import sync_to_async
-        from django.db import close_old_connections
-
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            close_old_connections()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                close_old_connections()
-
-        return sync_to_async(wrapped, thread_sensitive=True)
-    return database_sync_to_async(func)
 
 
 def _session_of(scope: dict[str, Any], action: str) -> Any:
@@ -86,7 +68,7 @@ def _session_hash_matches(user: Any, stored: str) -> bool:
 
 async def get_user(scope: dict[str, Any]) -> Any:
     """The user the scope's session belongs to, or an AnonymousUser."""
-    return await _database_sync_to_async(_get_user_sync)(scope)
+    return await database_sync_to_async(_get_user_sync)(scope)
 
 
 def _login_sync(scope: dict[str, Any], user: Any, backend: Any | None) -> None:
@@ -141,7 +123,7 @@ async def login(scope: dict[str, Any], user: Any, backend: Any | None = None) ->
     Does not save the session: the caller does (``await database_sync_to_async(
     scope["session"].save)()``), since only it knows when the change is complete.
     """
-    await _database_sync_to_async(_login_sync)(scope, user, backend)
+    await database_sync_to_async(_login_sync)(scope, user, backend)
 
 
 def _logout_sync(scope: dict[str, Any]) -> None:
@@ -156,7 +138,7 @@ def _logout_sync(scope: dict[str, Any]) -> None:
 
 async def logout(scope: dict[str, Any]) -> None:
     """Removes the user from the scope's session (flushing it) and from ``scope["user"]``."""
-    await _database_sync_to_async(_logout_sync)(scope)
+    await database_sync_to_async(_logout_sync)(scope)
 
 
 class UserLazyObject(LazyObject):
