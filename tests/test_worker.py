@@ -177,6 +177,40 @@ def test_bad_arguments(layer):
         Worker(Recorder(), ["ok"], None)
 
 
+async def test_channel_name_router_with_sync_and_async_consumers():
+    from switchboard.consumer import AsyncConsumer, SyncConsumer
+    from switchboard.layers import get_channel_layer
+    from switchboard.routing import ChannelNameRouter
+
+    processed: list[tuple[str, int, str]] = []
+
+    class Thumbnailer(SyncConsumer):
+        def thumbnail_make(self, message):  # Runs in a thread, like any sync Django code.
+            processed.append(("sync", message["n"], self.scope["channel"]))
+
+    class Notifier(AsyncConsumer):
+        async def notify_send(self, message):
+            processed.append(("async", message["n"], self.scope["channel"]))
+
+    layer = get_channel_layer()
+    application = ChannelNameRouter(
+        {"thumbnails": Thumbnailer.as_asgi(), "notifications": Notifier.as_asgi()}
+    )
+    worker = Worker(application, ["thumbnails", "notifications"], layer)
+    task = await _run(worker)
+    for n in range(30):
+        await layer.send("thumbnails", {"type": "thumbnail.make", "n": n})
+        await layer.send("notifications", {"type": "notify.send", "n": n})
+    await _wait_for(lambda: len(processed) == 60, timeout=10)
+    await _stop(worker, task)
+    assert [n for kind, n, _ in processed if kind == "sync"] == list(range(30))
+    assert [n for kind, n, _ in processed if kind == "async"] == list(range(30))
+    assert {(kind, channel) for kind, _, channel in processed} == {
+        ("sync", "thumbnails"),
+        ("async", "notifications"),
+    }
+
+
 # -- the runworker management command --------------------------------------------------------
 
 
