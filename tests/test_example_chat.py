@@ -1,0 +1,158 @@
+"""End to end: the chat example under `python -m switchboard serve`, real HTTP and WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "chat"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _example_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="chatsite.settings",  # The suite's own settings are inherited.
+        CHAT_DATABASE=str(tmp_path / "chat.sqlite3"),
+        DJANGO_DEBUG="0",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _stop(process: subprocess.Popen) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            raise AssertionError("server did not exit within 15 s of SIGTERM") from None
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory) -> Iterator[str]:
+    tmp_path = tmp_path_factory.mktemp("chat")
+    env = _example_env(tmp_path)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=EXAMPLE,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w+b")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "switchboard", "serve", "chatsite.asgi:application"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        cwd=EXAMPLE,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"server exited early:\n{log.read().decode(errors='replace')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                _stop(process)
+                raise AssertionError("server did not start listening within 20 s") from None
+            time.sleep(0.1)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        code = _stop(process)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+        log.close()
+        # A clean exit on SIGTERM: status 0, or death by the re-raised signal itself.
+        assert code in (0, -signal.SIGTERM), f"server exit status {code}:\n{output}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def test_index_and_room_pages(chat_server):
+    status, body = _get(f"http://{chat_server}/")
+    assert status == 200
+    assert "Switchboard chat" in body and 'id="room"' in body
+    status, body = _get(f"http://{chat_server}/chat/lobby/")
+    assert status == 200
+    assert '<script id="room-name" type="application/json">"lobby"</script>' in body
+    assert "/ws/chat/" in body
+    status, _ = _get(f"http://{chat_server}/chat/not%20a%20room/")
+    assert status == 404
+
+
+async def _next(ws, kind: str) -> dict:
+    while True:
+        event = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if event["type"] == kind:
+            return event
+
+
+async def test_two_clients_in_a_room_both_receive_a_message(chat_server):
+    origin = f"http://{chat_server}"
+    room = f"ws://{chat_server}/ws/chat/lobby/"
+    async with (
+        connect(room, origin=origin) as alice,
+        connect(room, origin=origin) as bob,
+        connect(f"ws://{chat_server}/ws/chat/elsewhere/", origin=origin) as carol,
+    ):
+        alice_name = (await _next(alice, "welcome"))["username"]
+        bob_name = (await _next(bob, "welcome"))["username"]
+        await _next(carol, "welcome")
+        assert alice_name.startswith("guest-") and alice_name != bob_name
+
+        await alice.send(json.dumps({"message": "hello, room"}))
+        for client in (alice, bob):
+            event = await _next(client, "message")
+            assert event["message"] == "hello, room"
+            assert event["username"] == alice_name
+            assert event["timestamp"].endswith("+00:00")
+
+        await bob.send(json.dumps({"message": "  "}))
+        assert "message" in (await _next(bob, "error"))["error"]
+
+        # Another room hears nothing.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(carol.recv(), 0.3)
+
+
+async def test_foreign_origin_is_rejected(chat_server):
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(f"ws://{chat_server}/ws/chat/lobby/", origin="http://evil.example.com"):
+            pass
+    assert caught.value.response.status_code == 403
