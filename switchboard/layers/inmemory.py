@@ -15,6 +15,10 @@ Copying: every receiver gets its own message, so neither the sender nor another 
 change it afterwards. A full ``copy.deepcopy`` is slow, so :func:`copy_message` copies the
 top-level dict and deep-copies only values that may be mutable (lists, dicts, sets, custom
 objects); strings, numbers, bytes and ``None`` are shared because they cannot change.
+
+Like any asyncio object, a layer instance is used from one event loop at a time (sync code
+reaches it through ``async_to_sync``, which runs on that loop). It may move to a new loop once
+the old one is finished, as happens between tests.
 """
 
 from __future__ import annotations
