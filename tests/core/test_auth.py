@@ -244,3 +244,17 @@ async def test_cookie_middleware_parses_header():
 def test_set_cookie_rejects_bad_samesite():
     with pytest.raises(ValueError):
         CookieMiddleware.set_cookie({"type": "http.response.start"}, "k", "v", samesite="bogus")
+
+
+async def test_login_rotates_session_csrf_secret_and_sets_scope_user(user):
+    from django.middleware.csrf import CSRF_SESSION_KEY
+
+    store = SessionStore()
+    store[CSRF_SESSION_KEY] = "old-secret"
+    scope = {"type": "websocket", "session": store}
+    await login(scope, user)
+    assert scope["user"] == user
+    assert store[CSRF_SESSION_KEY] != "old-secret"
+    await logout(scope)
+    assert not scope["user"].is_authenticated
+    assert await sync_to_async(store.is_empty)()
