@@ -1,0 +1,3 @@
+from switchboard.server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""Server settings, shared by the CLI, ``run()`` and the protocols."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+class AppImportError(ImportError):
+    """The ``module:attr`` string does not name an importable ASGI application."""
+
+
+def import_app(target: str | Any) -> Any:
+    """``"pkg.module:attr"`` (or ``"pkg.module:attr.sub"``) -> the object; objects pass through."""
+    if not isinstance(target, str):
+        return target
+    module_name, sep, attrs = target.partition(":")
+    if not sep or not module_name or not attrs:
+        raise AppImportError(f"Application must be given as 'module:attribute', not {target!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise AppImportError(f"Cannot import module {module_name!r}: {exc}") from exc
+        raise
+    for attr in attrs.split("."):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise AppImportError(f"Module {module_name!r} has no attribute {attrs!r}") from None
+    return obj
+
+
+@dataclass
+class Config:
+    app: Any = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    uds: str | None = None
+    fd: int | None = None
+    workers: int = 1
+    root_path: str = ""
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
+    access_log: bool = True
+    log_level: str = "info"
+    lifespan: str = "auto"  # "auto" | "on" | "off"
+    timeout_keep_alive: float = 5.0
+    timeout_graceful_shutdown: float = 30.0
+    application_close_timeout: float = 10.0
+    ws_handshake_timeout: float = 5.0
+    ws_max_size: int = 1 << 20
+    ws_max_queue: int = 32
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = False
+    max_header_size: int = 16384
+    max_body_size: int = 100 << 20
+    limit_concurrency: int | None = None
+    backlog: int = 2048
+    server_header: bool = True
+    date_header: bool = True
+
+    def load(self) -> Any:
+        """Resolve ``app`` to the ASGI callable (import strings allowed)."""
+        self.app = import_app(self.app)
+        return self.app
+
+    @property
+    def trusted_proxies(self) -> set[str] | None:
+        """``None`` means every peer is trusted (``*``)."""
+        items = {ip.strip() for ip in self.forwarded_allow_ips.split(",") if ip.strip()}
+        return None if "*" in items else items
