@@ -1,0 +1,274 @@
+"""HTTP/1.1 end to end: the real server on a loopback port, raw sockets as clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.server import http_apps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+async def exchange(addr, data: bytes, until: bytes | None = None, timeout: float = 3.0) -> bytes:
+    """Send raw bytes; read until ``until`` has been seen (or the server closes)."""
+    reader, writer = await asyncio.open_connection(*addr)
+    writer.write(data)
+    await writer.drain()
+    received = b""
+    try:
+        while until is None or until not in received:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout)
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        writer.close()
+    return received
+
+
+def responses(raw: bytes) -> list[bytes]:
+    return [part for part in raw.split(b"HTTP/1.1 ")[1:]]
+
+
+async def test_keep_alive_serves_two_requests_on_one_connection(running_server) -> None:
+    async with running_server(http_apps.echo_body) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        for n in (1, 2):
+            writer.write(b"POST /r%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" % n)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert b"x-path: /r%d" % n in head
+            assert await asyncio.wait_for(reader.readexactly(2), 3) == b"hi"
+        writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(running_server) -> None:
+    async with running_server(http_apps.echo_body) as addr:
+        batch = b"".join(
+            b"POST /p%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n%d" % (n, n)
+            for n in range(5)
+        )
+        raw = await exchange(
+            addr, batch + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        paths = [line.split(b": ")[1] for line in raw.split(b"\r\n") if line.startswith(b"x-path")]
+        assert paths == [b"/p0", b"/p1", b"/p2", b"/p3", b"/p4", b"/last"]
+
+
+async def test_chunked_request_body_is_decoded(running_server) -> None:
+    async with running_server(http_apps.echo_body) as addr:
+        raw = await exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        assert raw.endswith(b"hello world")
+
+
+async def test_response_without_length_is_chunked(running_server) -> None:
+    async with running_server(http_apps.streamed) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", until=b"0\r\n\r\n")
+        assert b"transfer-encoding: chunked" in raw
+        assert raw.endswith(b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n")
+
+
+async def test_head_sends_no_body(running_server) -> None:
+    async with running_server(http_apps.echo_body) as addr:
+        raw = await exchange(addr, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"\r\n\r\n")
+
+
+async def test_expect_100_continue(running_server) -> None:
+    async with running_server(http_apps.echo_body) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"abc")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.readexactly(3), 3) == b"abc"
+        writer.close()
+
+
+async def test_malformed_request_gets_400_and_close(running_server) -> None:
+    async with running_server(http_apps.echo_body) as addr:
+        raw = await exchange(addr, b"THIS IS NOT HTTP\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 400")
+
+
+async def test_oversized_headers_get_431(running_server) -> None:
+    async with running_server(http_apps.echo_body, max_header_size=1024) as addr:
+        raw = await exchange(
+            addr, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n"
+        )
+        assert raw.startswith(b"HTTP/1.1 431")
+
+
+async def test_oversized_body_gets_413(running_server) -> None:
+    async with running_server(http_apps.echo_body, max_body_size=1000) as addr:
+        raw = await exchange(
+            addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+        )
+        assert raw.startswith(b"HTTP/1.1 413")
+
+
+async def test_app_exception_gives_500_without_traceback(running_server, caplog) -> None:
+    async with running_server(http_apps.crashes) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 500")
+        assert b"secret internals" not in raw and b"Traceback" not in raw
+    assert any("secret internals" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+async def test_concurrency_limit_answers_503(running_server) -> None:
+    async with running_server(http_apps.echo_body, limit_concurrency=1) as addr:
+        first = await asyncio.open_connection(*addr)
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 503")
+        first[1].close()
+
+
+async def test_client_leaving_mid_request_sends_disconnect(running_server) -> None:
+    app = http_apps.Slow(delay=2.0)
+    async with running_server(app) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        for _ in range(100):
+            if app.send_error is not None:
+                break
+            await asyncio.sleep(0.02)
+    assert app.events == ["http.disconnect"]
+    assert isinstance(app.send_error, OSError)
+
+
+async def test_lifespan_state_reaches_requests(running_server) -> None:
+    app = http_apps.WithLifespan()
+    async with running_server(app) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert raw.endswith(b"hello from startup")
+    assert app.events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+@pytest.mark.parametrize("peer_trusted", [True, False])
+async def test_proxy_headers_only_from_trusted_peers(running_server, peer_trusted) -> None:
+    allowed = "127.0.0.1" if peer_trusted else "10.9.9.9"
+    async with running_server(
+        http_apps.echo_body, proxy_headers=True, forwarded_allow_ips=allowed
+    ) as addr:
+        raw = await exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n"
+            b"X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        )
+    if peer_trusted:
+        assert b"x-client: 203.0.113.7" in raw and b"x-scheme: https" in raw
+    else:
+        assert b"x-client: 127.0.0.1" in raw and b"x-scheme: http\r\n" in raw
+
+
+async def test_unix_socket(running_server, tmp_path) -> None:
+    path = str(tmp_path / "sb.sock")
+    async with running_server(http_apps.echo_body, uds=path):
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"GET /uds HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 3)
+        writer.close()
+    assert raw.startswith(b"HTTP/1.1 200") and b"x-path: /uds" in raw
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str = "/") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def _wait_listening(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("server did not start listening")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cli_serves_and_drains_in_flight_request_on_sigterm(workers: int) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "switchboard",
+            "serve",
+            "tests.server.slow_app:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_listening(port, proc)
+        assert _get(port, "/fast").endswith(b"fast")
+        # A request that takes 0.5 s is in flight when SIGTERM arrives: it still completes.
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGTERM)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        sock.close()
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"slow")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_rejects_a_bad_import_string() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "switchboard", "serve", "no_such_module_here:app"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert b"Cannot import module 'no_such_module_here'" in result.stderr
+
+
+def test_server_package_does_not_import_django() -> None:
+    code = "import sys, switchboard.server; assert 'django' not in sys.modules, 'django imported'"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=30)
