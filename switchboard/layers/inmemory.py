@@ -2,9 +2,9 @@
 
 Design, for speed and bounded memory:
 
-* Each channel is a deque of ``(expires_at, message)`` plus a deque of waiting receivers'
-  futures. A send to a channel somebody is waiting on hands the message straight to that
-  future: no queue object, no task per wait.
+* Each channel is a :class:`~switchboard.layers.local.LocalQueue`: messages with their
+  expiry plus waiting receivers' futures. A send to a channel somebody is waiting on hands
+  the message straight to that future: no queue object, no task per wait.
 * Expired messages are dropped lazily whenever a channel is touched, and a cheap periodic
   sweep (a loop timer, not a task) drops them from channels nobody touches. A channel's
   structure is removed as soon as it holds no message and no waiter, so channels nobody
@@ -28,11 +28,11 @@ import copy
 import itertools
 import secrets
 import time
-from collections import deque
 from typing import Any
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.local import LocalQueue
 
 __all__ = ["InMemoryChannelLayer", "copy_message"]
 
@@ -46,40 +46,6 @@ def copy_message(message: dict[str, Any]) -> dict[str, Any]:
         key: value if type(value) in _IMMUTABLE else copy.deepcopy(value)
         for key, value in message.items()
     }
-
-
-class _Channel:
-    """Messages waiting in one channel, and the receivers waiting for them.
-
-    Invariant: receivers only wait while ``messages`` is empty.
-    """
-
-    __slots__ = ("capacity", "messages", "waiters")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.messages: deque[tuple[float, dict[str, Any]]] = deque()
-        self.waiters: deque[asyncio.Future[dict[str, Any]]] = deque()
-
-    def drop_expired(self, now: float) -> None:
-        # All messages in a layer share one expiry, so the oldest expire first.
-        messages = self.messages
-        while messages and messages[0][0] <= now:
-            messages.popleft()
-
-    def hand_to_waiter(self, message: dict[str, Any]) -> bool:
-        """Give ``message`` to the longest-waiting live receiver; False when there is none."""
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(message)
-                return True
-        return False
-
-    @property
-    def idle(self) -> bool:
-        return not self.messages and not self.waiters
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -102,7 +68,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             group_expiry=group_expiry,
             **kwargs,
         )
-        self.channels: dict[str, _Channel] = {}
+        self.channels: dict[str, LocalQueue] = {}
         self.groups: dict[str, dict[str, float]] = {}
         # Random per instance (unique across processes), counter within it (unique here).
         self._name_token = secrets.token_hex(6)
@@ -125,14 +91,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Store or hand over an already-copied message; False when the channel is full."""
         chan = self.channels.get(name)
         if chan is None:
-            chan = self.channels[name] = _Channel(self.get_capacity(name))
+            chan = self.channels[name] = LocalQueue(self.get_capacity(name))
         elif chan.waiters and chan.hand_to_waiter(message):
-            return True
-        else:
-            chan.drop_expired(now)
-        if len(chan.messages) >= chan.capacity:
+            return True  # handed over: nothing stored, nothing to expire
+        if not chan.put(now + self.expiry, message, now):
             return False
-        chan.messages.append((now + self.expiry, message))
         self._arm_sweep()
         return True
 
@@ -145,36 +108,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel, receive=True)
         chan = self.channels.get(channel)
         if chan is None:
-            chan = self.channels[channel] = _Channel(self.get_capacity(channel))
-        else:
-            chan.drop_expired(time.monotonic())
-            if chan.messages:
-                message = chan.messages.popleft()[1]
-                if chan.idle:
-                    del self.channels[channel]
-                return message
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        chan.waiters.append(waiter)
+            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
         try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                # Handed over just as we were cancelled: give it back, in its place.
-                message = waiter.result()
-                if not chan.hand_to_waiter(message):
-                    chan.messages.appendleft((time.monotonic() + self.expiry, message))
-                    self._arm_sweep()
-            raise
+            return await chan.get(time.monotonic, self.expiry)
         finally:
-            if waiter.cancelled():
-                # Still queued (a handed-over waiter was already popped); rare, so O(n) is fine.
-                try:
-                    chan.waiters.remove(waiter)
-                except ValueError:
-                    pass
             # A flush may have replaced the structure; only drop the one we used.
             if chan.idle and self.channels.get(channel) is chan:
                 del self.channels[channel]
+            elif chan.messages:
+                self._arm_sweep()  # a message given back on cancellation must still expire
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A channel name no other ``new_channel`` call returns: ``<prefix>.inmemory!<id>``."""
@@ -226,7 +168,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Drop every message and group; receivers already waiting keep waiting."""
         self.groups.clear()
         for name, chan in list(self.channels.items()):
-            chan.messages.clear()
+            chan.clear()
             if not chan.waiters:
                 del self.channels[name]
 
@@ -240,8 +182,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         for name, chan in list(self.channels.items()):
             if chan.waiters:
                 continue  # Waiting means its messages are empty already.
-            chan.drop_expired(now)
-            if not chan.messages:
+            chan.sweep(now)
+            if chan.messages is None:
                 del self.channels[name]
         # Dicts never shrink their tables on delete; rebuild after a large die-off.
         if before > 1024 and len(self.channels) < before // 4:

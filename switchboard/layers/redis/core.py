@@ -25,7 +25,6 @@ import logging
 import re
 import secrets
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.local import LocalQueue
 from switchboard.layers.redis import streams
 from switchboard.layers.redis.connection import Shard, backoff_delays, parse_host
 from switchboard.layers.redis.pubsub import Subscriber
@@ -73,34 +73,6 @@ class _Script:
         self.sha = hashlib.sha1(script.encode()).hexdigest()
 
 
-class _LocalQueue:
-    """A process channel's messages waiting in this process, with its reader(s)."""
-
-    __slots__ = ("items", "waiters", "capacity")
-
-    def __init__(self, capacity: int) -> None:
-        self.items: deque[tuple[float, dict[str, Any]]] = deque()
-        self.waiters: deque[asyncio.Future] = deque()
-        self.capacity = capacity
-
-    def put(self, expires: float, message: dict[str, Any]) -> bool:
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(message)
-                return True
-        items = self.items
-        if len(items) >= self.capacity:
-            now = time.time()
-            while items and items[0][0] < now:
-                items.popleft()
-            if len(items) >= self.capacity:
-                return False
-        items.append((expires, message))
-        return True
-
-
 class _LoopState:
     """Everything bound to one event loop: connections, subscribers, local queues, groups."""
 
@@ -110,7 +82,7 @@ class _LoopState:
         self.pid = secrets.token_hex(8)
         self.shards: list[Shard] = layer._build_shards()
         self.subscribers: dict[int, Subscriber] = {}
-        self.queues: dict[str, _LocalQueue] = {}
+        self.queues: dict[str, LocalQueue] = {}
         self.groups = layer._new_groups()
         # pub/sub channel name (bytes) -> group name, or None for our process channel.
         self.routes: dict[bytes, str | None] = {}
@@ -171,10 +143,10 @@ class _LoopState:
 
     # -- local delivery -------------------------------------------------------
 
-    def queue(self, channel: str) -> _LocalQueue:
+    def queue(self, channel: str) -> LocalQueue:
         q = self.queues.get(channel)
         if q is None:
-            q = self.queues[channel] = _LocalQueue(self.layer.get_capacity(channel))
+            q = self.queues[channel] = LocalQueue(self.layer.get_capacity(channel))
         return q
 
     def is_local(self, channel: str) -> bool:
@@ -186,10 +158,11 @@ class _LoopState:
         except KeyError:
             return  # unsubscribed a moment ago
         target, expires, message = self.layer._serializer.loads(data)
-        if expires < time.time():
+        now = time.time()
+        if expires < now:
             return
         if group is None:
-            if not self.queue(target).put(expires, message):
+            if not self.queue(target).put(expires, message, now):
                 self.note_drop(target)
             return
         # One deserialized dict shared by every local member (see module docstring).
@@ -204,8 +177,8 @@ class _LoopState:
             if process_token(member) == pid:
                 q = queues.get(member)
                 if q is None:
-                    q = queues[member] = _LocalQueue(capacity_of(member))
-                q.put(expires, message)  # a full member misses this one, like Channels
+                    q = queues[member] = LocalQueue(capacity_of(member))
+                q.put(expires, message, now)  # a full member misses this one, like Channels
             else:
                 self.spawn(self.layer.send(member, message))
 
@@ -239,9 +212,8 @@ class _LoopState:
         """Drop expired messages and forget idle queues so dead channels cost nothing."""
         now = time.time()
         for name, q in list(self.queues.items()):
-            while q.items and q.items[0][0] < now:
-                q.items.popleft()
-            if not q.items and not q.waiters:
+            q.sweep(now)
+            if q.idle:
                 del self.queues[name]
         if not self.closed:
             self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
@@ -418,11 +390,12 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         self.require_valid_message(message)
         state = self._state()
-        expires = time.time() + self.expiry
+        now = time.time()
+        expires = now + self.expiry
         token = process_token(channel)
         if token is not None:
             if token == state.pid:
-                if not state.queue(channel).put(expires, message):
+                if not state.queue(channel).put(expires, message, now):
                     raise ChannelFull(channel)
                 return
             data = self._serializer.dumps([channel, expires, message])
@@ -459,26 +432,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def _receive_local(self, state: _LoopState, channel: str) -> dict[str, Any]:
         await state.ensure_process_subscription()
-        q = state.queue(channel)
-        now = time.time()
-        while q.items:
-            expires, message = q.items.popleft()
-            if expires >= now:
-                return message
-        waiter = state.loop.create_future()
-        q.waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                # Delivered just as we were cancelled: keep it for the next receive.
-                q.items.appendleft((time.time() + self.expiry, waiter.result()))
-            else:
-                try:
-                    q.waiters.remove(waiter)
-                except ValueError:
-                    pass
-            raise
+        return await state.queue(channel).get(time.time, self.expiry)
 
     async def _fetch(self, state: _LoopState, fetch: Any, on_orphan: Any) -> Any:
         """Run a blocking Redis read in its own task and wait for it.
@@ -650,7 +604,7 @@ class RedisChannelLayer(BaseChannelLayer):
         for group in state.groups.clear():
             await self._unsubscribe_group(state, group)
         for q in state.queues.values():
-            q.items.clear()
+            q.clear()
         state.streams_ready.clear()
         state.unacked.clear()
         state.last_durable.clear()
