@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ from switchboard.exceptions import StopConsumer
 from switchboard.layers import get_channel_layer
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
+
+logger = logging.getLogger("switchboard.consumer")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -39,41 +42,121 @@ def get_handler_name(message: dict[str, Any]) -> str:
     return handler_name
 
 
+LayerSource = Callable[[], "asyncio.Future[dict[str, Any]]"]
+
+
+def layer_source(layer: Any, channel: str) -> LayerSource:
+    """A function returning a future for the next message on ``channel``.
+
+    Layers offering ``receive_future`` (Switchboard's in-memory layer) wait without a task;
+    any other layer's ``receive`` coroutine is wrapped in one.
+    """
+    native = getattr(layer, "receive_future", None)
+    if native is not None:
+        return functools.partial(native, channel)
+    receive = layer.receive
+    return lambda: asyncio.ensure_future(receive(channel))
+
+
+class _Inbox:
+    """Messages from the client and the layer for one consumer, in arrival order.
+
+    A client message comes with a future its reader waits on until the message has been
+    handled; a layer message is the layer's (done) future itself. Slots rather than closures:
+    this lives as long as the connection, so its size is per-connection memory.
+    """
+
+    __slots__ = ("layer_future", "next_layer_message", "ready", "waiter")
+
+    def __init__(self, next_layer_message: LayerSource) -> None:
+        self.ready: list[tuple[Any, asyncio.Future[None] | None]] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.next_layer_message = next_layer_message
+        self.layer_future: asyncio.Future[dict[str, Any]] | None = None
+
+    def wake(self, _: Any = None) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def ask_layer(self) -> None:
+        future = self.layer_future = self.next_layer_message()
+        future.add_done_callback(self.layer_done)
+
+    def layer_done(self, future: asyncio.Future[dict[str, Any]]) -> None:
+        if not future.cancelled():
+            self.ready.append((future, None))
+            self.wake()
+
+    async def read_client(self, client_receive: Receive) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await client_receive()
+            handled = loop.create_future()
+            self.ready.append((message, handled))
+            self.wake()
+            await handled
+
+    def close(self) -> None:
+        self.waiter = None
+        future = self.layer_future
+        if future is not None:
+            future.remove_done_callback(self.layer_done)
+            future.cancel()
+
+
 async def _dispatch_loop(
     client_receive: Receive,
-    layer_receive: Callable[[], Awaitable[dict[str, Any]]] | None,
+    next_layer_message: LayerSource | None,
     dispatch: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> None:
-    """Feed messages from both sources to ``dispatch``, strictly one at a time.
+    """Feed messages from the client and the layer to ``dispatch``, one at a time, in order.
 
-    Each source keeps one pending task; only the source that produced a message is re-armed,
-    so no message is read before the previous one has been handled.
+    Without a layer the client is read directly. With one, a long-lived reader task hands
+    each client message over and waits until it has been handled before reading the next,
+    and the layer is asked for its next message only after the previous one was handled:
+    nothing is read ahead, so the server's and the layer's flow control stay in force.
+    Handlers always run in this task, in its context.
     """
-    sources: list[Callable[[], Awaitable[dict[str, Any]]]] = [client_receive]
-    if layer_receive is not None:
-        sources.append(layer_receive)
-    pending: dict[asyncio.Future[dict[str, Any]], int] = {
-        asyncio.ensure_future(source()): index for index, source in enumerate(sources)
-    }
+    if next_layer_message is None:
+        while True:
+            await dispatch(await client_receive())
+    loop = asyncio.get_running_loop()
+    inbox = _Inbox(next_layer_message)
+    ready = inbox.ready
+    reader = loop.create_task(inbox.read_client(client_receive))
+    reader.add_done_callback(inbox.wake)  # a failing client source must not leave us waiting
+    inbox.ask_layer()
     try:
         while True:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            # Client messages first when both are ready: a disconnect should not wait.
-            for task in sorted(done, key=lambda t: pending[t]):
-                index = pending.pop(task)
-                await dispatch(task.result())
-                pending[asyncio.ensure_future(sources[index]())] = index
+            while not ready:
+                if reader.done():
+                    reader.result()  # raises what the client source raised
+                inbox.waiter = loop.create_future()
+                await inbox.waiter
+            item, handled = ready.pop(0)
+            if handled is None:  # the layer's future: its result (or error) is the message
+                await dispatch(item.result())
+                inbox.ask_layer()
+                continue
+            try:
+                await dispatch(item)
+            finally:
+                if not handled.done():
+                    handled.set_result(None)
     finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        inbox.close()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
 
 
 class AsyncConsumer:
     """Base consumer: handlers are ``async def <type_with_underscores>(self, message)``."""
 
     channel_layer_alias: str = DEFAULT_CHANNEL_LAYER
+    # Groups joined on the consumer's behalf (``groups``); made on first use, since an empty
+    # set per idle connection adds up.
+    _joined_groups: set[str] | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -82,15 +165,13 @@ class AsyncConsumer:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self._joined_groups: set[str] = set()
-        layer_receive = None
+        next_layer_message = None
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
-            layer_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.channel_receive = layer_receive
+            next_layer_message = layer_source(self.channel_layer, self.channel_name)
         self.base_send = send
         try:
-            await _dispatch_loop(receive, layer_receive, self.dispatch)
+            await _dispatch_loop(receive, next_layer_message, self.dispatch)
         except StopConsumer:
             pass
         finally:
@@ -99,9 +180,18 @@ class AsyncConsumer:
     async def _leave_groups(self) -> None:
         # Memberships left behind (say, the connection task was cancelled) would otherwise
         # receive group messages until they expire.
-        groups = getattr(self, "_joined_groups", set())
+        groups = self._joined_groups
         while groups and self.channel_layer is not None:
             await self.channel_layer.group_discard(groups.pop(), self.channel_name)
+
+    def _track_group(self, group: str) -> None:
+        if self._joined_groups is None:
+            self._joined_groups = set()
+        self._joined_groups.add(group)
+
+    def _untrack_group(self, group: str) -> None:
+        if self._joined_groups:
+            self._joined_groups.discard(group)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         handler = self._get_handler(message)
@@ -115,8 +205,16 @@ class AsyncConsumer:
         return handler
 
     async def send(self, message: dict[str, Any]) -> None:
-        """Send a message to the client (ASGI ``send``)."""
-        await self.base_send(message)
+        """Send a message to the client (ASGI ``send``).
+
+        A send after the client left is dropped: the disconnect message that follows runs
+        the consumer's cleanup (``disconnect``, leaving groups), which an error raised here
+        would skip.
+        """
+        try:
+            await self.base_send(message)
+        except OSError as exc:  # the server's "client disconnected" error
+            logger.debug("Dropped %s: %s", message.get("type"), exc)
 
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> Callable[..., Awaitable[None]]:
@@ -154,4 +252,4 @@ class SyncConsumer(AsyncConsumer):
 
     def send(self, message: dict[str, Any]) -> None:  # type: ignore[override]
         """Send a message to the client from sync code (a handler's thread)."""
-        async_to_sync(self.base_send)(message)
+        async_to_sync(AsyncConsumer.send)(self, message)

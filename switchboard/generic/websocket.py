@@ -70,7 +70,7 @@ class WebsocketConsumer(SyncConsumer):
         _require_layer_for_groups(self)
         for group in self.groups or ():
             async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
-            self._joined_groups.add(group)
+            self._track_group(group)
         try:
             self.connect()
         except AcceptConnection:
@@ -109,7 +109,7 @@ class WebsocketConsumer(SyncConsumer):
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
         for group in self.groups or ():
             async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
-            self._joined_groups.discard(group)
+            self._untrack_group(group)
         self.disconnect(message.get("code", 1000))
         raise StopConsumer()
 
@@ -154,7 +154,7 @@ class AsyncWebsocketConsumer(AsyncConsumer):
         _require_layer_for_groups(self)
         for group in self.groups or ():
             await self.channel_layer.group_add(group, self.channel_name)
-            self._joined_groups.add(group)
+            self._track_group(group)
         try:
             await self.connect()
         except AcceptConnection:
@@ -193,7 +193,7 @@ class AsyncWebsocketConsumer(AsyncConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         for group in self.groups or ():
             await self.channel_layer.group_discard(group, self.channel_name)
-            self._joined_groups.discard(group)
+            self._untrack_group(group)
         await self.disconnect(message.get("code", 1000))
         raise StopConsumer()
 

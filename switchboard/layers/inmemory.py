@@ -118,6 +118,38 @@ class InMemoryChannelLayer(BaseChannelLayer):
             elif chan.messages:
                 self._arm_sweep()  # a message given back on cancellation must still expire
 
+    def receive_future(self, channel: str) -> asyncio.Future[dict[str, Any]]:
+        """Like ``receive``, as a plain future: no coroutine or task while it waits.
+
+        Consumers use it to wait on their channel and the client at once cheaply. Cancelling
+        the future withdraws it; a message it already holds is the canceller's to handle.
+        """
+        self.require_valid_channel_name(channel, receive=True)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        chan = self.channels.get(channel)
+        if chan is not None and chan.messages:
+            message = chan.pop(time.monotonic())
+            if message is not None:
+                future.set_result(message)
+                if chan.idle:
+                    del self.channels[channel]
+                return future
+        if chan is None:
+            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
+        chan.waiters.append(future)
+
+        def withdraw(done: asyncio.Future[dict[str, Any]]) -> None:
+            if done.cancelled():
+                try:
+                    chan.waiters.remove(done)
+                except ValueError:
+                    pass
+                if chan.idle and self.channels.get(channel) is chan:
+                    del self.channels[channel]
+
+        future.add_done_callback(withdraw)
+        return future
+
     async def new_channel(self, prefix: str = "specific") -> str:
         """A channel name no other ``new_channel`` call returns: ``<prefix>.inmemory!<id>``."""
         name = f"{prefix}.inmemory!{self._name_token}{next(self._name_counter)}"

@@ -727,6 +727,11 @@ class WebSocketProtocol(asyncio.Protocol):
             if not self.closed_transport:
                 self._app_failed(cancelled=True)
             raise
+        except ClientDisconnected:
+            # A send after the client left, not caught by the app: the client's departure is
+            # not an application error, so no traceback.
+            logger.debug("ASGI application stopped: the WebSocket client disconnected")
+            self._app_failed()
         except Exception:
             error_logger.exception("Exception in ASGI application")
             self._app_failed()
