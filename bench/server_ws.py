@@ -50,12 +50,12 @@ def server_commands(port: int) -> dict[str, list[str]]:
     }
 
 
-def handshake_request(port: int) -> bytes:
+def handshake_request(port: int, path: str = "/ws") -> bytes:
     key = base64.b64encode(os.urandom(16))
     return (
-        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+        b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        % (port, key)
+        % (path.encode(), port, key)
     )
 
 
@@ -126,10 +126,10 @@ def read_response_head(sock: socket.socket) -> bytes:
     return data.split(b"\r\n\r\n", 1)[1]
 
 
-def open_ws(port: int, timeout: float = 5.0) -> socket.socket:
+def open_ws(port: int, timeout: float = 5.0, path: str = "/ws") -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(handshake_request(port))
+    sock.sendall(handshake_request(port, path))
     extra = read_response_head(sock)
     if extra:
         raise ConnectionError("unexpected data after the handshake")
