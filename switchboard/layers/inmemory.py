@@ -125,29 +125,17 @@ class InMemoryChannelLayer(BaseChannelLayer):
         the future withdraws it; a message it already holds is the canceller's to handle.
         """
         self.require_valid_channel_name(channel, receive=True)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         chan = self.channels.get(channel)
-        if chan is not None and chan.messages:
-            message = chan.pop(time.monotonic())
-            if message is not None:
-                future.set_result(message)
-                if chan.idle:
-                    del self.channels[channel]
-                return future
         if chan is None:
             chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
-        chan.waiters.append(future)
 
-        def withdraw(done: asyncio.Future[dict[str, Any]]) -> None:
-            if done.cancelled():
-                try:
-                    chan.waiters.remove(done)
-                except ValueError:
-                    pass
-                if chan.idle and self.channels.get(channel) is chan:
-                    del self.channels[channel]
+        def forget() -> None:
+            if self.channels.get(channel) is chan:
+                del self.channels[channel]
 
-        future.add_done_callback(withdraw)
+        future = chan.next_future(time.monotonic(), forget)
+        if chan.idle:  # answered from a stored message that was the last one
+            forget()
         return future
 
     async def new_channel(self, prefix: str = "specific") -> str:

@@ -86,6 +86,33 @@ class LocalQueue:
         if not self.messages:
             self.messages = None
 
+    def next_future(
+        self, now: float, on_idle: Callable[[], None] | None = None
+    ) -> asyncio.Future[Message]:
+        """The next message as a plain future: no coroutine or task while it waits.
+
+        Cancelling the future withdraws it (then ``on_idle`` runs if the queue is left
+        idle); a message it already holds is the canceller's to handle.
+        """
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        message = self.pop(now) if self.messages else None
+        if message is not None:
+            future.set_result(message)
+            return future
+        self.waiters.append(future)
+
+        def withdraw(done: asyncio.Future[Message]) -> None:
+            if done.cancelled():
+                try:
+                    self.waiters.remove(done)
+                except ValueError:
+                    pass
+                if on_idle is not None and self.idle:
+                    on_idle()
+
+        future.add_done_callback(withdraw)
+        return future
+
     async def get(self, clock: Callable[[], float], expiry: float) -> Message:
         """The oldest unexpired message, waiting for one if there is none.
 

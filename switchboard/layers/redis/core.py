@@ -430,6 +430,16 @@ class RedisChannelLayer(BaseChannelLayer):
             return await self._receive_stream(state, channel)
         return await self._receive_list(state, channel)
 
+    def receive_future(self, channel: str) -> asyncio.Future[dict[str, Any]]:
+        """Like ``receive``, as a future; for this process's channels it waits without a task
+        (consumers use it to wait on their channel and the client at once cheaply)."""
+        self.require_valid_channel_name(channel, receive=True)
+        state = self._state()
+        # A channel from new_channel(), which has already subscribed this process.
+        if process_token(channel) == state.pid and state.process_pubsub.encode() in state.routes:
+            return state.queue(channel).next_future(time.time())
+        return asyncio.ensure_future(self.receive(channel))
+
     async def _receive_local(self, state: _LoopState, channel: str) -> dict[str, Any]:
         await state.ensure_process_subscription()
         return await state.queue(channel).get(time.time, self.expiry)
