@@ -1,6 +1,6 @@
 """HTTP hello-world req/s: Switchboard vs uvicorn (httptools, uvloop) vs Daphne, same run.
 
-    .venv/bin/python bench/server_http.py [--rounds 3] [--duration 3] [--connections 50]
+Usage: ./scripts/bench server_http [--quick] [--rounds 3] [--duration 3] [--connections 50]
 
 Each server runs bench.apps:hello_app in its own process with one worker and no access log;
 wrk (one thread) loads it over loopback. Rounds alternate between servers, medians are compared.
