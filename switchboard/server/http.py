@@ -26,6 +26,12 @@ access_logger = logging.getLogger("switchboard.server.access")
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
 
+# ``_Request.trailers``: the app asked for trailers; its final body message has been sent.
+_TRAILERS_WANTED = 1
+_TRAILERS_NEXT = 2
+# Framing fields can't be trailers (RFC 9110 section 6.5.1); we drop them rather than lie.
+_NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b"host"))
+
 
 class ClientDisconnected(OSError):
     """The client is gone; raised by ``send`` after the connection closed."""
@@ -79,6 +85,8 @@ class _Request:
         "task",
         "pending_head",
         "received",
+        "trailers",
+        "emit_trailers",
     )
 
     def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
@@ -99,6 +107,8 @@ class _Request:
         self.task: asyncio.Task | None = None
         self.pending_head: dict[str, Any] | None = None
         self.received = 0
+        self.trailers = 0  # 0, _TRAILERS_WANTED or _TRAILERS_NEXT
+        self.emit_trailers = False  # the trailer fields go on the wire (else they're dropped)
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -138,6 +148,8 @@ class _Request:
                 raise RuntimeError(f"Expected 'http.response.start', got {kind!r}")
             self.started = True
             self.status = int(message["status"])
+            if message.get("trailers"):
+                self.trailers = _TRAILERS_WANTED
             self.pending_head = message  # written together with the first body chunk
             return
         if self.finished:
@@ -146,8 +158,13 @@ class _Request:
             data = await asyncio.to_thread(Path(message["path"]).read_bytes)
             message = {"type": "http.response.body", "body": data}
             kind = message["type"]
-        if kind != "http.response.body":
-            raise RuntimeError(f"Expected 'http.response.body', got {kind!r}")
+        if kind != "http.response.body" or self.trailers == _TRAILERS_NEXT:
+            if kind == "http.response.trailers" and self.trailers == _TRAILERS_NEXT:
+                await self._send_trailers(message)
+                return
+            want_trailers = self.trailers == _TRAILERS_NEXT
+            expected = "http.response.trailers" if want_trailers else "http.response.body"
+            raise RuntimeError(f"Expected {expected!r}, got {kind!r}")
         body = message.get("body", b"")
         more = message.get("more_body", False)
         head, self.pending_head = self.pending_head, None
@@ -159,16 +176,50 @@ class _Request:
                 if body:
                     out.append(b"%x\r\n%s\r\n" % (len(body), body))
                 if not more:
-                    out.append(b"0\r\n\r\n")
+                    # With trailers to come, the fields and the final CRLF follow later.
+                    out.append(b"0\r\n" if self.emit_trailers else b"0\r\n\r\n")
             elif body:
                 out.append(body)
         proto.transport.write(b"".join(out) if len(out) > 1 else out[0] if out else b"")
         if proto.writing_paused:
             await proto.drain()
         if not more:
+            if self.trailers:
+                # Not complete yet: the response ends with the last trailers message.
+                self.trailers = _TRAILERS_NEXT
+                return
             self.finished = True
             self.wake()
             proto.request_done(self)
+
+    async def _send_trailers(self, message: dict[str, Any]) -> None:
+        proto = self.proto
+        more = message.get("more_trailers", False)
+        if self.emit_trailers:
+            out = [
+                b"%s: %s\r\n" % (name, value)
+                for name, value in message.get("headers", ())
+                if name.lower() not in _NOT_TRAILERS
+            ]
+            if not more:
+                out.append(b"\r\n")  # ends the chunked body
+            if out:
+                proto.transport.write(b"".join(out))
+                if proto.writing_paused:
+                    await proto.drain()
+        if not more:
+            self.finished = True
+            self.wake()
+            proto.request_done(self)
+
+    def _accepts_trailers(self) -> bool:
+        """Did the client say ``TE: trailers``? (RFC 9110 section 10.1.4)."""
+        for name, value in self.scope["headers"]:
+            if name == b"te":
+                for item in value.split(b","):
+                    if item.split(b";", 1)[0].strip().lower() == b"trailers":
+                        return True
+        return False
 
     def _head_bytes(self, head: dict[str, Any], body: bytes, more: bool) -> bytes:
         proto = self.proto
@@ -187,7 +238,19 @@ class _Request:
             lines.append(b"%s: %s\r\n" % (name, value))
         no_body_status = self.status < 200 or self.status in (204, 304)
         if not has_length and not no_body_status:
-            if more:
+            if (
+                self.trailers
+                and not self.head
+                and self.scope["http_version"] == "1.1"
+                and self._accepts_trailers()
+            ):
+                # Trailer fields only exist in chunked framing, so trailers force it even for a
+                # single body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an
+                # app-set content-length (framing is then fixed: no room for fields after the
+                # body) or a status without a body, the trailers are accepted and dropped.
+                self.emit_trailers = self.chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+            elif more:
                 if self.scope["http_version"] == "1.1":
                     self.chunked = True
                     lines.append(b"transfer-encoding: chunked\r\n")
@@ -334,7 +397,7 @@ class HttpProtocol(asyncio.Protocol):
             "query_string": parsed.query or b"",
             "headers": self.headers,
             "state": self.app_state.copy(),
-            "extensions": {"http.response.pathsend": {}},
+            "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
         }
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)

@@ -85,3 +85,36 @@ class WithLifespan:
         body = scope["state"]["greeting"].encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
+
+
+class WithTrailers:
+    """Streams ``parts`` then sends each entry of ``trailers`` as one trailers message."""
+
+    def __init__(
+        self,
+        parts: list[bytes],
+        trailers: list[list[tuple[bytes, bytes]]],
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        self.parts = parts
+        self.trailers = trailers
+        self.headers = headers or [(b"trailer", b"x-checksum")]
+        self.extensions: list[dict[str, Any]] = []
+        self.errors: list[BaseException] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.extensions.append(dict(scope.get("extensions") or {}))
+        start = {"type": "http.response.start", "status": 200, "headers": self.headers}
+        await send({**start, "trailers": True})
+        for n, part in enumerate(self.parts):
+            more = n < len(self.parts) - 1
+            await send({"type": "http.response.body", "body": part, "more_body": more})
+        for n, fields in enumerate(self.trailers):
+            more = n < len(self.trailers) - 1
+            await send({"type": "http.response.trailers", "headers": fields, "more_trailers": more})
+        try:  # the response is complete: anything more is an app error
+            await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
+        except RuntimeError as exc:
+            self.errors.append(exc)

@@ -272,3 +272,116 @@ def test_cli_rejects_a_bad_import_string() -> None:
 def test_server_package_does_not_import_django() -> None:
     code = "import sys, switchboard.server; assert 'django' not in sys.modules, 'django imported'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=30)
+
+
+# -- http.response.trailers ---------------------------------------------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes, list[bytes]]:
+    """One response off the wire by its own framing: (head, body, trailer field lines)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    lines = head.lower().split(b"\r\n")
+    length = [int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length:")]
+    if length:
+        return head, await asyncio.wait_for(reader.readexactly(length[0]), 3), []
+    assert b"transfer-encoding: chunked" in lines
+    body = b""
+    while True:
+        size = int((await asyncio.wait_for(reader.readuntil(b"\r\n"), 3))[:-2], 16)
+        if size == 0:
+            break
+        chunk = await asyncio.wait_for(reader.readexactly(size + 2), 3)
+        assert chunk.endswith(b"\r\n")
+        body += chunk[:-2]
+    trailers = []
+    while (line := await asyncio.wait_for(reader.readuntil(b"\r\n"), 3)) != b"\r\n":
+        trailers.append(line[:-2])
+    return head, body, trailers
+
+
+async def trailers_exchange(running_server, app, te: bytes | None):
+    """Ask twice on one connection (the second proves the first was framed right)."""
+    async with running_server(app) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n" + (b"TE: " + te + b"\r\n" if te else b"")
+        results = []
+        for _ in range(2):
+            writer.write(request + b"\r\n")
+            results.append(await read_response(reader))
+        writer.close()
+    assert len(app.errors) == 2  # a trailers message after the last one is refused
+    return results
+
+
+@pytest.mark.parametrize("te", [b"trailers", b"gzip;q=0.5, Trailers", b"deflate,trailers;q=1"])
+async def test_trailers_sent_when_the_client_accepts_them(running_server, te: bytes) -> None:
+    app = http_apps.WithTrailers(
+        [b"hello ", b"world"], [[(b"x-checksum", b"abc123"), (b"content-length", b"9")]]
+    )
+    for head, body, trailers in await trailers_exchange(running_server, app, te):
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"transfer-encoding: chunked" in head and b"content-length" not in head
+        assert b"trailer: x-checksum" in head
+        assert body == b"hello world"
+        assert trailers == [b"x-checksum: abc123"]  # framing fields never become trailers
+    assert app.extensions[0]["http.response.trailers"] == {}
+
+
+async def test_trailers_force_chunking_for_a_single_body_message(running_server) -> None:
+    app = http_apps.WithTrailers([b"whole"], [[(b"x-checksum", b"1")]])
+    for head, body, trailers in await trailers_exchange(running_server, app, b"trailers"):
+        assert b"transfer-encoding: chunked" in head
+        assert (body, trailers) == (b"whole", [b"x-checksum: 1"])
+
+
+@pytest.mark.parametrize("parts", [[b"a", b"b"], [b"ab"]])
+@pytest.mark.parametrize("te", [None, b"gzip", b"trailersx"])
+async def test_trailers_dropped_when_the_client_did_not_ask(running_server, parts, te) -> None:
+    app = http_apps.WithTrailers(parts, [[(b"x-checksum", b"1")]])
+    for head, body, trailers in await trailers_exchange(running_server, app, te):
+        assert head.startswith(b"HTTP/1.1 200")
+        assert (body, trailers) == (b"ab", [])
+        # A single body message keeps its plain content-length framing.
+        assert (b"content-length: 2" in head) == (len(parts) == 1)
+
+
+async def test_several_trailers_messages_end_with_the_last(running_server) -> None:
+    app = http_apps.WithTrailers(
+        [b"x" * 70000, b"y"],
+        [[(b"x-first", b"1")], [], [(b"x-second", b"2"), (b"x-third", b"3")]],
+        headers=[(b"trailer", b"x-first, x-second, x-third")],
+    )
+    for _head, body, trailers in await trailers_exchange(running_server, app, b"trailers"):
+        assert body == b"x" * 70000 + b"y"
+        assert trailers == [b"x-first: 1", b"x-second: 2", b"x-third: 3"]
+
+
+async def test_trailers_dropped_when_the_app_set_content_length(running_server) -> None:
+    app = http_apps.WithTrailers(
+        [b"abc", b"de"], [[(b"x-checksum", b"1")]], headers=[(b"content-length", b"5")]
+    )
+    for head, body, trailers in await trailers_exchange(running_server, app, b"trailers"):
+        assert b"content-length: 5" in head and b"chunked" not in head
+        assert (body, trailers) == (b"abcde", [])
+
+
+async def test_trailers_dropped_over_http_1_0(running_server) -> None:
+    app = http_apps.WithTrailers([b"abc", b"de"], [[(b"x-checksum", b"1")]])
+    async with running_server(app) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.0\r\nTE: trailers\r\n\r\n")
+    # HTTP/1.0 has no chunking: the body ends when the connection closes, with no fields.
+    assert raw.startswith(b"HTTP/1.1 200") and b"chunked" not in raw
+    assert b"connection: close" in raw and raw.endswith(b"\r\n\r\nabcde")
+    assert len(app.errors) == 1
+
+
+async def test_trailers_message_without_trailers_flag_is_an_app_error(running_server) -> None:
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        await send({"type": "http.response.trailers", "headers": []})
+
+    async with running_server(app) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+    # The response can't be finished properly: the connection is closed before the last chunk.
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"1\r\nx\r\n")
