@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 
@@ -118,3 +119,56 @@ class WithTrailers:
             await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
         except RuntimeError as exc:
             self.errors.append(exc)
+
+
+class StreamsBig:
+    """Streams ``count`` chunks of ``size`` bytes (chunk n is filled with byte n % 251)."""
+
+    def __init__(self, size: int, count: int) -> None:
+        self.size = size
+        self.count = count
+        self.sent = 0  # chunks whose ``send`` has returned
+
+    @staticmethod
+    def chunk(n: int, size: int) -> bytes:
+        return bytes([n % 251]) * size
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        total = b"%d" % (self.size * self.count)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", total)]}
+        )
+        for n in range(self.count):
+            more = n < self.count - 1
+            body = self.chunk(n, self.size)
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+            self.sent += 1
+
+
+class ReadsLate:
+    """Waits ``delay`` seconds before the first ``receive``; answers with the body's sha256."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.first_size = -1  # bytes the first receive handed over: what the server had buffered
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(self.delay)
+        digest = hashlib.sha256()
+        size = 0
+        while True:
+            message = await receive()
+            body = message.get("body", b"")
+            if self.first_size < 0:
+                self.first_size = len(body)
+            digest.update(body)
+            size += len(body)
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        answer = b"%d %s" % (size, digest.hexdigest().encode())
+        await send({"type": "http.response.body", "body": answer})

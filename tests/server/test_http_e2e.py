@@ -385,3 +385,93 @@ async def test_trailers_message_without_trailers_flag_is_an_app_error(running_se
         raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
     # The response can't be finished properly: the connection is closed before the last chunk.
     assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"1\r\nx\r\n")
+
+
+# -- limits: keep-alive timeout, back-pressure both ways ----------------------------------
+
+
+async def wait_closed_by_server(reader: asyncio.StreamReader, timeout: float = 3.0) -> float:
+    """Seconds until the server closes the connection (EOF); fails on any data or timeout."""
+    start = time.monotonic()
+    assert await asyncio.wait_for(reader.read(1), timeout) == b""
+    return time.monotonic() - start
+
+
+async def test_keep_alive_timeout_closes_an_idle_connection(running_server) -> None:
+    async with running_server(http_apps.echo_body, timeout_keep_alive=0.3) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body, _ = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head
+        # Idle between requests: closed after about timeout_keep_alive, not before.
+        elapsed = await wait_closed_by_server(reader)
+        assert 0.2 <= elapsed < 2.0
+        writer.close()
+        # A connection that never sends a request is closed the same way.
+        reader, writer = await asyncio.open_connection(*addr)
+        assert 0.2 <= await wait_closed_by_server(reader) < 2.0
+        writer.close()
+
+
+async def test_keep_alive_timeout_spares_requests_in_progress(running_server) -> None:
+    # The app takes longer than the idle timeout; the timer restarts after each response.
+    app = http_apps.Slow(delay=0.6)
+    async with running_server(app, timeout_keep_alive=0.3) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        for _ in range(2):
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body, _ = await read_response(reader)
+            assert head.startswith(b"HTTP/1.1 200") and body == b"done"
+            await asyncio.sleep(0.15)  # idle, but under the timeout
+        assert await wait_closed_by_server(reader) < 2.0
+        writer.close()
+
+
+async def test_server_stops_writing_to_a_client_that_does_not_read(running_server) -> None:
+    size, count = 64 * 1024, 1024  # 64 MiB
+    app = http_apps.StreamsBig(size, count)
+    loop = asyncio.get_running_loop()
+    async with running_server(app) as addr:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # no autotuning
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, addr)
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await asyncio.sleep(1.0)
+            # send() blocks once the kernel buffers and the transport's high-water mark are
+            # full (a few MiB at most), instead of queueing the whole 64 MiB in memory.
+            stalled_at = app.sent
+            assert 0 < stalled_at * size < 16 * 1024 * 1024
+            await asyncio.sleep(0.3)
+            assert app.sent == stalled_at
+            # Now read everything: every byte arrives, in order.
+            data = bytearray()
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5):
+                data += chunk
+        finally:
+            sock.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and len(body) == size * count
+    for n in range(count):
+        assert body[n * size : (n + 1) * size] == app.chunk(n, size), n
+    assert app.sent == count
+
+
+async def test_server_stops_reading_an_upload_the_app_does_not_consume(running_server) -> None:
+    import hashlib
+
+    total = 32 * 1024 * 1024
+    payload = os.urandom(1024 * 1024) * 32
+    app = http_apps.ReadsLate(delay=1.0)
+    async with running_server(app, max_body_size=64 * 1024 * 1024) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+        writer.write(payload)
+        head, body, _ = await read_response(reader)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == b"%d %s" % (total, hashlib.sha256(payload).hexdigest().encode())
+    # After a second of the app not reading, the server held only about its high-water mark
+    # (plus one socket read), not the megabytes the client had already pushed at it.
+    assert 0 < app.first_size <= 1024 * 1024
