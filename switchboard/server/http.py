@@ -339,7 +339,9 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self._cancel_keep_alive()
+        # The keep-alive timer is not stopped by bytes arriving, only by a complete request
+        # head (on_headers_complete): a client trickling its headers gets no more time than
+        # an idle one.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -376,6 +378,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._cancel_keep_alive()
         parser = self.parser
         parsed = httptools.parse_url(self.url)
         raw_path = parsed.path

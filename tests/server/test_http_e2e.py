@@ -475,3 +475,29 @@ async def test_server_stops_reading_an_upload_the_app_does_not_consume(running_s
     # After a second of the app not reading, the server held only about its high-water mark
     # (plus one socket read), not the megabytes the client had already pushed at it.
     assert 0 < app.first_size <= 1024 * 1024
+
+
+@pytest.mark.parametrize("after_a_request", [False, True])
+async def test_keep_alive_timeout_closes_a_client_stuck_in_its_headers(
+    running_server, after_a_request: bool
+) -> None:
+    # Trickling a request head byte by byte (each gap under the timeout) must not keep the
+    # connection open forever: the whole head has to arrive within timeout_keep_alive.
+    async with running_server(http_apps.echo_body, timeout_keep_alive=0.4) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        if after_a_request:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await read_response(reader)
+        start = time.monotonic()
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                break
+            if reader.at_eof() or time.monotonic() - start > 3:
+                break
+            await asyncio.sleep(0.05)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        assert time.monotonic() - start < 1.5
+        writer.close()
