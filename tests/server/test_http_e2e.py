@@ -499,5 +499,5 @@ async def test_keep_alive_timeout_closes_a_client_stuck_in_its_headers(
                 break
             await asyncio.sleep(0.05)
         assert await asyncio.wait_for(reader.read(), 3) == b""
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 2.5
         writer.close()
