@@ -60,22 +60,43 @@ class ProtocolTypeRouter:
         await app(scope, receive, send)
 
 
+def _included_patterns(resolver: URLResolver) -> list[Any]:
+    """The patterns behind ``include(...)``: a list, or a module's routing list.
+
+    A module is searched for ``websocket_urlpatterns`` first (the usual name in a routing.py),
+    then ``urlpatterns`` (what Django's include() itself looks for).
+    """
+    module = resolver.urlconf_module
+    if isinstance(module, (list, tuple)):
+        return list(module)
+    for name in ("websocket_urlpatterns", "urlpatterns"):
+        patterns = getattr(module, name, None)
+        if patterns is not None:
+            return list(patterns)
+    raise ImproperlyConfigured(
+        f"include({getattr(module, '__name__', module)!r}) in a URLRouter: the module defines "
+        "neither 'websocket_urlpatterns' nor 'urlpatterns'"
+    )
+
+
 class URLRouter:
     """Routes by path using Django ``path()`` / ``re_path()`` patterns.
 
     Patterns match the path without its leading slash (like Django's URLconf). A route whose
-    application is another URLRouter matches a prefix; the rest of the path goes to the inner
-    router, and captured arguments of both levels end up merged in ``scope["url_route"]``.
+    application is another URLRouter, or an ``include()`` of a pattern list or routing module,
+    matches a prefix; the rest of the path goes to the inner patterns, and captured arguments
+    of both levels end up merged in ``scope["url_route"]``.
     """
 
     def __init__(self, routes: Iterable[URLPattern | URLResolver]) -> None:
         self.routes: list[tuple[Any, ASGIApp, dict[str, Any]]] = []
         for route in routes:
             if isinstance(route, URLResolver):
-                raise ValueError(
-                    "URLRouter does not support include(); nest another URLRouter instead: "
-                    "path('prefix/', URLRouter([...]))"
-                )
+                # include(): its pattern is already a prefix match; route the rest through a
+                # router built from the included patterns, exactly like a nested URLRouter.
+                inner = URLRouter(_included_patterns(route))
+                self.routes.append((route.pattern, inner, dict(route.default_kwargs or {})))
+                continue
             if not isinstance(route, URLPattern):
                 raise ValueError(f"URLRouter routes must be path()/re_path() entries: {route!r}")
             app = route.callback

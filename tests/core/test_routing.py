@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from switchboard.consumer import AsyncConsumer
 from switchboard.generic.http import AsyncHttpConsumer
@@ -126,3 +126,65 @@ def test_get_default_application():
 
 
 application = ProtocolTypeRouter({"http": Hello.as_asgi()})
+
+
+async def test_include_of_a_pattern_list():
+    app = URLRouter(
+        [
+            path("chat/", include([path("lobby/", Route.as_asgi()), path("", Route.as_asgi())])),
+            path("other/", Route.as_asgi()),
+        ]
+    )
+    assert await _route(app, "/chat/lobby/") == {"args": [], "kwargs": {}, "rest": ""}
+    assert (await _route(app, "/chat/"))["rest"] == ""
+    assert (await _route(app, "/other/"))["rest"] == ""
+
+
+async def test_include_of_a_routing_module():
+    app = URLRouter([path("ws/", include("tests.core.included_routing"))])
+    info = await _route(app, "/ws/rooms/7/")
+    assert info == {"kwargs": {"room": 7}, "rest": "", "module": True}
+    # websocket_urlpatterns is preferred over urlpatterns when a module has both.
+    communicator = WebsocketCommunicator(app, "/ws/http-only/")
+    with pytest.raises(ValueError, match="No route found for path '/ws/http-only/'"):
+        await communicator.connect()
+
+
+async def test_include_merges_outer_and_inner_kwargs():
+    app = URLRouter(
+        [
+            path("org/<slug:org>/", include("tests.core.included_routing"), {"site": "outer"}),
+            re_path(
+                r"^v(?P<version>\d)/",
+                include([path("team/<str:team>/", Route.as_asgi(), {"d": 1})]),
+            ),
+            path(
+                "deep/<int:a>/",
+                include([path("x/", include([path("<int:b>/", Route.as_asgi())]))]),
+            ),
+        ]
+    )
+    info = await _route(app, "/org/acme/rooms/3/")
+    assert info["kwargs"] == {"org": "acme", "site": "outer", "room": 3}
+    info = await _route(app, "/org/acme/tags/blue/")
+    assert info["kwargs"] == {"org": "acme", "site": "outer", "tag": "blue", "source": "inner"}
+    assert (await _route(app, "/v3/team/red/"))["kwargs"] == {"version": "3", "team": "red", "d": 1}
+    assert (await _route(app, "/deep/1/x/2/"))["kwargs"] == {"a": 1, "b": 2}
+
+
+async def test_unmatched_path_under_include_is_a_clear_error():
+    app = URLRouter([path("chat/", include([path("lobby/", Route.as_asgi())]))])
+    communicator = WebsocketCommunicator(app, "/chat/nope/")
+    with pytest.raises(ValueError, match="No route found for path '/chat/nope/'"):
+        await communicator.connect()
+    # The included pattern is a prefix: its own endpoint must still match the whole rest.
+    communicator = WebsocketCommunicator(app, "/chat/lobby/extra/")
+    with pytest.raises(ValueError, match="No route found"):
+        await communicator.connect()
+
+
+def test_include_checks_the_included_applications():
+    with pytest.raises(ValueError, match=r"Route\.as_asgi\(\)"):
+        URLRouter([path("chat/", include([path("a/", Route)]))])
+    with pytest.raises(ImproperlyConfigured, match="neither 'websocket_urlpatterns'"):
+        URLRouter([path("x/", include("tests.core.routing_module_without_patterns"))])
