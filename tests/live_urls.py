@@ -10,7 +10,8 @@ def hello(request):
 
 
 def groups(request):
-    return JsonResponse({"groups": sorted(Group.objects.values_list("name", flat=True))})
+    names = Group.objects.filter(name__startswith=request.GET.get("prefix", ""))
+    return JsonResponse({"groups": sorted(names.values_list("name", flat=True))})
 
 
 urlpatterns = [path("hello/", hello), path("groups/", groups)]
