@@ -25,6 +25,7 @@ import logging
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +45,9 @@ from switchboard.layers.redis.sharding import group_routing_key, shard_index
 logger = logging.getLogger("switchboard.layers.redis")
 
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# Local deliveries per loop turn when fanning a group message out to this process's members.
+FANOUT_SLICE = 128
 
 # Longest single BLPOP / XREADGROUP BLOCK wait, in seconds.
 BLOCK_SECONDS = 1
@@ -83,6 +87,8 @@ class _LoopState:
         self.shards: list[Shard] = layer._build_shards()
         self.subscribers: dict[int, Subscriber] = {}
         self.queues: dict[str, LocalQueue] = {}
+        # Local fan-outs waiting for their turn: [members, next index, expires, message, direct]
+        self.backlog: deque[list[Any]] = deque()
         self.groups = layer._new_groups()
         # pub/sub channel name (bytes) -> group name, or None for our process channel.
         self.routes: dict[bytes, str | None] = {}
@@ -158,27 +164,68 @@ class _LoopState:
         except KeyError:
             return  # unsubscribed a moment ago
         target, expires, message = self.layer._serializer.loads(data)
-        now = time.time()
-        if expires < now:
+        if expires < time.time():
             return
         if group is None:
-            if not self.queue(target).put(expires, message, now):
-                self.note_drop(target)
-            return
+            members = [target]
+        else:
+            members = self.groups.members(group)
+            if not members and self.groups.is_empty(group):
+                # Every membership expired (group_expiry): stop listening to the group.
+                self.spawn(self.layer._unsubscribe_group(self, group, only_if_empty=True))
         # One deserialized dict shared by every local member (see module docstring).
+        backlog = self.backlog
+        if not backlog and len(members) <= FANOUT_SLICE:
+            self._deliver(members, 0, len(members), expires, message, direct=group is None)
+            return
+        backlog.append([members, 0, expires, message, group is None])
+        if len(backlog) == 1:
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Deliver queued fan-outs, FIFO, at most FANOUT_SLICE puts per loop turn.
+
+        A group of thousands handled in one callback would hold the loop for milliseconds:
+        the sender's group_send (waiting on Redis's reply) and every other connection would
+        wait behind it. Slices keep each member's order, since jobs finish in arrival order.
+        """
+        backlog = self.backlog
+        budget = FANOUT_SLICE
+        while backlog and budget > 0:
+            job = backlog[0]
+            members, start, expires, message, direct = job
+            end = min(len(members), start + budget)
+            self._deliver(members, start, end, expires, message, direct)
+            budget -= end - start
+            if end == len(members):
+                backlog.popleft()
+            else:
+                job[1] = end
+        if backlog and not self.closed:
+            self.loop.call_soon(self._drain)
+
+    def _deliver(
+        self,
+        members: list[str],
+        start: int,
+        end: int,
+        expires: float,
+        message: dict[str, Any],
+        direct: bool,
+    ) -> None:
         queues = self.queues
         capacity_of = self.layer.get_capacity
         pid = self.pid
-        members = self.groups.members(group)
-        if not members and self.groups.is_empty(group):
-            # Every membership expired (group_expiry): stop listening to the group.
-            self.spawn(self.layer._unsubscribe_group(self, group, only_if_empty=True))
-        for member in members:
-            if process_token(member) == pid:
+        now = time.time()
+        for i in range(start, end):
+            member = members[i]
+            if direct or process_token(member) == pid:
                 q = queues.get(member)
                 if q is None:
                     q = queues[member] = LocalQueue(capacity_of(member))
-                q.put(expires, message, now)  # a full member misses this one, like Channels
+                # A full member misses a group message, like Channels; a direct one is logged.
+                if not q.put(expires, message, now) and direct:
+                    self.note_drop(member)
             else:
                 self.spawn(self.layer.send(member, message))
 
@@ -395,7 +442,14 @@ class RedisChannelLayer(BaseChannelLayer):
         token = process_token(channel)
         if token is not None:
             if token == state.pid:
-                if not state.queue(channel).put(expires, message, now):
+                q = state.queue(channel)
+                if state.backlog:
+                    # Behind fan-outs still being delivered, so it cannot overtake them.
+                    if len(q) >= q.capacity:
+                        raise ChannelFull(channel)
+                    state.backlog.append([[channel], 0, expires, message, True])
+                    return
+                if not q.put(expires, message, now):
                     raise ChannelFull(channel)
                 return
             data = self._serializer.dumps([channel, expires, message])
@@ -615,6 +669,7 @@ class RedisChannelLayer(BaseChannelLayer):
             await self._unsubscribe_group(state, group)
         for q in state.queues.values():
             q.clear()
+        state.backlog.clear()
         state.streams_ready.clear()
         state.unacked.clear()
         state.last_durable.clear()

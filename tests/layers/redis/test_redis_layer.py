@@ -366,3 +366,22 @@ async def test_group_send_from_sync_code_is_not_lost(redis_server):
     thread.join()
     assert [m["i"] for m in received] == list(range(20))
     await receiver.close()
+
+
+async def test_large_local_fan_out_is_sliced_but_keeps_every_members_order(make_layer):
+    from switchboard.layers.redis.core import FANOUT_SLICE
+
+    layer = make_layer()
+    members = [await layer.new_channel() for _ in range(FANOUT_SLICE * 4 + 7)]
+    for channel in members:
+        await layer.group_add("big", channel)
+    await layer.group_send("big", {"type": "m", "n": 1})
+    await layer.send(members[-1], {"type": "m", "n": "direct"})  # queued behind the fan-out
+    await layer.group_send("big", {"type": "m", "n": 2})
+    # The sender got control back before the last member had its first message.
+    assert layer._state().backlog or not layer._state().queues[members[-1]].messages
+    for channel in members[:-1]:
+        got = [await asyncio.wait_for(layer.receive(channel), WAIT) for _ in range(2)]
+        assert [m["n"] for m in got] == [1, 2]
+    got = [await asyncio.wait_for(layer.receive(members[-1]), WAIT) for _ in range(3)]
+    assert [m["n"] for m in got] == [1, "direct", 2]
