@@ -14,14 +14,16 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "chat-example-insecure-developm
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") != "0"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
+# "switchboard" comes before "django.contrib.staticfiles" so that its runserver command (HTTP and
+# WebSocket on Switchboard's server, static files in DEBUG) replaces staticfiles' WSGI one.
 INSTALLED_APPS = [
+    "switchboard",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "switchboard",
     "chat",
 ]
 
@@ -52,7 +54,8 @@ TEMPLATES = [
     },
 ]
 
-# Served by `python -m switchboard serve chatsite.asgi:application` (see scripts/demo).
+# Served by `python manage.py runserver` in development, and by
+# `python -m switchboard serve chatsite.asgi:application` otherwise (see scripts/demo).
 ASGI_APPLICATION = "chatsite.asgi.application"
 
 DATABASES = {

@@ -1,0 +1,188 @@
+"""``manage.py runserver``: Django's development server command, served by Switchboard.
+
+HTTP and WebSocket both go through Switchboard's own server, with Django's autoreloader and
+(in DEBUG, when ``django.contrib.staticfiles`` is installed) static files under STATIC_URL.
+For this command to replace staticfiles' own ``runserver``, ``"switchboard"`` must come
+before ``"django.contrib.staticfiles"`` in INSTALLED_APPS: Django picks the first app that
+provides a command of that name. ``--noasgi`` falls back to Django's WSGI server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.management.base import CommandParser
+from django.db import connections
+from django.utils import autoreload
+
+from switchboard.server import Config, Server
+from switchboard.server.server import bind_socket, new_event_loop
+
+if apps.is_installed("django.contrib.staticfiles"):
+    from django.contrib.staticfiles.management.commands.runserver import (
+        Command as DjangoRunserver,
+    )
+
+    STATICFILES_INSTALLED = True
+else:
+    from django.core.management.commands.runserver import Command as DjangoRunserver
+
+    STATICFILES_INSTALLED = False
+
+_BIND_ERRORS = {
+    errno.EACCES: "You don't have permission to bind that port.",
+    errno.EADDRINUSE: "That port is already in use.",
+    errno.EADDRNOTAVAIL: "That IP address is not available on this machine.",
+}
+
+
+class Command(DjangoRunserver):
+    help = (
+        "Starts Switchboard's development server: HTTP and WebSocket for ASGI_APPLICATION "
+        "(or Django's ASGI handler), with autoreload and, in DEBUG, static files."
+    )
+    protocol = "http"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--noasgi",
+            action="store_false",
+            dest="use_asgi",
+            help="Run Django's own WSGI development server instead of Switchboard's (no "
+            "WebSocket).",
+        )
+        parser.add_argument(
+            "--ws-max-size",
+            type=int,
+            default=Config.ws_max_size,
+            help="Largest incoming WebSocket message, in bytes (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--noaccesslog",
+            action="store_false",
+            dest="access_log",
+            help="Do not log each request and WebSocket handshake.",
+        )
+
+    def get_asgi_handler(self, **options: Any) -> Any:
+        """The project's ASGI application, wrapped for static files when appropriate."""
+        if getattr(settings, "ASGI_APPLICATION", None):
+            from switchboard.routing import get_default_application
+
+            application = get_default_application()
+        else:
+            from django.core.asgi import get_asgi_application
+
+            application = get_asgi_application()
+        if self._serves_static(options):
+            # Intercepts only http scopes under STATIC_URL; websocket and lifespan scopes
+            # (and every other path) go straight to the application.
+            from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+            application = ASGIStaticFilesHandler(application)
+        return application
+
+    @staticmethod
+    def _serves_static(options: dict[str, Any]) -> bool:
+        if not STATICFILES_INSTALLED or not settings.STATIC_URL:
+            return False
+        if not options.get("use_static_handler", True):
+            return False
+        return bool(settings.DEBUG or options.get("insecure_serving", False))
+
+    def inner_run(self, *args: Any, **options: Any) -> None:
+        self._serving_asgi = options.get("use_asgi", True)
+        if not self._serving_asgi:
+            super().inner_run(*args, **options)
+            return
+        # An import error caught by the reloader's parent must surface in this child.
+        autoreload.raise_last_exception()
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+        self.check_migrations()
+        # The checks may have opened connections in this thread; requests use their own.
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+
+        application = self.get_asgi_handler(**options)
+        config = Config(
+            app=application,
+            host=self._bind_host(),
+            port=int(self.port),
+            access_log=options.get("access_log", True),
+            ws_max_size=options["ws_max_size"],
+            # A development server should stop promptly on Ctrl-C, even with sockets open.
+            timeout_graceful_shutdown=3.0,
+            application_close_timeout=3.0,
+        )
+        _configure_logging()
+        try:
+            sock = bind_socket(config)
+        except OSError as exc:
+            self.stderr.write(f"Error: {_BIND_ERRORS.get(exc.errno, exc)}")
+            # sys.exit would only end this thread when the autoreloader runs us in one.
+            os._exit(1)
+        self.on_bind(sock.getsockname()[1])
+
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            # In the main thread (--noreload) the server turns SIGINT/SIGTERM into a graceful
+            # stop; under the autoreloader the main thread owns signals and ends the process.
+            loop.run_until_complete(Server(config).serve(sock))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            loop.close()
+        shutdown_message = options.get("shutdown_message", "")
+        if shutdown_message:
+            self.stdout.write(shutdown_message)
+        sys.exit(0)
+
+    def _bind_host(self) -> str:
+        return "0.0.0.0" if self.addr == "0" else self.addr
+
+    def on_bind(self, server_port: int) -> None:
+        if not getattr(self, "_serving_asgi", True):
+            super().on_bind(server_port)
+            return
+        host = f"[{self.addr}]" if self._raw_ipv6 else self._bind_host()
+        quit_key = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        started = datetime.now().strftime("%B %d, %Y - %X")
+        self.stdout.write(
+            f"{started}\n"
+            f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
+            f"Starting Switchboard ASGI development server (HTTP and WebSocket) at "
+            f"{self.protocol}://{host}:{server_port}/\n"
+            f"Quit the server with {quit_key}."
+        )
+        if os.environ.get("DJANGO_RUNSERVER_HIDE_WARNING") != "true":
+            self.stdout.write(
+                self.style.WARNING(
+                    "WARNING: a development server (autoreload, static files from the "
+                    "finders). In production run `python -m switchboard serve` instead."
+                )
+            )
+        self.stdout.flush()
+
+
+def _configure_logging() -> None:
+    """Show the server's access and error log unless the project's LOGGING already routes it."""
+    logger = logging.getLogger("switchboard.server")
+    if logger.hasHandlers():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%d/%b/%Y %H:%M:%S"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
