@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "chat"
 STATIC_FILE = "/static/admin/css/base.css"  # From django.contrib.admin, via the finders.
@@ -42,14 +43,16 @@ def _default_sigint() -> None:
 class RunServer:
     """One ``manage.py runserver`` process group, its combined output in a log file."""
 
-    def __init__(self, project: Path, database: Path, log_path: Path, *args: str) -> None:
+    def __init__(
+        self, project: Path, database: Path, log_path: Path, *args: str, debug: bool = True
+    ) -> None:
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="chatsite.settings",  # Not the suite's tests.settings.
             CHAT_DATABASE=str(database),
-            DJANGO_DEBUG="1",
+            DJANGO_DEBUG="1" if debug else "0",
             PYTHONUNBUFFERED="1",
         )
         env.pop("CHAT_REDIS_URL", None)
@@ -203,12 +206,30 @@ async def test_nostatic_leaves_static_urls_to_the_application(database, tmp_path
         server.kill()
 
 
-def test_noreload_stops_gracefully_on_ctrl_c(database, tmp_path):
+@pytest.mark.parametrize("insecure", [False, True])
+def test_static_files_without_debug_only_with_insecure(database, tmp_path, insecure):
+    args = ["--noreload", "--insecure"] if insecure else ["--noreload"]
+    server = RunServer(EXAMPLE, database, tmp_path / "nodebug.log", *args, debug=False)
+    try:
+        server.wait_listening()
+        assert _get(f"http://{server.address}{STATIC_FILE}")[0] == (200 if insecure else 404)
+        assert _get(f"http://{server.address}/")[0] == 200
+    finally:
+        server.kill()
+
+
+async def test_noreload_ctrl_c_closes_open_websockets_and_exits(database, tmp_path):
     server = RunServer(EXAMPLE, database, tmp_path / "stop.log", "--noreload")
     try:
         server.wait_listening()
-        assert _get(f"http://{server.address}/")[0] == 200
-        assert server.interrupt() == 0
+        address = server.address
+        async with connect(f"ws://{address}/ws/chat/lobby/", origin=f"http://{address}") as ws:
+            await _next(ws, "welcome")
+            started = time.monotonic()
+            assert await asyncio.to_thread(server.interrupt) == 0
+            assert time.monotonic() - started < 5  # A dev server stops promptly.
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
         _assert_closed(server.port)
     finally:
         server.kill()
