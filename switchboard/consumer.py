@@ -48,8 +48,8 @@ LayerSource = Callable[[], "asyncio.Future[dict[str, Any]]"]
 def layer_source(layer: Any, channel: str) -> LayerSource:
     """A function returning a future for the next message on ``channel``.
 
-    Layers offering ``receive_future`` (Switchboard's in-memory layer) wait without a task;
-    any other layer's ``receive`` coroutine is wrapped in one.
+    Layers offering ``receive_future`` (Switchboard's in-memory and Redis layers) wait
+    without a task; any other layer's ``receive`` coroutine is wrapped in one.
     """
     native = getattr(layer, "receive_future", None)
     if native is not None:
