@@ -11,7 +11,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver
 from django.urls.resolvers import RoutePattern
 
-__all__ = ["ChannelNameRouter", "ProtocolTypeRouter", "URLRouter", "get_default_application"]
+__all__ = [
+    "ChannelNameRouter",
+    "ProtocolTypeRouter",
+    "URLRouter",
+    "get_default_application",
+    "project_application",
+]
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -35,6 +41,30 @@ def get_default_application() -> ASGIApp:
         return getattr(module, attribute)
     except AttributeError as exc:
         raise ImproperlyConfigured(f"Cannot find {attribute!r} in ASGI_APPLICATION module") from exc
+
+
+def project_application(serve_static: bool = True) -> Any:
+    """The project's ASGI application, as ``manage.py runserver``-style serving wants it.
+
+    ``settings.ASGI_APPLICATION`` when set, else Django's own ASGI handler. With
+    ``serve_static`` (and ``STATIC_URL`` configured) HTTP requests under ``STATIC_URL`` are
+    answered from the static files finders; every other scope, WebSocket included, goes
+    straight to the application.
+    """
+    if getattr(settings, "ASGI_APPLICATION", None):
+        application = get_default_application()
+    else:
+        from django.core.asgi import get_asgi_application
+
+        application = get_asgi_application()
+    if serve_static and settings.STATIC_URL:
+        # Imported late: staticfiles need not be installed when static serving is off.
+        # The handler only intercepts http scopes under STATIC_URL and passes the rest on.
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+        application = ASGIStaticFilesHandler(application)
+    return application
+
 
 
 def _check_application(app: Any, where: str) -> None:

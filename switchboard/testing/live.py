@@ -13,11 +13,11 @@ import asyncio
 import threading
 from typing import Any
 
-from django.conf import settings
 from django.db import connections
 from django.test import TransactionTestCase, modify_settings
 from django.utils.functional import classproperty
 
+from switchboard.routing import project_application
 from switchboard.server import Config, Server
 from switchboard.server.server import new_event_loop
 
@@ -27,31 +27,6 @@ __all__ = [
     "SwitchboardLiveServerTestCase",
     "project_application",
 ]
-
-
-def project_application(serve_static: bool = True) -> Any:
-    """The project's ASGI application, as ``manage.py runserver``-style serving wants it.
-
-    ``settings.ASGI_APPLICATION`` when set, else Django's own ASGI handler. With
-    ``serve_static`` (and ``STATIC_URL`` configured) HTTP requests under ``STATIC_URL`` are
-    answered from the static files finders; every other scope, WebSocket included, goes
-    straight to the application.
-    """
-    if getattr(settings, "ASGI_APPLICATION", None):
-        from switchboard.routing import get_default_application
-
-        application = get_default_application()
-    else:
-        from django.core.asgi import get_asgi_application
-
-        application = get_asgi_application()
-    if serve_static and settings.STATIC_URL:
-        # Imported late: staticfiles need not be installed when static serving is off.
-        # The handler only intercepts http scopes under STATIC_URL and passes the rest on.
-        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-        application = ASGIStaticFilesHandler(application)
-    return application
 
 
 class LiveServer:

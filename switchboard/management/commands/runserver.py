@@ -75,21 +75,9 @@ class Command(DjangoRunserver):
 
     def get_asgi_handler(self, **options: Any) -> Any:
         """The project's ASGI application, wrapped for static files when appropriate."""
-        if getattr(settings, "ASGI_APPLICATION", None):
-            from switchboard.routing import get_default_application
+        from switchboard.routing import project_application
 
-            application = get_default_application()
-        else:
-            from django.core.asgi import get_asgi_application
-
-            application = get_asgi_application()
-        if self._serves_static(options):
-            # Intercepts only http scopes under STATIC_URL; websocket and lifespan scopes
-            # (and every other path) go straight to the application.
-            from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-            application = ASGIStaticFilesHandler(application)
-        return application
+        return project_application(serve_static=self._serves_static(options))
 
     @staticmethod
     def _serves_static(options: dict[str, Any]) -> bool:
