@@ -18,34 +18,18 @@ Usage: ./scripts/bench consumers [--quick] [--rounds N] [--server switchboard|uv
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import selectors
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-from bench.server_ws import (
-    handshake_request,
-    masked_frame,
-    open_ws,
-    read_response_head,
-)
+from bench.server_ws import Server, bench_echo, bench_idle_memory, masked_frame, open_ws
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 APP = "bench.consumer_apps:application"
 FRAMEWORKS = ("switchboard", "channels")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_command(server: str, port: int, app: str = APP) -> list[str]:
@@ -66,85 +50,6 @@ def server_command(server: str, port: int, app: str = APP) -> list[str]:
             "off",
         ]
     raise ValueError(f"unknown server {server!r}")
-
-
-class ServedFramework:
-    """One server process serving bench.consumer_apps with one framework's consumers."""
-
-    def __init__(self, framework: str, server: str, app: str = APP, path: str = "/echo/") -> None:
-        self.framework = framework
-        self.path = path
-        self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=ROOT, BENCH_FRAMEWORK=framework)
-        # A file, not a pipe: a pipe nobody reads would block the server once it fills.
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            server_command(server, self.port, app),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                err = self.log.read().decode(errors="replace")
-                raise RuntimeError(f"{framework} server exited early:\n{err[-2000:]}")
-            try:
-                open_ws(self.port, path=path).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def bench_echo(port: int, path: str, clients: int, duration: float, size: int = 32) -> float:
-    """Messages per second, each client with one message in flight."""
-    frame = masked_frame(0x1, b"x" * size)
-    expected = 2 + size
-    socks = [open_ws(port, path=path) for _ in range(clients)]
-    sel = selectors.DefaultSelector()
-    pending = {}
-    for sock in socks:
-        sock.setblocking(False)
-        sel.register(sock, selectors.EVENT_READ)
-        pending[sock] = 0
-        sock.send(frame)
-    count = 0
-    start = time.perf_counter()
-    end = start + duration
-    while time.perf_counter() < end:
-        for key, _ in sel.select(0.5):
-            sock = key.fileobj
-            got = pending[sock] + len(sock.recv(65536))
-            while got >= expected:
-                got -= expected
-                count += 1
-                sock.send(frame)
-            pending[sock] = got
-    elapsed = time.perf_counter() - start
-    sel.close()
-    for sock in socks:
-        sock.close()
-    return count / elapsed
 
 
 def bench_fanout(
@@ -185,30 +90,6 @@ def bench_fanout(
     return count / elapsed
 
 
-def bench_idle_memory(served: ServedFramework, count: int) -> float:
-    """KiB of server RSS per idle, accepted echo-consumer connection."""
-    for sock in [open_ws(served.port, path=served.path) for _ in range(50)]:
-        sock.close()
-    time.sleep(0.5)
-    before = served.rss_kib()
-    request = handshake_request(served.port, served.path)
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.create_connection(("127.0.0.1", served.port), timeout=60)
-            sock.sendall(request)
-            socks.append(sock)
-        for sock in socks:
-            read_response_head(sock)
-        time.sleep(1.0)
-        after = served.rss_kib()
-    finally:
-        for sock in socks:
-            sock.close()
-    time.sleep(1.0)
-    return (after - before) / count
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round")
@@ -227,18 +108,23 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.idle + 1000), hard))
 
     results: dict[str, dict[str, list[float]]] = {f: {} for f in FRAMEWORKS}
-    served: dict[str, ServedFramework] = {}
+    served: dict[str, Server] = {}
     try:
         for framework in FRAMEWORKS:
-            served[framework] = ServedFramework(framework, args.server)
+            served[framework] = Server(
+                framework,
+                command=lambda port: server_command(args.server, port),
+                path="/echo/",
+                env={"BENCH_FRAMEWORK": framework},
+            )
         for rnd in range(args.rounds):
             for framework, s in served.items():
                 r = results[framework]
                 r.setdefault("echo", []).append(
-                    bench_echo(s.port, "/echo/", args.clients, args.duration)
+                    bench_echo(s.port, args.clients, args.duration, path="/echo/")
                 )
                 r.setdefault("sync", []).append(
-                    bench_echo(s.port, "/sync-echo/", args.clients, args.duration)
+                    bench_echo(s.port, args.clients, args.duration, path="/sync-echo/")
                 )
                 r.setdefault("fanout", []).append(
                     bench_fanout(s.port, 10, 10, args.window, args.duration)
@@ -249,8 +135,10 @@ def main() -> None:
                     flush=True,
                 )
         # The same server with a bare ASGI echo app: its share of each connection's memory.
-        served["server only"] = ServedFramework(
-            "server only", args.server, app="bench.apps:ws_echo_app", path="/ws"
+        served["server only"] = Server(
+            "server only",
+            command=lambda port: server_command(args.server, port, "bench.apps:ws_echo_app"),
+            path="/ws",
         )
         for framework, s in served.items():
             mem = bench_idle_memory(s, args.idle)

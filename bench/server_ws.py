@@ -25,7 +25,9 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -69,27 +71,50 @@ CLOSE_FRAME = masked_frame(0x8, struct.pack("!H", 1000))
 
 
 class Server:
-    def __init__(self, name: str) -> None:
+    """One server process on a free port, ready once it completes a WebSocket handshake.
+
+    ``command(port)`` gives its command line (default: ``name``'s entry in
+    ``server_commands``), ``path`` the WebSocket path to probe and measure, ``env`` extra
+    environment variables.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Callable[[int], list[str]] | None = None,
+        path: str = "/ws",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.path = path
         self.port = free_port()
-        cmd = server_commands(self.port)[name]
-        override = os.environ.get(f"BENCH_{name.upper()}_CMD")  # e.g. to try a branch
-        if override:
-            cmd = override.format(py=PY, app=APP, port=self.port).split()
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        if command is None:
+            cmd = server_commands(self.port)[name]
+            override = os.environ.get(f"BENCH_{name.upper()}_CMD")  # e.g. to try a branch
+            if override:
+                cmd = override.format(py=PY, app=APP, port=self.port).split()
+        else:
+            cmd = command(self.port)
+        # A file, not a pipe: a pipe nobody reads would block the server once it fills.
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})),
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
         )
         self.wait_ready()
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")
                 raise RuntimeError(f"{self.name} exited early:\n{err[-2000:]}")
             try:
-                sock = open_ws(self.port)
+                sock = open_ws(self.port, path=self.path)
             except OSError:
                 time.sleep(0.1)
                 continue
@@ -136,12 +161,14 @@ def open_ws(port: int, timeout: float = 5.0, path: str = "/ws") -> socket.socket
     return sock
 
 
-def bench_echo(port: int, clients: int, duration: float, size: int = 32) -> float:
+def bench_echo(
+    port: int, clients: int, duration: float, size: int = 32, path: str = "/ws"
+) -> float:
     """Messages per second, each client with one message in flight."""
     payload = b"x" * size
     frame = masked_frame(0x1, payload)
     expected = 2 + size
-    socks = [open_ws(port) for _ in range(clients)]
+    socks = [open_ws(port, path=path) for _ in range(clients)]
     sel = selectors.DefaultSelector()
     pending = {}
     for sock in socks:
@@ -174,13 +201,13 @@ def bench_echo(port: int, clients: int, duration: float, size: int = 32) -> floa
 
 def bench_idle_memory(server: Server, count: int) -> float:
     """KiB of server RSS per idle, open WebSocket connection."""
-    warm = [open_ws(server.port) for _ in range(50)]
+    warm = [open_ws(server.port, path=server.path) for _ in range(50)]
     for sock in warm:
         sock.close()
     time.sleep(0.5)
     before = server.rss_kib()
     socks = []
-    request = handshake_request(server.port)
+    request = handshake_request(server.port, server.path)
     try:
         # Send every handshake first, then collect the answers: the server works in bulk.
         for _ in range(count):
