@@ -87,6 +87,7 @@ class _Request:
         "received",
         "trailers",
         "emit_trailers",
+        "body_done",
     )
 
     def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
@@ -109,6 +110,7 @@ class _Request:
         self.received = 0
         self.trailers = 0  # 0, _TRAILERS_WANTED or _TRAILERS_NEXT
         self.emit_trailers = False  # the trailer fields go on the wire (else they're dropped)
+        self.body_done = False  # the final http.request (more_body=False) was handed over
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -119,20 +121,24 @@ class _Request:
         if self.expect_continue and not self.started and not self.disconnected:
             self.expect_continue = False
             proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while not self.disconnected and not self.body and not self.complete:
-            proto.resume_reading()
-            self.waiter = proto.loop.create_future()
-            await self.waiter
-        if self.body:
-            data = b"".join(self.body)
-            self.body.clear()
-            self.body_size = 0
-            if proto.current is self:
+        if not self.body_done:
+            while not self.disconnected and not self.body and not self.complete:
                 proto.resume_reading()
-            return {"type": "http.request", "body": data, "more_body": not self.complete}
-        if self.complete and not self.finished and not self.disconnected:
-            self.complete = None  # type: ignore[assignment]  # body handed over: wait for close
-            return {"type": "http.request", "body": b"", "more_body": False}
+                self.waiter = proto.loop.create_future()
+                await self.waiter
+            if self.body:
+                data = b"".join(self.body)
+                self.body.clear()
+                self.body_size = 0
+                if proto.current is self:
+                    proto.resume_reading()
+                self.body_done = self.complete
+                return {"type": "http.request", "body": data, "more_body": not self.complete}
+            if self.complete and not self.disconnected:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+        # The whole body was handed over: per the ASGI spec the next receive() waits for the
+        # client to go away (or the response to finish) and then reports http.disconnect.
         while not self.disconnected and not self.finished:
             self.waiter = proto.loop.create_future()
             await self.waiter

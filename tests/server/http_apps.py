@@ -172,3 +172,19 @@ class ReadsLate:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         answer = b"%d %s" % (size, digest.hexdigest().encode())
         await send({"type": "http.response.body", "body": answer})
+
+
+async def receive_after_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, then reports what the next ``receive()`` gives (as Django does)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    try:
+        after = (await asyncio.wait_for(receive(), 0.3))["type"]
+    except asyncio.TimeoutError:
+        after = "waiting"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"%d %s" % (len(body), after.encode())})

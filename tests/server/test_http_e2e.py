@@ -501,3 +501,26 @@ async def test_keep_alive_timeout_closes_a_client_stuck_in_its_headers(
         assert await asyncio.wait_for(reader.read(), 3) == b""
         assert time.monotonic() - start < 2.5
         writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["content-length", "chunked", "no-body"],
+)
+async def test_receive_after_the_last_body_chunk_waits_instead_of_repeating(
+    running_server, request_bytes
+) -> None:
+    # ASGI HTTP spec: after more_body=False, receive() blocks until the client disconnects or
+    # the response is complete, then gives http.disconnect. A second http.request made
+    # Django's handler assert ("Invalid ASGI message after request body") and answer 500.
+    async with running_server(http_apps.receive_after_body) as addr:
+        raw = await exchange(addr, request_bytes)
+        assert raw.startswith(b"HTTP/1.1 200 OK")
+        expected = b"0 waiting" if request_bytes.startswith(b"GET") else b"5 waiting"
+        assert raw.endswith(expected)
