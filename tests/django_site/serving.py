@@ -102,7 +102,8 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) ->
             return False
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
+            # Still alive: the listener is ours, not whoever took the port when our bind failed.
+            return proc.poll() is None
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"server not listening on port {port} after {timeout} s")
