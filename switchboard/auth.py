@@ -127,17 +127,26 @@ async def login(scope: dict[str, Any], user: Any, backend: Any | None = None) ->
 
 
 def _logout_sync(scope: dict[str, Any]) -> None:
-    session = _session_of(scope, "log out")
     user = scope.get("user")
     if hasattr(user, "is_authenticated") and not user.is_authenticated:
         user = None
-    user_logged_out.send(sender=user.__class__ if user else None, request=None, user=user)
+    session = scope.get("session")
+    if user is None and (session is None or SESSION_KEY not in session):
+        # Nobody is logged in, in the scope or in the session: nothing to undo. No signal
+        # without a user to report, and an anonymous session's data stays.
+        return
+    session = _session_of(scope, "log out")
+    if user is not None:
+        user_logged_out.send(sender=user.__class__, request=None, user=user)
     session.flush()
     scope["user"] = AnonymousUser()
 
 
 async def logout(scope: dict[str, Any]) -> None:
-    """Removes the user from the scope's session (flushing it) and from ``scope["user"]``."""
+    """Logs out whoever is logged in: flushes the scope's session, sets an AnonymousUser.
+
+    With nobody logged in it does nothing (and, like Django's ``logout()``, raises nothing).
+    """
     await database_sync_to_async(_logout_sync)(scope)
 
 

@@ -13,6 +13,7 @@ from django.urls.resolvers import RoutePattern
 
 __all__ = [
     "ChannelNameRouter",
+    "NoRouteFound",
     "ProtocolTypeRouter",
     "URLRouter",
     "get_default_application",
@@ -90,6 +91,39 @@ class ProtocolTypeRouter:
         await app(scope, receive, send)
 
 
+class NoRouteFound(ValueError):
+    """No route of a URLRouter matches the path (a ValueError, as Channels raises)."""
+
+    def __init__(self, path: str, url_route: dict[str, Any] | None = None) -> None:
+        super().__init__(f"No route found for path {path!r}.")
+        # The scope["url_route"] the failing router was given (None at the outermost router):
+        # the outer router that built that very dict knows the miss answers its own attempt.
+        self.url_route = url_route
+
+
+def _path_below_root(scope: dict[str, Any]) -> str:
+    """``scope["path"]`` without ``scope["root_path"]``, which it must start with.
+
+    Per ASGI, ``path`` is the full path and ``root_path`` the prefix the application is mounted
+    at (WSGI's SCRIPT_NAME). A path outside that prefix was never meant for this application,
+    so it is refused rather than routed as if it had no prefix. The prefix must end at a
+    segment boundary: root ``/app`` owns ``/app`` and ``/app/...``, not ``/apple``.
+    """
+    path = scope.get("path")
+    if path is None:
+        raise ValueError("No 'path' key in connection scope, cannot route URLs")
+    root_path = scope.get("root_path") or ""
+    root = root_path.rstrip("/")
+    if not root:
+        return path
+    if path != root and not path.startswith(root + "/"):
+        raise ValueError(
+            f"Path {path!r} is not under the scope's root_path {root_path!r}: the server "
+            "mounted the application there, so it cannot route this path"
+        )
+    return path[len(root) :]
+
+
 def _included_patterns(resolver: URLResolver) -> list[Any]:
     """The patterns behind ``include(...)``: a list, or a module's routing list.
 
@@ -142,12 +176,7 @@ class URLRouter:
         if "path_remaining" in scope:
             path = scope["path_remaining"]
         else:
-            path = scope.get("path")
-            if path is None:
-                raise ValueError("No 'path' key in connection scope, cannot route URLs")
-            root_path = scope.get("root_path", "")
-            if root_path and path.startswith(root_path):
-                path = path[len(root_path) :]
+            path = _path_below_root(scope)
             path = path[1:] if path.startswith("/") else path
         for pattern, app, default_kwargs in self.routes:
             match = pattern.match(path)
@@ -159,9 +188,19 @@ class URLRouter:
                 "args": (*outer["args"], *args),
                 "kwargs": {**outer["kwargs"], **default_kwargs, **kwargs},
             }
-            await app(dict(scope, path_remaining=remaining, url_route=url_route), receive, send)
+            inner_scope = dict(scope, path_remaining=remaining, url_route=url_route)
+            try:
+                await app(inner_scope, receive, send)
+            except NoRouteFound as exc:
+                # A nested router (maybe behind middleware, which copies the scope but keeps
+                # its values) matched none of its routes for the scope built just above: this
+                # prefix was a false lead and later routes get their turn, as in Channels.
+                # A miss raised for any other scope is the inner application's own error.
+                if exc.url_route is not url_route:
+                    raise
+                continue
             return
-        raise ValueError(f"No route found for path {scope.get('path', path)!r}.")
+        raise NoRouteFound(scope.get("path", path), scope.get("url_route"))
 
 
 class ChannelNameRouter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from switchboard.consumer import AsyncConsumer
@@ -14,6 +15,15 @@ def _as_bytes(value: Any) -> bytes:
     return value.encode("latin-1") if isinstance(value, str) else bytes(value)
 
 
+def _as_asgi_header(header: Sequence[Any]) -> Any:
+    # ASGI-ready pairs go out exactly as given (a tuple stays a tuple, Channels does the same);
+    # only str needs encoding.
+    name, value = header
+    if isinstance(name, bytes) and isinstance(value, bytes):
+        return header
+    return (_as_bytes(name), _as_bytes(value))
+
+
 class AsyncHttpConsumer(AsyncConsumer):
     """Override ``handle(body)`` and answer with send_headers/send_body or send_response."""
 
@@ -21,14 +31,23 @@ class AsyncHttpConsumer(AsyncConsumer):
         super().__init__(**kwargs)
         self.body: list[bytes] = []
 
-    async def send_headers(self, *, status: int = 200, headers: Any = None) -> None:
+    async def send_headers(
+        self,
+        *,
+        status: int = 200,
+        headers: Iterable[Sequence[bytes | str]] | Mapping[bytes | str, bytes | str] | None = None,
+    ) -> None:
+        """Starts the response; ``headers`` is a dict or an iterable of ``(name, value)`` pairs.
+
+        Pairs go out in the order given and as given (tuples stay tuples); only str names or
+        values are encoded, since ASGI wants bytes.
+        """
         if headers is None:
             headers = []
-        elif isinstance(headers, dict):
-            headers = list(headers.items())
-        # ASGI wants bytes; accepting str saves every caller an encode.
-        encoded = [[_as_bytes(name), _as_bytes(value)] for name, value in headers]
-        await self.send({"type": "http.response.start", "status": status, "headers": encoded})
+        elif isinstance(headers, Mapping):
+            headers = headers.items()
+        pairs = [_as_asgi_header(header) for header in headers]
+        await self.send({"type": "http.response.start", "status": status, "headers": pairs})
 
     async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
         if not isinstance(body, (bytes, bytearray)):

@@ -175,7 +175,7 @@ async def test_async_http_consumer():
     response = await communicator.get_response()
     assert response == {
         "status": 201,
-        "headers": [[b"Content-Type", b"text/plain"]],
+        "headers": [(b"Content-Type", b"text/plain")],
         "body": b"HELLOPOST",
     }
 
