@@ -1,18 +1,19 @@
 # Sourced by the scripts in this folder: makes .venv with the extras named in $SB_EXTRAS
-# (re-installing only when pyproject.toml changes) and, for tests, a redis-server binary.
+# (default "test"; set but empty means the base install) and, for tests, a redis-server binary.
+# Re-installs only when pyproject.toml changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 py="${PYTHON:-python3}"
 venv="$root/.venv"
-extras="${SB_EXTRAS:-test}"
+extras="${SB_EXTRAS-test}"
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
 fi
 stamp="$venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  "$venv/bin/pip" install -q -e ".[$extras]"
+  "$venv/bin/pip" install -q -e ".${extras:+[$extras]}"
   touch "$stamp"
 fi
 ensure_redis_server() {
