@@ -6,12 +6,14 @@ cannot be listened on, 2 for a bad command line or application (as argparse uses
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 from importlib.metadata import version
 
 import pytest
 
+from switchboard.server.app_check import AppShapeError, check_asgi_app
 from switchboard.server.cli import build_parser
 from tests.server.serve_process import Serving, run_serve
 
@@ -81,12 +83,15 @@ def test_version_comes_from_package_metadata(args: list[str]) -> None:
     assert result.stdout.strip() == f"switchboard {version('switchboard')}"
 
 
-def test_a_port_in_use_is_one_line_and_exit_status_1() -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line_and_exit_status_1(workers: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_serve("serve", "tests.server.cli_apps:asgi_app", "--port", str(port))
+        result = run_serve(
+            "serve", "tests.server.cli_apps:asgi_app", "--port", str(port), "--workers", workers
+        )
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip() == (
         f"switchboard: error: Cannot listen on 127.0.0.1:{port}: Address already in use"
@@ -161,3 +166,51 @@ def test_a_bad_option_value_is_a_usage_error() -> None:
     result = run_serve("serve", "tests.server.cli_apps:asgi_app", "--log-level", "loud")
     assert result.returncode == 2
     assert "invalid choice: 'loud'" in result.stderr
+
+
+class _AsgiInstance:
+    async def __call__(self, scope, receive, send) -> None:
+        pass
+
+
+async def _with_extra(scope, receive, send, extra=None) -> None:
+    pass
+
+
+async def _varargs(*args) -> None:
+    pass
+
+
+def _django_asgi_handler():
+    from django.core.asgi import get_asgi_application
+
+    return get_asgi_application()
+
+
+def _consumer_app():
+    from tests.server.cli_apps import EchoConsumer
+
+    return EchoConsumer.as_asgi()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _AsgiInstance(),
+        lambda: _with_extra,
+        lambda: _varargs,  # middleware-style wrappers: arity unknown, so not refused
+        lambda: functools.partial(_with_extra, extra=1),
+        _consumer_app,
+        _django_asgi_handler,
+    ],
+    ids=["instance", "extra-default", "varargs", "partial", "as_asgi", "django"],
+)
+def test_the_shape_check_accepts_asgi_applications(make) -> None:
+    check_asgi_app(make())
+
+
+def test_the_shape_check_recognises_djangos_wsgi_handler() -> None:
+    from django.core.wsgi import get_wsgi_application
+
+    with pytest.raises(AppShapeError, match="looks like a WSGI application"):
+        check_asgi_app(get_wsgi_application(), "mysite.wsgi:application")

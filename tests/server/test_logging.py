@@ -131,7 +131,7 @@ def test_lifespan_unsupported_is_a_debug_line(tmp_path) -> None:
         verbose.close()
 
 
-def test_log_level_and_access_log_options(tmp_path) -> None:
+def test_log_level_warning_silences_info_lines(tmp_path) -> None:
     port = free_port()
     server = Serving(
         tmp_path / "err.log",
@@ -140,7 +140,6 @@ def test_log_level_and_access_log_options(tmp_path) -> None:
         str(port),
         "--log-level",
         "WARNING",
-        "--no-access-log",
     )
     try:
         # Nothing is logged at warning level: wait for the socket instead of a line.
@@ -157,13 +156,28 @@ def test_log_level_and_access_log_options(tmp_path) -> None:
         assert server.stderr == ""
     finally:
         server.close()
-    server = Serving(tmp_path / "access.log", "tests.server.slow_app:app", "--port", str(port))
+
+
+def test_no_access_log_keeps_the_other_lines(tmp_path) -> None:
+    port = free_port()
+    quiet = Serving(
+        tmp_path / "quiet.log", "tests.server.slow_app:app", "--port", str(port), "--no-access-log"
+    )
     try:
-        server.wait_for("Listening on")
+        quiet.wait_for("Listening on")
         assert _get(port, "/fast").endswith(b"fast")
-        server.wait_for('"GET /fast HTTP/1.1" 200')
+        assert quiet.stop() == 0
+        loggers = {logger for _, logger, _ in _messages(quiet.stderr)}
+        assert loggers == {"switchboard.server"}, quiet.stderr
     finally:
-        server.close()
+        quiet.close()
+    logged = Serving(tmp_path / "access.log", "tests.server.slow_app:app", "--port", str(port))
+    try:
+        logged.wait_for("Listening on")
+        assert _get(port, "/fast").endswith(b"fast")
+        logged.wait_for('"GET /fast HTTP/1.1" 200')
+    finally:
+        logged.close()
 
 
 def test_run_leaves_logging_a_program_set_up_to_that_program(tmp_path) -> None:
