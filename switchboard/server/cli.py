@@ -1,52 +1,225 @@
-"""``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``)."""
+"""``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``).
+
+Exit status: 0 after a graceful stop, 1 when the address cannot be listened on, 2 for a bad
+command line or an application that cannot be imported or is not an ASGI application.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
+from switchboard.server.app_check import AppShapeError
 from switchboard.server.config import AppImportError, Config
+from switchboard.server.logging_setup import LOG_LEVELS
+
+EXIT_LISTEN_ERROR = 1
+EXIT_APP_ERROR = 2
 
 
 def _optional_float(value: str) -> float | None:
     return None if value.lower() in ("none", "off", "0") else float(value)
 
 
+def _version() -> str:
+    try:
+        return f"switchboard {version('switchboard')}"
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "switchboard (version unknown: not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = Config()
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard ASGI server")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve an ASGI application")
-    p.add_argument("app", help="the application, as module:attribute")
-    p.add_argument("--host", default=d.host)
-    p.add_argument("--port", type=int, default=d.port)
-    p.add_argument("--uds", help="listen on this unix socket path instead")
-    p.add_argument("--fd", type=int, help="listen on this already-bound file descriptor")
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--root-path", default=d.root_path)
-    p.add_argument("--proxy-headers", action="store_true")
-    p.add_argument("--forwarded-allow-ips", default=d.forwarded_allow_ips)
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=d.access_log)
-    p.add_argument("--log-level", default=d.log_level)
-    p.add_argument("--lifespan", choices=("auto", "on", "off"), default=d.lifespan)
-    p.add_argument("--timeout-keep-alive", type=float, default=d.timeout_keep_alive)
-    p.add_argument("--timeout-graceful-shutdown", type=float, default=d.timeout_graceful_shutdown)
-    p.add_argument("--application-close-timeout", type=float, default=d.application_close_timeout)
-    p.add_argument("--ws-handshake-timeout", type=float, default=d.ws_handshake_timeout)
-    p.add_argument("--ws-max-size", type=int, default=d.ws_max_size)
-    p.add_argument("--ws-max-queue", type=int, default=d.ws_max_queue)
-    p.add_argument("--ws-ping-interval", type=_optional_float, default=d.ws_ping_interval)
-    p.add_argument("--ws-ping-timeout", type=_optional_float, default=d.ws_ping_timeout)
-    p.add_argument("--ws-per-message-deflate", action="store_true")
-    p.add_argument("--max-header-size", type=int, default=d.max_header_size)
-    p.add_argument("--max-body-size", type=int, default=d.max_body_size)
-    p.add_argument("--limit-concurrency", type=int, default=None)
-    p.add_argument("--backlog", type=int, default=d.backlog)
+    p = sub.add_parser(
+        "serve",
+        help="serve an ASGI application",
+        description="Serve an ASGI application over HTTP/1.1 and WebSocket.",
+        epilog="Exit status: 0 after a graceful stop (SIGTERM or Ctrl-C), 1 when the address "
+        "cannot be listened on, 2 for a bad command line or application.",
+    )
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument(
+        "app",
+        help="the ASGI application as module:attribute, e.g. mysite.asgi:application "
+        "(imported with the current directory on sys.path)",
+    )
+
+    where = p.add_argument_group("where to listen")
+    where.add_argument("--host", default=d.host, help="interface to bind (default: %(default)s)")
+    where.add_argument("--port", type=int, default=d.port, help="TCP port (default: %(default)s)")
+    where.add_argument(
+        "--uds",
+        metavar="PATH",
+        help="listen on this unix socket instead of --host/--port (default: none)",
+    )
+    where.add_argument(
+        "--fd",
+        type=int,
+        help="listen on this already bound socket's file descriptor (from a process manager) "
+        "instead of --host/--port (default: none)",
+    )
+    where.add_argument(
+        "--backlog",
+        type=int,
+        default=d.backlog,
+        metavar="N",
+        help="connections waiting to be accepted (default: %(default)s)",
+    )
+
+    procs = p.add_argument_group("processes")
+    procs.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        metavar="N",
+        help="worker processes sharing the socket, restarted if they die; SIGHUP restarts "
+        "them one at a time (default: %(default)s)",
+    )
+    procs.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        default=d.lifespan,
+        help="ASGI lifespan events: auto uses them if the app supports them, on requires "
+        "them, off never sends them (default: %(default)s)",
+    )
+
+    http = p.add_argument_group("HTTP and proxies")
+    http.add_argument(
+        "--root-path",
+        default=d.root_path,
+        metavar="PATH",
+        help="the URL prefix the app is mounted under, as ASGI root_path (default: none)",
+    )
+    http.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="take the client address and scheme from X-Forwarded-For/-Proto, when the "
+        "peer is in --forwarded-allow-ips (default: off)",
+    )
+    http.add_argument(
+        "--forwarded-allow-ips",
+        default=d.forwarded_allow_ips,
+        metavar="IPS",
+        help="comma-separated proxy addresses trusted for --proxy-headers, or * for any "
+        "(default: %(default)s)",
+    )
+    http.add_argument(
+        "--max-header-size",
+        type=int,
+        default=d.max_header_size,
+        metavar="BYTES",
+        help="largest request head, in bytes; larger gets 431 (default: %(default)s)",
+    )
+    http.add_argument(
+        "--max-body-size",
+        type=int,
+        default=d.max_body_size,
+        metavar="BYTES",
+        help="largest request body, in bytes; larger gets 413 (default: %(default)s = 100 MiB)",
+    )
+    http.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most open connections; a connection beyond it gets a 503 and is closed "
+        "(default: no limit)",
+    )
+
+    timeouts = p.add_argument_group("timeouts (seconds)")
+    timeouts.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=d.timeout_keep_alive,
+        metavar="SECONDS",
+        help="close an idle keep-alive connection after this many seconds (default: %(default)s)",
+    )
+    timeouts.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=d.timeout_graceful_shutdown,
+        metavar="SECONDS",
+        help="on SIGTERM/Ctrl-C, seconds to let open connections finish before closing them "
+        "(default: %(default)s)",
+    )
+    timeouts.add_argument(
+        "--application-close-timeout",
+        type=float,
+        default=d.application_close_timeout,
+        metavar="SECONDS",
+        help="seconds an application task gets to return after its client is gone, before it "
+        "is cancelled (default: %(default)s)",
+    )
+
+    ws = p.add_argument_group("WebSocket")
+    ws.add_argument(
+        "--ws-handshake-timeout",
+        type=float,
+        default=d.ws_handshake_timeout,
+        metavar="SECONDS",
+        help="seconds the application has to accept or reject a handshake before it is "
+        "answered 500; 0 disables (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--ws-max-size",
+        type=int,
+        default=d.ws_max_size,
+        metavar="BYTES",
+        help="largest incoming message, in bytes (default: %(default)s = 1 MiB)",
+    )
+    ws.add_argument(
+        "--ws-max-queue",
+        type=int,
+        default=d.ws_max_queue,
+        metavar="N",
+        help="incoming messages buffered for the application before reading from the client "
+        "pauses; 0 = unlimited (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--ws-ping-interval",
+        type=_optional_float,
+        default=d.ws_ping_interval,
+        metavar="SECONDS",
+        help="send a ping every this many seconds; none/off/0 disables (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--ws-ping-timeout",
+        type=_optional_float,
+        default=d.ws_ping_timeout,
+        metavar="SECONDS",
+        help="close the connection if a ping is unanswered this long; none/off/0 disables "
+        "(default: %(default)s)",
+    )
+    ws.add_argument(
+        "--ws-per-message-deflate",
+        action="store_true",
+        help="offer the permessage-deflate compression extension (default: off)",
+    )
+
+    logs = p.add_argument_group("logging (stderr)")
+    logs.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=d.log_level,
+        help="least severe level logged by the server's loggers (switchboard.*); Django's and "
+        "other loggers keep their own configuration (default: %(default)s)",
+    )
+    logs.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=d.access_log,
+        help="log one line per HTTP request and WebSocket handshake (default: on)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from switchboard.server.server import run
+    from switchboard.server.server import ListenError, run
 
     args = vars(build_parser().parse_args(argv))
     args.pop("command")
@@ -54,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, ".")
     try:
         run(app, **args)
-    except AppImportError as exc:
+    except (AppImportError, AppShapeError) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_APP_ERROR
+    except ListenError as exc:
+        print(f"switchboard: error: {exc}", file=sys.stderr)
+        return EXIT_LISTEN_ERROR
     return 0
 
 

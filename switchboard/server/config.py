@@ -6,6 +6,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.server.app_check import check_asgi_app
+
 
 class AppImportError(ImportError):
     """The ``module:attr`` string does not name an importable ASGI application."""
@@ -63,8 +65,13 @@ class Config:
     date_header: bool = True
 
     def load(self) -> Any:
-        """Resolve ``app`` to the ASGI callable (import strings allowed)."""
+        """Resolve ``app`` to the ASGI callable (import strings allowed) and vet its shape.
+
+        Raises :class:`AppImportError` or :class:`~switchboard.server.app_check.AppShapeError`.
+        """
+        name = self.app if isinstance(self.app, str) else None
         self.app = import_app(self.app)
+        check_asgi_app(self.app, name)
         return self.app
 
     @property

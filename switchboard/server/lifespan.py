@@ -38,7 +38,8 @@ class Lifespan:
                 logger.error("Lifespan failed", exc_info=exc)
                 await self._outbox.put({"type": "lifespan.startup.failed", "message": str(exc)})
             else:
-                logger.info("ASGI 'lifespan' unsupported by the application: %s", exc)
+                # Routine (Django's handler raises on it): not worth an operator's attention.
+                logger.debug("ASGI 'lifespan' unsupported by the application: %s", exc)
                 self.supported = False
                 await self._outbox.put({"type": "_unsupported"})
         else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import os
 import sys
 from datetime import datetime
@@ -24,6 +23,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from switchboard.server import Config, Server
+from switchboard.server.logging_setup import configure_logging
 from switchboard.server.server import bind_socket, new_event_loop
 
 if apps.is_installed("django.contrib.staticfiles"):
@@ -165,12 +165,9 @@ class Command(DjangoRunserver):
 
 
 def _configure_logging() -> None:
-    """Show the server's access and error log unless the project's LOGGING already routes it."""
-    logger = logging.getLogger("switchboard.server")
-    if logger.hasHandlers():
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%d/%b/%Y %H:%M:%S"))
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+    """Show the server's log unless the project's LOGGING already routes it.
+
+    The same rule as ``switchboard serve`` (only the ``switchboard`` tree, only when no handler
+    receives it), in the timestamp style of Django's own development server.
+    """
+    configure_logging(level=None, fmt="[%(asctime)s] %(message)s", datefmt="%d/%b/%Y %H:%M:%S")
