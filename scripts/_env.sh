@@ -1,5 +1,5 @@
 # Sourced by the scripts in this folder: makes .venv with the extras named in $SB_EXTRAS
-# (re-installing only when pyproject.toml changes) and, for tests, a redis-server binary.
+# (re-installing only when pyproject.toml changes) and, for tests, redis-server and Chromium.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,6 +19,13 @@ ensure_redis_server() {
   if ! command -v redis-server >/dev/null 2>&1; then
     echo "installing redis-server (apt-get)…" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+ensure_browser() {
+  # Headless Chromium and its WebDriver for tests/test_example_chat_browser.py (Selenium).
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (apt-get)…" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
 }
 export PATH="$venv/bin:$PATH"
