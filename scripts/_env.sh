@@ -1,6 +1,6 @@
 # Sourced by the scripts in this folder: makes .venv with the extras named in $SB_EXTRAS
-# (default "test"; set but empty means the base install) and, for tests, a redis-server binary.
-# Re-installs only when pyproject.toml changes.
+# (default "test"; set but empty means the base install) and, for tests, redis-server and
+# Chromium. Re-installs only when pyproject.toml changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,6 +20,13 @@ ensure_redis_server() {
   if ! command -v redis-server >/dev/null 2>&1; then
     echo "installing redis-server (apt-get)…" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+ensure_browser() {
+  # Headless Chromium and its WebDriver for tests/test_example_chat_browser.py (Selenium).
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (apt-get)…" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
 }
 export PATH="$venv/bin:$PATH"

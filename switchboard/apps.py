@@ -7,3 +7,7 @@ class SwitchboardConfig(AppConfig):
     name = "switchboard"
     label = "switchboard"
     verbose_name = "Switchboard"
+
+    def ready(self) -> None:
+        # Registers the system checks (switchboard.E001 ...) as a side effect of the import.
+        from switchboard import checks  # noqa: F401

@@ -16,7 +16,6 @@ from django.contrib.auth import (
     user_logged_in,
     user_logged_out,
 )
-from django.contrib.auth.models import AnonymousUser
 from django.middleware.csrf import CSRF_SESSION_KEY, _get_new_csrf_string
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import LazyObject, empty
@@ -24,6 +23,17 @@ from django.utils.functional import LazyObject, empty
 from switchboard.db import database_sync_to_async
 from switchboard.middleware import ASGIApp, BaseMiddleware
 from switchboard.sessions import CookieMiddleware, SessionMiddleware
+
+
+def AnonymousUser() -> Any:  # noqa: N802 - called where the class would be
+    """A new ``django.contrib.auth.models.AnonymousUser``.
+
+    The models module needs the app registry, so it is imported on first use: a project's
+    asgi.py imports this module before ``get_asgi_application()`` has set Django up.
+    """
+    from django.contrib.auth.models import AnonymousUser as anonymous_user_class
+
+    return anonymous_user_class()
 
 
 def _session_of(scope: dict[str, Any], action: str) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from switchboard import checks  # noqa: F401 - registers the checks even if the app is not installed
 from switchboard.consumer import AsyncConsumer, SyncConsumer
 from switchboard.exceptions import (
     AcceptConnection,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 from typing import Any
 
+from chat.guests import SESSION_KEY, new_guest_name
+from switchboard.db import database_sync_to_async
 from switchboard.generic.websocket import AsyncJsonWebsocketConsumer
 
 MAX_MESSAGE_LENGTH = 2000
@@ -19,10 +20,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if user is not None and user.is_authenticated:
             self.username = user.get_username()
         else:
-            self.username = f"guest-{secrets.token_hex(2)}"
+            # The name the room page put in the session; a client without the session cookie
+            # (a script, say) gets one for this connection only.
+            self.username = await self._session_guest_name() or new_guest_name()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "welcome", "username": self.username, "room": room})
+
+    @database_sync_to_async
+    def _session_guest_name(self) -> str | None:
+        session = self.scope.get("session")
+        return None if session is None else session.get(SESSION_KEY)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

@@ -38,6 +38,7 @@ class Command(BaseCommand):
         except TypeError as exc:
             raise CommandError(str(exc)) from None
         application = self._application()
+        _require_routes(application, channels)
         worker = Worker(application, channels, channel_layer)
         if options.get("verbosity", 1) >= 1:
             self.stdout.write(
@@ -74,3 +75,37 @@ class Command(BaseCommand):
             for sig in installed:
                 loop.remove_signal_handler(sig)
             await worker.channel_layer.close()
+
+
+def _require_routes(application: Any, channels: list[str]) -> None:
+    """Refuses to start for channels the application visibly cannot route.
+
+    Without this the worker would start, then log an error and drop every message sent to such
+    a channel. Only the routers (and middleware) whose tables we can read are looked into: an
+    application of any other kind decides per message, so it gets the benefit of the doubt.
+    """
+    from switchboard.middleware import BaseMiddleware
+    from switchboard.routing import ChannelNameRouter, ProtocolTypeRouter
+
+    app = application
+    while True:
+        if isinstance(app, BaseMiddleware):
+            app = app.inner
+        elif isinstance(app, ProtocolTypeRouter):
+            if "channel" not in app.application_mapping:
+                raise CommandError(
+                    "ASGI_APPLICATION's ProtocolTypeRouter has no 'channel' entry, so no worker "
+                    'channel can be served: add "channel": ChannelNameRouter({...}) to it'
+                )
+            app = app.application_mapping["channel"]
+        elif isinstance(app, ChannelNameRouter):
+            routed = app.application_mapping
+            missing = [channel for channel in channels if channel not in routed]
+            if missing:
+                raise CommandError(
+                    f"No application for channel(s) {', '.join(missing)} in ASGI_APPLICATION's "
+                    f"ChannelNameRouter (it routes: {', '.join(sorted(routed)) or 'nothing'})"
+                )
+            return
+        else:
+            return

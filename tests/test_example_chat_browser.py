@@ -1,0 +1,214 @@
+"""The chat example in a real browser: headless Chromium (Selenium) against the real server.
+
+Two browsers with their own profiles are two guests. The example is served by
+``python -m switchboard serve`` in a subprocess, as ``scripts/demo`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "chat"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=800,700",
+]
+
+# A skip fails the run when CI=true (tests/conftest.py); scripts/test installs both.
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip("needs chromium and chromium-driver (apt-get)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _ChatServer:
+    def __init__(self, tmp_path: Path) -> None:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="chatsite.settings",
+            CHAT_DATABASE=str(tmp_path / "chat.sqlite3"),
+            DJANGO_DEBUG="0",
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("CHAT_REDIS_URL", None)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=EXAMPLE, env=env, check=True, timeout=60,
+        )  # fmt: skip
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "switchboard", "serve", "chatsite.asgi:application"]
+            + ["--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=EXAMPLE, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, self.log_path.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the example server did not start"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[_ChatServer]:
+    chat = _ChatServer(tmp_path)
+    yield chat
+    chat.stop()
+
+
+@pytest.fixture
+def open_browser(tmp_path) -> Iterator[Callable[[str], Any]]:
+    drivers = []
+
+    def open_browser(name: str) -> Any:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in BROWSER_FLAGS:
+            options.add_argument(flag)
+        profile = tmp_path / f"profile-{name}"  # a fresh profile: its own cookies, one guest
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        drivers.append(driver)
+        return driver
+
+    yield open_browser
+    for driver in drivers:
+        driver.quit()
+
+
+def _wait(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = 15) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        condition, message=f"timed out waiting for {what}"
+    )
+
+
+def _connected_as(driver: Any) -> str:
+    def name(driver: Any) -> str | None:
+        text = driver.find_element(By.ID, "status").text
+        return text.removeprefix("Connected as ") if text.startswith("Connected as ") else None
+
+    return _wait(driver, name, "the welcome")
+
+
+def _log_lines(driver: Any) -> list[str]:
+    return [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#log p")]
+
+
+def _say(driver: Any, text: str) -> None:
+    # send_keys types character by character; set the value, then press Enter for real.
+    field = driver.find_element(By.ID, "message")
+    driver.execute_script("arguments[0].value = arguments[1];", field, text)
+    field.send_keys(Keys.ENTER)
+
+
+def _wait_for_line(driver: Any, predicate: Callable[[str], bool], what: str) -> str:
+    def found(driver: Any) -> str | None:
+        return next((line for line in _log_lines(driver) if predicate(line)), None)
+
+    return _wait(driver, found, what)
+
+
+# Measures the last line's text, not its box: a block keeps the container's width even when an
+# unbreakable word overflows it, the text itself is what gets wider than the page.
+_LAST_LINE_GEOMETRY = """
+const lines = document.querySelectorAll("#log p");
+const last = lines[lines.length - 1];
+const range = document.createRange();
+range.selectNodeContents(last);
+const log = document.getElementById("log");
+return {
+  textWidth: range.getBoundingClientRect().width,
+  viewport: document.documentElement.clientWidth,
+  logScrollWidth: log.scrollWidth,
+  logClientWidth: log.clientWidth,
+  pageScrollWidth: document.documentElement.scrollWidth,
+};
+"""
+
+
+def test_two_guests_chat_names_stay_long_lines_wrap_and_close_reason_shows(
+    server, open_browser, tmp_path
+):
+    alice, bob = open_browser("alice"), open_browser("bob")
+    alice.get(f"{server.url}/chat/lobby/")
+    bob.get(f"{server.url}/chat/lobby/")
+    alice_name, bob_name = _connected_as(alice), _connected_as(bob)
+    assert alice_name.startswith("guest-") and bob_name.startswith("guest-")
+    assert alice_name != bob_name
+
+    _say(alice, "hello from alice")
+    line = _wait_for_line(bob, lambda text: "hello from alice" in text, "alice's message at bob")
+    assert f"{alice_name}: hello from alice" in line
+
+    # The name lives in the session: a reload (a new socket) keeps it, on both sides.
+    bob.refresh()
+    assert _connected_as(bob) == bob_name
+    _say(bob, "still me")
+    line = _wait_for_line(alice, lambda text: "still me" in text, "bob's message after reload")
+    assert f"{bob_name}: still me" in line
+
+    long_word = "x" * 1500
+    _say(alice, long_word)
+    _wait_for_line(bob, lambda text: long_word in text, "the long message at bob")
+    geometry = bob.execute_script(_LAST_LINE_GEOMETRY)
+    assert geometry["textWidth"] <= geometry["viewport"], geometry
+    assert geometry["logScrollWidth"] <= geometry["logClientWidth"], geometry
+    assert geometry["pageScrollWidth"] <= geometry["viewport"], geometry
+
+    screenshot = tmp_path / "chat-bob.png"
+    assert bob.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 0
+
+    # A graceful stop closes sockets with 1001 and a reason (RFC 6455 section 7.4.1): shown.
+    server.stop()
+    for driver in (alice, bob):
+        _wait_for_line(
+            driver,
+            lambda text: text == "Disconnected: server shutting down (code 1001)",
+            "the close reason",
+        )
