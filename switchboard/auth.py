@@ -25,15 +25,21 @@ from switchboard.middleware import ASGIApp, BaseMiddleware
 from switchboard.sessions import CookieMiddleware, SessionMiddleware
 
 
-def AnonymousUser() -> Any:  # noqa: N802 - called where the class would be
-    """A new ``django.contrib.auth.models.AnonymousUser``.
+def _anonymous() -> Any:
+    # Imported on first use: the models module needs the app registry, and a project's
+    # asgi.py imports this module before get_asgi_application() has set Django up.
+    from django.contrib.auth.models import AnonymousUser
 
-    The models module needs the app registry, so it is imported on first use: a project's
-    asgi.py imports this module before ``get_asgi_application()`` has set Django up.
-    """
-    from django.contrib.auth.models import AnonymousUser as anonymous_user_class
+    return AnonymousUser()
 
-    return anonymous_user_class()
+
+def __getattr__(name: str) -> Any:
+    # ``switchboard.auth.AnonymousUser`` stays Django's class (isinstance works), loaded lazily.
+    if name == "AnonymousUser":
+        from django.contrib.auth.models import AnonymousUser
+
+        return AnonymousUser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _session_of(scope: dict[str, Any], action: str) -> Any:
@@ -54,7 +60,7 @@ def _get_user_sync(scope: dict[str, Any]) -> Any:
         user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
     except KeyError:
-        return AnonymousUser()
+        return _anonymous()
     if backend_path in settings.AUTHENTICATION_BACKENDS:
         backend = load_backend(backend_path)
         user = backend.get_user(user_id)
@@ -63,7 +69,7 @@ def _get_user_sync(scope: dict[str, Any]) -> Any:
             if not stored or not _session_hash_matches(user, stored):
                 session.flush()
                 user = None
-    return user or AnonymousUser()
+    return user or _anonymous()
 
 
 def _session_hash_matches(user: Any, stored: str) -> bool:
@@ -149,7 +155,7 @@ def _logout_sync(scope: dict[str, Any]) -> None:
     if user is not None:
         user_logged_out.send(sender=user.__class__, request=None, user=user)
     session.flush()
-    scope["user"] = AnonymousUser()
+    scope["user"] = _anonymous()
 
 
 async def logout(scope: dict[str, Any]) -> None:

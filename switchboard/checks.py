@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 import traceback
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 from django.apps import apps
@@ -99,29 +97,6 @@ def _install_hint(exc: BaseException) -> str | None:
     return f'pip install "switchboard[{extra}]"' if extra else None
 
 
-def _load_privately(module_path: str) -> ModuleType:
-    """Runs the module as an import would, but leaves it out of ``sys.modules`` afterwards.
-
-    asgi.py builds its application from settings when it runs (AllowedHostsOriginValidator
-    reads ALLOWED_HOSTS, ...). The checks run before a test runner's tests, whose live-server
-    case adds its host to ALLOWED_HOSTS and only then imports ASGI_APPLICATION: a module cached
-    here would keep the application built without it. The price: asgi.py runs twice.
-    """
-    if module_path in sys.modules:
-        return sys.modules[module_path]
-    spec = importlib.util.find_spec(module_path)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {module_path!r}", name=module_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_path] = module  # as during a real import, for code that looks itself up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if sys.modules.get(module_path) is module:
-            del sys.modules[module_path]
-    return module
-
-
 @register(TAG)
 def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     path = getattr(settings, "ASGI_APPLICATION", None)
@@ -137,7 +112,7 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Check
             )
         ]
     try:
-        module = _load_privately(module_path)
+        module = importlib.import_module(module_path)
     except Exception as exc:  # noqa: BLE001 - any failure here is the user's to see
         return [
             Error(

@@ -94,10 +94,25 @@ class OriginValidator:
         return is_same_domain(host, allowed_host)
 
 
+class _AllowedHostsOriginValidator(OriginValidator):
+    """OriginValidator whose patterns are settings.ALLOWED_HOSTS as they are at each handshake.
+
+    Read per handshake, not when asgi.py builds the app: ``override_settings`` and the
+    live-server test case (which adds its host) then apply to an application built earlier.
+    """
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    @property
+    def allowed_origins(self) -> list[str]:  # type: ignore[override]
+        allowed_hosts = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG and not allowed_hosts:
+            # Django's own fallback for development servers.
+            allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+        return allowed_hosts
+
+
 def AllowedHostsOriginValidator(application: ASGIApp) -> OriginValidator:  # noqa: N802
-    """OriginValidator fed from settings.ALLOWED_HOSTS (read when the app is built)."""
-    allowed_hosts = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed_hosts:
-        # Django's own fallback for development servers.
-        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
-    return OriginValidator(application, allowed_hosts)
+    """OriginValidator fed from settings.ALLOWED_HOSTS (read at each handshake)."""
+    return _AllowedHostsOriginValidator(application)

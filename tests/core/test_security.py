@@ -134,3 +134,21 @@ async def test_allowed_hosts_debug_fallback_is_local_only():
 async def test_allowed_hosts_empty_without_debug_denies_everything():
     app = AllowedHostsOriginValidator(accepting_app)
     assert await handshake(app, "http://localhost") == "websocket.close"
+
+
+async def test_allowed_hosts_are_read_at_each_handshake_not_when_the_app_is_built():
+    # asgi.py builds the validator at import; the live-server test case and override_settings
+    # change ALLOWED_HOSTS afterwards, and the running app must follow.
+    with override_settings(ALLOWED_HOSTS=["old.example"], DEBUG=False):
+        app = AllowedHostsOriginValidator(accepting_app)
+    with override_settings(ALLOWED_HOSTS=["new.example"], DEBUG=False):
+        assert await handshake(app, "https://new.example") == "websocket.accept"
+        assert await handshake(app, "https://old.example") == "websocket.close"
+
+
+def test_auth_anonymous_user_is_djangos_class():
+    from django.contrib.auth.models import AnonymousUser
+
+    import switchboard.auth
+
+    assert switchboard.auth.AnonymousUser is AnonymousUser
