@@ -29,6 +29,7 @@ PROCESS_BUDGET = GRACE + FORCE_EXIT_MARGIN + WATCHDOG_SLACK
 SUPERVISOR_BUDGET = GRACE + 2 * FORCE_EXIT_MARGIN
 MARGIN = 2.0  # a loaded machine: process start-up, scheduling
 TIMEOUT = 10
+OVERRAN = "graceful shutdown overran its budget"  # what the exit watchdog writes
 
 
 def _free_port() -> int:
@@ -154,6 +155,7 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_on_time(
         await _expect_close(ws, 1001)
     assert code == 0, server.output()
     assert GRACE - 0.3 < elapsed < GRACE + FORCE_EXIT_MARGIN + MARGIN, server.output()
+    assert OVERRAN not in server.output()  # ended by the shutdown itself, not the watchdog
 
 
 async def test_sigterm_cancels_an_http_request_that_outlives_the_grace_period(
@@ -172,6 +174,7 @@ async def test_sigterm_cancels_an_http_request_that_outlives_the_grace_period(
     writer.close()
     assert code == 0, server.output()
     assert GRACE - 0.3 < elapsed < GRACE + FORCE_EXIT_MARGIN + MARGIN, server.output()
+    assert OVERRAN not in server.output()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -182,6 +185,7 @@ async def test_sigterm_ends_a_process_whose_loop_is_blocked(server_process, work
     # One process: its watchdog exits with status 1. The supervisor only reports its own.
     assert code == (1 if workers == 1 else 0), server.output()
     assert PROCESS_BUDGET - 0.3 < elapsed < PROCESS_BUDGET + MARGIN, server.output()
+    assert OVERRAN in server.output()
     await ws.close()
 
 
