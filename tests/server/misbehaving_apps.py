@@ -3,12 +3,13 @@
 WebSocket paths: /spin keeps calling receive() after websocket.disconnect, /swallow ignores
 cancellation, /block blocks the event loop, /ignore-sigterm blocks it with SIGTERM ignored.
 HTTP paths: /count?key=K says how many websocket.disconnect /spin?key=K saw, /hang never
-answers and ignores cancellation.
+answers and ignores cancellation. MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections import Counter
@@ -35,6 +36,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _http(scope, receive, send)
     elif scope["type"] == "websocket":
         await _websocket(scope, receive, send)
+    elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    """With MISBEHAVE_LIFESPAN=hang, the lifespan shutdown never completes."""
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    if os.environ.get("MISBEHAVE_LIFESPAN") == "hang":
+        await _ignore_cancellation_forever()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, log: Path, workers: int = 1) -> None:
+    def __init__(self, log: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.log = log
         args = ["--port", str(self.port), "--workers", str(workers), "--log-level", "warning"]
@@ -51,6 +51,7 @@ class ServerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, for kill()
+                env={**os.environ, **(env or {})},
             )
 
     def output(self) -> str:
@@ -109,8 +110,8 @@ class ServerProcess:
 def server_process(tmp_path: Path):
     started: list[ServerProcess] = []
 
-    async def start(workers: int = 1) -> ServerProcess:
-        server = ServerProcess(tmp_path / f"server{len(started)}.log", workers)
+    async def start(workers: int = 1, env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"server{len(started)}.log", workers, env)
         started.append(server)
         await server.wait_listening()
         return server
@@ -197,3 +198,13 @@ async def test_supervisor_kills_a_worker_that_ignores_sigterm(server_process) ->
     assert SUPERVISOR_BUDGET - 0.3 < elapsed < SUPERVISOR_BUDGET + MARGIN, server.output()
     assert "Killing 1 worker(s)" in server.output()
     await ws.close()
+
+
+async def test_sigterm_gives_up_on_a_lifespan_shutdown_that_hangs(server_process) -> None:
+    # Nothing to drain: the lifespan shutdown gets the whole budget, then is abandoned.
+    server = await server_process(env={"MISBEHAVE_LIFESPAN": "hang"})
+    code, elapsed = await server.terminate()
+    assert code == 0, server.output()
+    budget = GRACE + FORCE_EXIT_MARGIN
+    assert budget - 0.3 < elapsed < budget + MARGIN, server.output()
+    assert "Lifespan shutdown did not finish in time" in server.output()
