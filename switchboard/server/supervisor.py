@@ -67,16 +67,15 @@ def run_supervised(config: Config) -> None:
             if stopping:  # a SIGTERM came during the restart: start nothing more
                 return
             spawn(children[pid])
-            os.kill(pid, signal.SIGTERM)
             # Bounded like a stop; the old worker stays in children until reaped, so a stop
             # arriving meanwhile signals it too.
             deadline = time.monotonic() + kill_after
-            while not os.waitpid(pid, os.WNOHANG)[0]:
-                if time.monotonic() >= deadline:
+            _signal_unless_reaped(pid, signal.SIGTERM)
+            killed = False
+            while _signal_unless_reaped(pid, 0):
+                if not killed and time.monotonic() >= deadline:
                     logger.error("Killing worker %d still running after SIGTERM", pid)
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
+                    killed = _signal_unless_reaped(pid, signal.SIGKILL)
                 time.sleep(0.05)
             children.pop(pid, None)
 
@@ -100,3 +99,15 @@ def run_supervised(config: Config) -> None:
             spawn(slot)
     signal.setitimer(signal.ITIMER_REAL, 0)
     sock.close()
+
+
+def _signal_unless_reaped(pid: int, sig: int) -> bool:
+    """Send ``sig`` (0: none) to a child unless it has exited (it is reaped then): running?"""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return False
+        if sig:
+            os.kill(pid, sig)
+    except (ChildProcessError, ProcessLookupError):
+        return False  # already reaped elsewhere
+    return True

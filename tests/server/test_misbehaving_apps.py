@@ -208,3 +208,19 @@ async def test_sigterm_gives_up_on_a_lifespan_shutdown_that_hangs(server_process
     budget = GRACE + FORCE_EXIT_MARGIN
     assert budget - 0.3 < elapsed < budget + MARGIN, server.output()
     assert "Lifespan shutdown did not finish in time" in server.output()
+
+
+async def test_rolling_restart_kills_a_worker_that_ignores_sigterm(server_process) -> None:
+    # SIGHUP replaces workers one at a time; one that never exits must not stall it forever.
+    server = await server_process(2)
+    ws = await connect(server.url("/ignore-sigterm"), close_timeout=1)
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + SUPERVISOR_BUDGET + MARGIN
+    while "Killing worker" not in server.output() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert "Killing worker" in server.output()
+    assert await server.get("/count") == b"0"  # the replacement workers serve
+    code, elapsed = await server.terminate()
+    assert code == 0, server.output()
+    assert elapsed < GRACE + MARGIN, server.output()
+    await ws.close()
