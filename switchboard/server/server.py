@@ -7,6 +7,9 @@ import logging
 import os
 import signal
 import socket
+import threading
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from switchboard.server.config import Config
@@ -16,6 +19,14 @@ from switchboard.server.logging_setup import configure_logging
 from switchboard.server.state import ServerState
 
 logger = logging.getLogger("switchboard.server")
+
+# Past timeout_graceful_shutdown, cancelled application tasks and the lifespan shutdown share
+# this many seconds; then the process exits, whatever is still running (see ExitWatchdog).
+FORCE_EXIT_MARGIN = 1.0
+# How long cancelled application tasks get to unwind before they are abandoned.
+CANCEL_GRACE = 0.5
+# The watchdog fires this long after the budget, leaving a clean exit time to happen first.
+WATCHDOG_SLACK = 0.5
 
 
 class ListenError(OSError):
@@ -87,6 +98,9 @@ class Server:
         self.lifespan: Lifespan | None = None
         self._exit_event: asyncio.Event | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._exit_requested_at: float | None = None  # time.monotonic()
+        self._watchdog: ExitWatchdog | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -118,59 +132,143 @@ class Server:
         self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     def request_exit(self) -> None:
+        if self._exit_requested_at is None:
+            self._exit_requested_at = time.monotonic()
         self.should_exit = True
         if self._exit_event is not None:
             self._exit_event.set()
 
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # A plain signal handler, not loop.add_signal_handler: it runs in the main thread
+        # between bytecodes even while an application keeps the event loop from running, so
+        # the watchdog is armed whatever the applications do.
+        if self._exit_requested_at is None:
+            self._exit_requested_at = time.monotonic()
+            if self._watchdog is not None:
+                budget = self._shutdown_budget() + WATCHDOG_SLACK
+                self._watchdog.arm(self._exit_requested_at + budget)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.request_exit)
+
+    def _shutdown_budget(self) -> float:
+        return self.config.timeout_graceful_shutdown + FORCE_EXIT_MARGIN
+
     async def shutdown(self) -> None:
-        """Stop accepting, let connections finish (up to the grace period), then lifespan."""
-        self.state.shutting_down = True
+        """Stop accepting and close connections (WebSockets with 1001); applications get until
+        ``timeout_graceful_shutdown`` to return, then they are cancelled. Cancelled tasks and
+        the lifespan shutdown share FORCE_EXIT_MARGIN more; whatever still runs is abandoned."""
+        started = self._exit_requested_at or time.monotonic()
+        deadline = started + self.config.timeout_graceful_shutdown
+        hard_deadline = started + self._shutdown_budget()
+        state = self.state
+        state.shutting_down = True
         for server in self.servers:
             server.close()
-        for conn in list(self.state.connections):
+        for conn in list(state.connections):
             conn.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.timeout_graceful_shutdown
-        while self.state.connections and loop.time() < deadline:
+        # Connections close as their responses end or their closing handshakes complete; an
+        # application may still run after its connection is gone, and gets the same time.
+        while (state.connections or _running(state.tasks)) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        for conn in list(self.state.connections):
+        for conn in list(state.connections):
             transport = getattr(conn, "transport", None)
             if transport is not None:
                 transport.abort()
-        # Apps get application_close_timeout to notice their disconnect and return.
-        tasks = [t for t in self.state.tasks if not t.done()]
+        tasks = _running(state.tasks)
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.config.application_close_timeout)
-            for task in pending:
+            logger.warning(
+                "Cancelling %d application task(s) still running after the graceful "
+                "shutdown timeout (%ss)",
+                len(tasks),
+                self.config.timeout_graceful_shutdown,
+            )
+            for task in tasks:
                 task.cancel()
+            grace = min(CANCEL_GRACE, hard_deadline - time.monotonic())
+            _, pending = await asyncio.wait(tasks, timeout=max(grace, 0.01))
+            if pending:
+                logger.error(
+                    "%d application task(s) ignored cancellation; shutting down without them",
+                    len(pending),
+                )
         if self._ticker is not None:
             self._ticker.cancel()
-        if self.lifespan is not None:
-            await self.lifespan.shutdown()
+        lifespan = self.lifespan
+        if lifespan is not None and not await _within(lifespan.shutdown(), hard_deadline):
+            logger.error("Lifespan shutdown did not finish in time; shutting down without it")
         for server in self.servers:
-            await server.wait_closed()
+            await _within(server.wait_closed(), hard_deadline)
 
     async def serve(self, sock: socket.socket | None = None) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         await self.startup(sock)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self.request_exit)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread: the caller stops us with request_exit()
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            # We own the process: SIGINT/SIGTERM stop it, within the shutdown budget.
+            self._watchdog = ExitWatchdog()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        # else the caller stops us with request_exit() and owns the process's exit
         assert self._exit_event is not None
         if self.should_exit:
             self._exit_event.set()
-        await self._exit_event.wait()
-        logger.info("Shutting down")
-        if count := len(self.state.connections):
-            logger.info(
-                "Waiting for %d connection%s to close (up to %gs)",
-                count,
-                "" if count == 1 else "s",
-                self.config.timeout_graceful_shutdown,
-            )
-        await self.shutdown()
+        try:
+            await self._exit_event.wait()
+            logger.info("Shutting down")
+            if count := len(self.state.connections):
+                logger.info(
+                    "Waiting for %d connection%s to close (up to %gs)",
+                    count,
+                    "" if count == 1 else "s",
+                    self.config.timeout_graceful_shutdown,
+                )
+            await self.shutdown()
+        finally:
+            for sig, handler in previous.items():  # the loop is about to close
+                signal.signal(sig, handler)
+
+
+def _running(tasks: set[asyncio.Task]) -> list[asyncio.Task]:
+    return [t for t in tasks if not t.done()]
+
+
+async def _within(aw: Awaitable[Any], deadline: float) -> bool:
+    """Await ``aw`` until ``deadline`` (time.monotonic()); False if it had to be cancelled."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait([task], timeout=max(deadline - time.monotonic(), 0.01))
+    if done:
+        task.result()
+        return True
+    task.cancel()
+    return False
+
+
+class ExitWatchdog:
+    """Ends the process once the shutdown budget is spent, from a thread of its own.
+
+    Once armed it needs nothing from the event loop, so an application blocking the loop, or
+    holding a thread the interpreter would wait for at exit, cannot keep the process alive.
+    """
+
+    def __init__(self) -> None:
+        self._deadline = 0.0
+        self._armed = threading.Event()
+        thread = threading.Thread(target=self._run, name="switchboard-exit-watchdog", daemon=True)
+        thread.start()
+
+    def arm(self, deadline: float) -> None:
+        """Exit the process at ``deadline`` (time.monotonic()) unless it has ended before."""
+        self._deadline = deadline
+        self._armed.set()
+
+    def _run(self) -> None:
+        self._armed.wait()
+        delay = self._deadline - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        # os.write, not logging: a blocked main thread may hold the logging handler's lock.
+        os.write(2, b"switchboard: graceful shutdown overran its budget; exiting now\n")
+        os._exit(1)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

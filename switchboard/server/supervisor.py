@@ -13,12 +13,15 @@ logger = logging.getLogger("switchboard.server")
 
 
 def run_supervised(config: Config) -> None:
-    from switchboard.server.server import bind_socket, serve_forever
+    from switchboard.server.server import FORCE_EXIT_MARGIN, bind_socket, serve_forever
 
     config.load()  # fail fast in the parent on a bad import string
     sock = bind_socket(config)
-    children: dict[int, int] = {}
+    children: dict[int, int] = {}  # pid -> slot, until reaped
     stopping = False
+    # A worker ends itself within timeout_graceful_shutdown + FORCE_EXIT_MARGIN (+ a little);
+    # one that does not (it ignores SIGTERM, say) is killed once this has passed.
+    kill_after = config.timeout_graceful_shutdown + 2 * FORCE_EXIT_MARGIN
 
     def spawn(slot: int) -> None:
         pid = os.fork()
@@ -26,6 +29,7 @@ def run_supervised(config: Config) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
             code = 0
             try:
                 serve_forever(config, sock)
@@ -35,26 +39,50 @@ def run_supervised(config: Config) -> None:
             os._exit(code)
         children[pid] = slot
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def signal_all(sig: int) -> None:
         for pid in list(children):
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            # SIGALRM interrupts os.wait() below, however many workers still run.
+            signal.setitimer(signal.ITIMER_REAL, kill_after)
+        signal_all(signal.SIGTERM)
+
+    def kill_stragglers(_signum: int, _frame: object) -> None:
+        if children:
+            logger.error(
+                "Killing %d worker(s) still running %ss after SIGTERM", len(children), kill_after
+            )
+            signal_all(signal.SIGKILL)
 
     def reload(_signum: int, _frame: object) -> None:
         # Rolling restart: replace workers one at a time; each old one drains gracefully.
         for pid in list(children):
-            slot = children.pop(pid)
-            spawn(slot)
-            os.kill(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
+            if stopping:  # a SIGTERM came during the restart: start nothing more
+                return
+            spawn(children[pid])
+            # Bounded like a stop; the old worker stays in children until reaped, so a stop
+            # arriving meanwhile signals it too.
+            deadline = time.monotonic() + kill_after
+            _signal_unless_reaped(pid, signal.SIGTERM)
+            killed = False
+            while _signal_unless_reaped(pid, 0):
+                if not killed and time.monotonic() >= deadline:
+                    logger.error("Killing worker %d still running after SIGTERM", pid)
+                    killed = _signal_unless_reaped(pid, signal.SIGKILL)
+                time.sleep(0.05)
+            children.pop(pid, None)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
+    signal.signal(signal.SIGALRM, kill_stragglers)
     for slot in range(config.workers):
         spawn(slot)
     while children:
@@ -69,4 +97,17 @@ def run_supervised(config: Config) -> None:
             logger.warning("Worker %d exited (status %d); starting a new one", pid, status)
             time.sleep(0.1)
             spawn(slot)
+    signal.setitimer(signal.ITIMER_REAL, 0)
     sock.close()
+
+
+def _signal_unless_reaped(pid: int, sig: int) -> bool:
+    """Send ``sig`` (0: none) to a child unless it has exited (it is reaped then): running?"""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return False
+        if sig:
+            os.kill(pid, sig)
+    except (ChildProcessError, ProcessLookupError):
+        return False  # already reaped elsewhere
+    return True

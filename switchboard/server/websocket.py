@@ -114,6 +114,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "queue",
         "waiter",
         "disconnect",
+        "disconnect_sent",
         "max_queue",
         "read_paused",
         "write_paused",
@@ -152,6 +153,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.queue: collections.deque[Message] = collections.deque()
         self.waiter: asyncio.Future | None = None
         self.disconnect: Message | None = None
+        self.disconnect_sent = False  # websocket.disconnect went to the app (it goes once)
         self.max_queue: int = config.ws_max_queue or 1 << 30
         self.read_paused = False
         self.write_paused = False
@@ -579,6 +581,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if waiter is not None and not self.queue:
             self.waiter = None
             if not waiter.done():
+                self.disconnect_sent = True
                 waiter.set_result(self.disconnect)
         if self.fast_in:  # the closing handshake is websockets' business
             data, self.inbuf = self.inbuf, b""
@@ -597,6 +600,12 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._resume_reading()
             return message
         if self.disconnect is not None and self.phase is CLOSED:
+            if self.disconnect_sent:
+                # websocket.disconnect is one event (ASGI spec); after it nothing more will
+                # come, so wait until the task is cancelled. Returning it again would let an
+                # app looping on receive() spin without ever yielding to the event loop.
+                return await self.loop.create_future()
+            self.disconnect_sent = True
             return self.disconnect
         if self.waiter is not None:
             raise RuntimeError("receive() called concurrently on one WebSocket connection")
