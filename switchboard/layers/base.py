@@ -120,6 +120,15 @@ class BaseChannelLayer:
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    async def release_channel(self, channel: str) -> None:
+        """``channel`` is gone for good (its consumer ended): drop it from every group it
+        joined through this layer and discard what waits for it.
+
+        The consumer machinery calls this whenever a consumer ends (returns, raises or is
+        cancelled), so it must be cheap. Layers that keep no per-channel state need not
+        override it.
+        """
+
     async def flush(self) -> None:
         raise NotImplementedError
 

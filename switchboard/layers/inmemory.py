@@ -32,6 +32,7 @@ from typing import Any
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.local import LocalQueue
 
 __all__ = ["InMemoryChannelLayer", "copy_message"]
@@ -69,7 +70,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             **kwargs,
         )
         self.channels: dict[str, LocalQueue] = {}
-        self.groups: dict[str, dict[str, float]] = {}
+        self.groups = GroupMemberships(group_expiry, time.monotonic)
         # Random per instance (unique across processes), counter within it (unique here).
         self._name_token = secrets.token_hex(6)
         self._name_counter = itertools.count(1)
@@ -150,37 +151,35 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Add ``channel`` to ``group`` (or renew its membership for another ``group_expiry``)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        self.groups.setdefault(group, {})[channel] = time.monotonic() + self.group_expiry
+        self.groups.add(group, channel)
         self._arm_sweep()
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        members = self.groups.get(group)
-        if members is not None:
-            members.pop(channel, None)
-            if not members:
-                del self.groups[group]
+        self.groups.discard(group, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send a copy of ``message`` to every member; members whose channel is full miss it."""
         self.require_valid_message(message)
         self.require_valid_group_name(group)
-        members = self.groups.get(group)
+        members = self.groups.members(group)
         if not members:
             return
         now = time.monotonic()
-        expired = []
         deliver = self._deliver
-        for channel, expires_at in members.items():
-            if expires_at <= now:
-                expired.append(channel)
-            else:
-                deliver(channel, copy_message(message), now)
-        for channel in expired:
-            del members[channel]
-        if not members:
-            del self.groups[group]
+        for channel in members:
+            deliver(channel, copy_message(message), now)
+
+    async def release_channel(self, channel: str) -> None:
+        """Forget ``channel``: out of every group, its waiting messages dropped.
+
+        Costs one lookup per group it joined. Receivers still waiting on it keep waiting.
+        """
+        self.groups.release(channel)
+        chan = self.channels.get(channel)
+        if chan is not None and not chan.waiters:
+            del self.channels[channel]
 
     # -- housekeeping ------------------------------------------------------
 
@@ -208,14 +207,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # Dicts never shrink their tables on delete; rebuild after a large die-off.
         if before > 1024 and len(self.channels) < before // 4:
             self.channels = dict(self.channels)
-        before = len(self.groups)
-        for group, members in list(self.groups.items()):
-            for channel in [c for c, expires_at in members.items() if expires_at <= now]:
-                del members[channel]
-            if not members:
-                del self.groups[group]
-        if before > 1024 and len(self.groups) < before // 4:
-            self.groups = dict(self.groups)
+        self.groups.sweep()
 
     def _arm_sweep(self) -> None:
         # One timer per layer while it holds anything that can expire; re-armed on a new loop.

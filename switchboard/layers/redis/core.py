@@ -632,6 +632,20 @@ class RedisChannelLayer(BaseChannelLayer):
         if state.groups.discard(group, channel):
             await self._unsubscribe_group(state, group)
 
+    async def release_channel(self, channel: str) -> None:
+        """Forget ``channel`` in this process: out of every group it joined here (groups left
+        without local members are unsubscribed) and its waiting messages dropped."""
+        state = self._state()
+        emptied = state.groups.release(channel)
+        q = state.queues.get(channel)
+        if q is not None and not q.waiters:
+            del state.queues[channel]
+        for group in emptied:
+            # Routes go first, synchronously: even if this is cancelled half-way, no message
+            # reaches the released channel, and a group left subscribed unsubscribes itself
+            # on its next message (see on_message).
+            await self._unsubscribe_group(state, group, only_if_empty=True)
+
     async def _unsubscribe_group(
         self, state: _LoopState, group: str, only_if_empty: bool = False
     ) -> None:
