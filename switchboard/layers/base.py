@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchboard.exceptions import ChannelFull
+from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE, MessageCodec
 
 __all__ = ["BaseChannelLayer", "ChannelFull"]
 
@@ -28,6 +29,9 @@ class BaseChannelLayer:
     ``channel_capacity``: ``{pattern: capacity}`` overrides; patterns are globs
     (``"http.request"``, ``"websocket.send*"``) or compiled regular expressions.
     ``group_expiry``: seconds a group membership lives without being renewed.
+    ``max_message_size``: most bytes a message may encode to (msgpack), checked at send time
+    (:class:`~switchboard.layers.codec.ChannelMessageTooLarge`); ``None`` for no limit.
+    Default 2 MiB: see :mod:`switchboard.layers.codec`, which also says what a message may hold.
     """
 
     extensions: tuple[str, ...] = ("groups", "flush")
@@ -38,6 +42,7 @@ class BaseChannelLayer:
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
         group_expiry: float = 86400,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -45,6 +50,11 @@ class BaseChannelLayer:
         self.capacity = capacity
         self.group_expiry = group_expiry
         self.channel_capacity = self._compile_capacities(channel_capacity or {})
+        self.codec = MessageCodec(max_message_size)
+
+    @property
+    def max_message_size(self) -> int | None:
+        return self.codec.max_message_size
 
     @staticmethod
     def _compile_capacities(spec: dict[Any, int]) -> list[tuple[re.Pattern[str], int]]:

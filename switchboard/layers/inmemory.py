@@ -11,10 +11,10 @@ Design, for speed and bounded memory:
   reads cost nothing once their messages expire.
 * Group memberships carry their own expiry (``group_expiry``), renewed by ``group_add``.
 
-Copying: every receiver gets its own message, so neither the sender nor another receiver can
-change it afterwards. A full ``copy.deepcopy`` is slow, so :func:`copy_message` copies the
-top-level dict and deep-copies only values that may be mutable (lists, dicts, sets, custom
-objects); strings, numbers, bytes and ``None`` are shared because they cannot change.
+Copying and checking: a message is encoded once at ``send``/``group_send`` and every receiver
+gets its own decoded copy, so neither the sender nor another receiver can change it afterwards.
+The encoding is the Redis layer's (:mod:`switchboard.layers.codec`), so a message this layer
+accepts is one the Redis layer accepts too, size limit included, and a bad one fails at send.
 
 Like any asyncio object, a layer instance is used from one event loop at a time (sync code
 reaches it through ``async_to_sync``, which runs on that loop). It may move to a new loop once
@@ -24,7 +24,6 @@ the old one is finished, as happens between tests.
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import secrets
 import time
@@ -35,18 +34,7 @@ from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.local import LocalQueue
 
-__all__ = ["InMemoryChannelLayer", "copy_message"]
-
-# Values of these exact types can be shared between copies: nobody can mutate them.
-_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None), complex})
-
-
-def copy_message(message: dict[str, Any]) -> dict[str, Any]:
-    """An independent copy of ``message``, deep-copying only values that could be mutated."""
-    return {
-        key: value if type(value) in _IMMUTABLE else copy.deepcopy(value)
-        for key, value in message.items()
-    }
+__all__ = ["InMemoryChannelLayer"]
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -82,10 +70,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # -- channels ----------------------------------------------------------
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Put ``message`` on ``channel``; raises ChannelFull when the channel is at capacity."""
+        """Put ``message`` on ``channel``; raises ChannelFull when the channel is at capacity,
+        UnserializableMessage or ChannelMessageTooLarge when no layer could carry it."""
         self.require_valid_message(message)
         self.require_valid_channel_name(channel)
-        if not self._deliver(channel, copy_message(message), time.monotonic()):
+        codec = self.codec
+        if not self._deliver(channel, codec.decode(codec.pack(message)), time.monotonic()):
             raise ChannelFull(channel)
 
     def _deliver(self, name: str, message: dict[str, Any], now: float) -> bool:
@@ -163,13 +153,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Send a copy of ``message`` to every member; members whose channel is full miss it."""
         self.require_valid_message(message)
         self.require_valid_group_name(group)
+        data = self.codec.pack(message)
+        decode = self.codec.decode
         members = self.groups.members(group)
         if not members:
+            decode(data)  # nobody to copy it for, but a bad message fails all the same
             return
         now = time.monotonic()
         deliver = self._deliver
         for channel in members:
-            deliver(channel, copy_message(message), now)
+            deliver(channel, decode(data), now)
 
     async def release_channel(self, channel: str) -> None:
         """Forget ``channel``: out of every group, its waiting messages dropped.

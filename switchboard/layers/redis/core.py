@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
 from switchboard.layers.local import LocalQueue
 from switchboard.layers.redis import streams
 from switchboard.layers.redis.connection import Shard, backoff_delays, parse_host
@@ -288,7 +289,8 @@ class RedisChannelLayer(BaseChannelLayer):
     ``"rediss://..."``, ``"unix:///path"``), a ``(host, port)`` pair or a dict
     (``{"address": ..., **connection_options}``). Several hosts are independent shards.
     ``prefix``, ``expiry``, ``capacity``, ``channel_capacity``, ``group_expiry``:
-    as in Channels. ``symmetric_encryption_keys``: list of secrets; payloads are
+    as in Channels. ``max_message_size``: bytes, checked at send (see BaseChannelLayer).
+    ``symmetric_encryption_keys``: list of secrets; payloads are
     Fernet-encrypted with the first, decrypted with any.
     ``cluster=True`` (or hosts written ``"redis+cluster://host:port"``): the hosts are
     startup nodes of one Redis Cluster; groups and process channels use sharded pub/sub
@@ -328,12 +330,14 @@ class RedisChannelLayer(BaseChannelLayer):
         redelivery_timeout: float = 30.0,
         random_prefix_length: int = 12,  # accepted for channels_redis settings; unused
         serializer_format: str = "msgpack",
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         super().__init__(
             expiry=expiry,
             capacity=capacity,
             channel_capacity=channel_capacity,
             group_expiry=group_expiry,
+            max_message_size=max_message_size,
         )
         if serializer_format != "msgpack":
             raise ValueError("RedisChannelLayer only speaks msgpack (serializer_format)")
@@ -434,14 +438,21 @@ class RedisChannelLayer(BaseChannelLayer):
         return name
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Raises ChannelFull when the channel is at capacity (for another process's channel
+        that is only known at the receiver, which drops and logs), UnserializableMessage or
+        ChannelMessageTooLarge when the message cannot be carried, wherever it is going."""
         self.require_valid_channel_name(channel)
         self.require_valid_message(message)
         state = self._state()
+        codec = self.codec
         now = time.time()
         expires = now + self.expiry
         token = process_token(channel)
         if token is not None:
             if token == state.pid:
+                # Encoded and decoded although it never leaves the process: the same checks
+                # as a remote send, and the receiver's copy is its own.
+                message = codec.decode(codec.pack(message))
                 q = state.queue(channel)
                 if state.backlog:
                     # Behind fan-outs still being delivered, so it cannot overtake them.
@@ -452,10 +463,10 @@ class RedisChannelLayer(BaseChannelLayer):
                 if not q.put(expires, message, now):
                     raise ChannelFull(channel)
                 return
-            data = self._serializer.dumps([channel, expires, message])
+            data = self._serializer.seal(channel, expires, codec.encode(message))
             await state.publish(token, f"{self.prefix}:p:{token}", data)
             return
-        data = self._serializer.dumps([channel, expires, message])
+        data = self._serializer.seal(channel, expires, codec.encode(message))
         index = state.shard_for(channel)
         ttl = int(self.expiry) + 1
         if self._durable(channel):
@@ -660,7 +671,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         self.require_valid_message(message)
         state = self._state()
-        data = self._serializer.dumps([None, time.time() + self.expiry, message])
+        # Checked here, whoever receives it: Redis would accept a message no process can use
+        # (or one so large it cuts every subscriber's connection) and say nothing.
+        data = self._serializer.seal(None, time.time() + self.expiry, self.codec.encode(message))
         routing_key = group_routing_key(group)
         # Wait for Redis to accept the PUBLISH: returning earlier lost messages whenever the
         # caller's loop ended right after (async_to_sync from views, tasks, commands).
