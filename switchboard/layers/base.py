@@ -6,12 +6,14 @@ This package knows nothing of Django or of the protocol server.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE, MessageCodec
+from switchboard.layers.drops import DropCounter
 
 __all__ = ["BaseChannelLayer", "ChannelFull"]
 
@@ -51,6 +53,8 @@ class BaseChannelLayer:
         self.group_expiry = group_expiry
         self.channel_capacity = self._compile_capacities(channel_capacity or {})
         self.codec = MessageCodec(max_message_size)
+        # Messages dropped where no sender can be told: counted, logged rate-limited.
+        self.drops = DropCounter(logging.getLogger(type(self).__module__))
 
     @property
     def max_message_size(self) -> int | None:

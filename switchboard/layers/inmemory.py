@@ -82,7 +82,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Store or hand over an already-copied message; False when the channel is full."""
         chan = self.channels.get(name)
         if chan is None:
-            chan = self.channels[name] = LocalQueue(self.get_capacity(name))
+            chan = self.channels[name] = LocalQueue(self.get_capacity(name), self.drops)
         elif chan.waiters and chan.hand_to_waiter(message):
             return True  # handed over: nothing stored, nothing to expire
         if not chan.put(now + self.expiry, message, now):
@@ -99,7 +99,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel, receive=True)
         chan = self.channels.get(channel)
         if chan is None:
-            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
+            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel), self.drops)
         try:
             return await chan.get(time.monotonic, self.expiry)
         finally:
@@ -118,7 +118,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel, receive=True)
         chan = self.channels.get(channel)
         if chan is None:
-            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
+            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel), self.drops)
 
         def forget() -> None:
             if self.channels.get(channel) is chan:
@@ -162,7 +162,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         now = time.monotonic()
         deliver = self._deliver
         for channel in members:
-            deliver(channel, decode(data), now)
+            if not deliver(channel, decode(data), now):
+                self.drops.note("full", channel)  # like Channels: a full member misses it
 
     async def release_channel(self, channel: str) -> None:
         """Forget ``channel``: out of every group, its waiting messages dropped.

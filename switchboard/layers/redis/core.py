@@ -98,8 +98,6 @@ class _LoopState:
         self.unacked: dict[int, tuple[str, bytes, dict[str, Any]]] = {}
         self.last_durable: dict[str, int] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.dropped = 0
-        self._last_drop_log = 0.0
         self.list_script = _Script(LIST_SEND_SCRIPT)
         self.stream_script = _Script(streams.SEND_SCRIPT)
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
@@ -153,7 +151,8 @@ class _LoopState:
     def queue(self, channel: str) -> LocalQueue:
         q = self.queues.get(channel)
         if q is None:
-            q = self.queues[channel] = LocalQueue(self.layer.get_capacity(channel))
+            layer = self.layer
+            q = self.queues[channel] = LocalQueue(layer.get_capacity(channel), layer.drops)
         return q
 
     def is_local(self, channel: str) -> bool:
@@ -166,6 +165,7 @@ class _LoopState:
             return  # unsubscribed a moment ago
         target, expires, message = self.layer._serializer.loads(data)
         if expires < time.time():
+            self.layer.drops.note("expired", target)
             return
         if group is None:
             members = [target]
@@ -216,6 +216,7 @@ class _LoopState:
     ) -> None:
         queues = self.queues
         capacity_of = self.layer.get_capacity
+        drops = self.layer.drops
         pid = self.pid
         now = time.time()
         for i in range(start, end):
@@ -223,25 +224,12 @@ class _LoopState:
             if direct or process_token(member) == pid:
                 q = queues.get(member)
                 if q is None:
-                    q = queues[member] = LocalQueue(capacity_of(member))
-                # A full member misses a group message, like Channels; a direct one is logged.
-                if not q.put(expires, message, now) and direct:
-                    self.note_drop(member)
+                    q = queues[member] = LocalQueue(capacity_of(member), drops)
+                # A full member misses the message (like Channels); the sender cannot be told.
+                if not q.put(expires, message, now):
+                    drops.note("full", member)
             else:
                 self.spawn(self.layer.send(member, message))
-
-    def note_drop(self, channel: str) -> None:
-        # Remote senders cannot be told (their PUBLISH already succeeded); log, rate-limited.
-        self.dropped += 1
-        now = time.monotonic()
-        if now - self._last_drop_log >= 1.0:
-            logger.warning(
-                "Channel %s is full; dropped %d message(s) for full channels",
-                channel,
-                self.dropped,
-            )
-            self._last_drop_log = now
-            self.dropped = 0
 
     def spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -569,6 +557,7 @@ class RedisChannelLayer(BaseChannelLayer):
             _target, expires, message = self._serializer.loads(raw)
             if expires >= time.time():
                 return message
+            self.drops.note("expired", channel)
 
     async def _ensure_stream(self, state: _LoopState, index: int, key: str) -> None:
         if key not in state.streams_ready:
@@ -607,6 +596,7 @@ class RedisChannelLayer(BaseChannelLayer):
             entry_id, data = await self._fetch(state, fetch, lambda got: None)
             _target, expires, message = self._serializer.loads(data)
             if expires < time.time():
+                self.drops.note("expired", channel)
                 await streams.ack(shard.client, key, entry_id)
                 continue
             state.unacked[id(message)] = (channel, entry_id, message)
