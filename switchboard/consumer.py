@@ -178,11 +178,19 @@ class AsyncConsumer:
             await self._leave_groups()
 
     async def _leave_groups(self) -> None:
-        # Memberships left behind (say, the connection task was cancelled) would otherwise
-        # receive group messages until they expire.
+        # Runs however the consumer ended (returned, raised, cancelled): memberships left
+        # behind would receive group messages until group_expiry. Our layers know every group
+        # the channel joined, including group_add calls made by hand; for any other layer,
+        # leave at least the groups joined on the consumer's behalf (``groups``).
+        layer = self.channel_layer
+        if layer is None:
+            return
+        release = getattr(layer, "release_channel", None)
+        if release is not None:
+            await release(self.channel_name)
         groups = self._joined_groups
-        while groups and self.channel_layer is not None:
-            await self.channel_layer.group_discard(groups.pop(), self.channel_name)
+        while groups:
+            await layer.group_discard(groups.pop(), self.channel_name)
 
     def _track_group(self, group: str) -> None:
         if self._joined_groups is None:

@@ -2,14 +2,17 @@
 
 from switchboard.exceptions import ChannelFull, InvalidChannelLayerError
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.codec import ChannelMessageTooLarge, UnserializableMessage
 from switchboard.layers.registry import ChannelLayerManager, channel_layers, get_channel_layer
 
 __all__ = [
     "BaseChannelLayer",
     "ChannelFull",
+    "ChannelMessageTooLarge",
     "ChannelLayerManager",
     "InMemoryChannelLayer",
     "InvalidChannelLayerError",
+    "UnserializableMessage",
     "channel_layers",
     "get_channel_layer",
 ]

@@ -6,11 +6,14 @@ This package knows nothing of Django or of the protocol server.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from switchboard.exceptions import ChannelFull
+from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE, MessageCodec
+from switchboard.layers.drops import DropCounter
 
 __all__ = ["BaseChannelLayer", "ChannelFull"]
 
@@ -28,6 +31,9 @@ class BaseChannelLayer:
     ``channel_capacity``: ``{pattern: capacity}`` overrides; patterns are globs
     (``"http.request"``, ``"websocket.send*"``) or compiled regular expressions.
     ``group_expiry``: seconds a group membership lives without being renewed.
+    ``max_message_size``: most bytes a message may encode to (msgpack), checked at send time
+    (:class:`~switchboard.layers.codec.ChannelMessageTooLarge`); ``None`` for no limit.
+    Default 2 MiB: see :mod:`switchboard.layers.codec`, which also says what a message may hold.
     """
 
     extensions: tuple[str, ...] = ("groups", "flush")
@@ -38,6 +44,7 @@ class BaseChannelLayer:
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
         group_expiry: float = 86400,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -45,6 +52,13 @@ class BaseChannelLayer:
         self.capacity = capacity
         self.group_expiry = group_expiry
         self.channel_capacity = self._compile_capacities(channel_capacity or {})
+        self.codec = MessageCodec(max_message_size)
+        # Messages dropped where no sender can be told: counted, logged rate-limited.
+        self.drops = DropCounter(logging.getLogger(type(self).__module__))
+
+    @property
+    def max_message_size(self) -> int | None:
+        return self.codec.max_message_size
 
     @staticmethod
     def _compile_capacities(spec: dict[Any, int]) -> list[tuple[re.Pattern[str], int]]:
@@ -119,6 +133,15 @@ class BaseChannelLayer:
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    async def release_channel(self, channel: str) -> None:
+        """``channel`` is gone for good (its consumer ended): drop it from every group it
+        joined through this layer and discard what waits for it.
+
+        The consumer machinery calls this whenever a consumer ends (returns, raises or is
+        cancelled), so it must be cheap. Layers that keep no per-channel state need not
+        override it.
+        """
 
     async def flush(self) -> None:
         raise NotImplementedError

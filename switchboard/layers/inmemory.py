@@ -11,10 +11,10 @@ Design, for speed and bounded memory:
   reads cost nothing once their messages expire.
 * Group memberships carry their own expiry (``group_expiry``), renewed by ``group_add``.
 
-Copying: every receiver gets its own message, so neither the sender nor another receiver can
-change it afterwards. A full ``copy.deepcopy`` is slow, so :func:`copy_message` copies the
-top-level dict and deep-copies only values that may be mutable (lists, dicts, sets, custom
-objects); strings, numbers, bytes and ``None`` are shared because they cannot change.
+Copying and checking: a message is encoded once at ``send``/``group_send`` and every receiver
+gets its own decoded copy, so neither the sender nor another receiver can change it afterwards.
+The encoding is the Redis layer's (:mod:`switchboard.layers.codec`), so a message this layer
+accepts is one the Redis layer accepts too, size limit included, and a bad one fails at send.
 
 Like any asyncio object, a layer instance is used from one event loop at a time (sync code
 reaches it through ``async_to_sync``, which runs on that loop). It may move to a new loop once
@@ -24,7 +24,6 @@ the old one is finished, as happens between tests.
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import secrets
 import time
@@ -32,20 +31,10 @@ from typing import Any
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.local import LocalQueue
 
-__all__ = ["InMemoryChannelLayer", "copy_message"]
-
-# Values of these exact types can be shared between copies: nobody can mutate them.
-_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None), complex})
-
-
-def copy_message(message: dict[str, Any]) -> dict[str, Any]:
-    """An independent copy of ``message``, deep-copying only values that could be mutated."""
-    return {
-        key: value if type(value) in _IMMUTABLE else copy.deepcopy(value)
-        for key, value in message.items()
-    }
+__all__ = ["InMemoryChannelLayer"]
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -69,7 +58,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             **kwargs,
         )
         self.channels: dict[str, LocalQueue] = {}
-        self.groups: dict[str, dict[str, float]] = {}
+        self.groups = GroupMemberships(group_expiry, time.monotonic)
         # Random per instance (unique across processes), counter within it (unique here).
         self._name_token = secrets.token_hex(6)
         self._name_counter = itertools.count(1)
@@ -81,17 +70,19 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # -- channels ----------------------------------------------------------
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Put ``message`` on ``channel``; raises ChannelFull when the channel is at capacity."""
+        """Put ``message`` on ``channel``; raises ChannelFull when the channel is at capacity,
+        UnserializableMessage or ChannelMessageTooLarge when no layer could carry it."""
         self.require_valid_message(message)
         self.require_valid_channel_name(channel)
-        if not self._deliver(channel, copy_message(message), time.monotonic()):
+        codec = self.codec
+        if not self._deliver(channel, codec.decode(codec.pack(message)), time.monotonic()):
             raise ChannelFull(channel)
 
     def _deliver(self, name: str, message: dict[str, Any], now: float) -> bool:
         """Store or hand over an already-copied message; False when the channel is full."""
         chan = self.channels.get(name)
         if chan is None:
-            chan = self.channels[name] = LocalQueue(self.get_capacity(name))
+            chan = self.channels[name] = LocalQueue(self.get_capacity(name), self.drops)
         elif chan.waiters and chan.hand_to_waiter(message):
             return True  # handed over: nothing stored, nothing to expire
         if not chan.put(now + self.expiry, message, now):
@@ -108,7 +99,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel, receive=True)
         chan = self.channels.get(channel)
         if chan is None:
-            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
+            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel), self.drops)
         try:
             return await chan.get(time.monotonic, self.expiry)
         finally:
@@ -127,7 +118,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel, receive=True)
         chan = self.channels.get(channel)
         if chan is None:
-            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel))
+            chan = self.channels[channel] = LocalQueue(self.get_capacity(channel), self.drops)
 
         def forget() -> None:
             if self.channels.get(channel) is chan:
@@ -150,37 +141,39 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Add ``channel`` to ``group`` (or renew its membership for another ``group_expiry``)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        self.groups.setdefault(group, {})[channel] = time.monotonic() + self.group_expiry
+        self.groups.add(group, channel)
         self._arm_sweep()
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        members = self.groups.get(group)
-        if members is not None:
-            members.pop(channel, None)
-            if not members:
-                del self.groups[group]
+        self.groups.discard(group, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send a copy of ``message`` to every member; members whose channel is full miss it."""
         self.require_valid_message(message)
         self.require_valid_group_name(group)
-        members = self.groups.get(group)
+        data = self.codec.pack(message)
+        decode = self.codec.decode
+        members = self.groups.members(group)
         if not members:
+            decode(data)  # nobody to copy it for, but a bad message fails all the same
             return
         now = time.monotonic()
-        expired = []
         deliver = self._deliver
-        for channel, expires_at in members.items():
-            if expires_at <= now:
-                expired.append(channel)
-            else:
-                deliver(channel, copy_message(message), now)
-        for channel in expired:
-            del members[channel]
-        if not members:
-            del self.groups[group]
+        for channel in members:
+            if not deliver(channel, decode(data), now):
+                self.drops.note("full", channel)  # like Channels: a full member misses it
+
+    async def release_channel(self, channel: str) -> None:
+        """Forget ``channel``: out of every group, its waiting messages dropped.
+
+        Costs one lookup per group it joined. Receivers still waiting on it keep waiting.
+        """
+        self.groups.release(channel)
+        chan = self.channels.get(channel)
+        if chan is not None and not chan.waiters:
+            del self.channels[channel]
 
     # -- housekeeping ------------------------------------------------------
 
@@ -208,14 +201,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # Dicts never shrink their tables on delete; rebuild after a large die-off.
         if before > 1024 and len(self.channels) < before // 4:
             self.channels = dict(self.channels)
-        before = len(self.groups)
-        for group, members in list(self.groups.items()):
-            for channel in [c for c, expires_at in members.items() if expires_at <= now]:
-                del members[channel]
-            if not members:
-                del self.groups[group]
-        if before > 1024 and len(self.groups) < before // 4:
-            self.groups = dict(self.groups)
+        self.groups.sweep()
 
     def _arm_sweep(self) -> None:
         # One timer per layer while it holds anything that can expire; re-armed on a new loop.

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchboard.layers.drops import DropCounter
 
 __all__ = ["LocalQueue"]
 
@@ -24,10 +27,11 @@ Message = dict[str, Any]
 class LocalQueue:
     """Invariant: receivers only wait while no message does."""
 
-    __slots__ = ("capacity", "messages", "waiters")
+    __slots__ = ("capacity", "drops", "messages", "waiters")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, drops: DropCounter | None = None) -> None:
         self.capacity = capacity
+        self.drops = drops  # told about every message dropped unread at its expiry
         self.messages: deque[tuple[float, Message]] | None = None
         self.waiters: list[asyncio.Future[Message]] = []
 
@@ -51,8 +55,12 @@ class LocalQueue:
     def drop_expired(self, now: float) -> None:
         # Every message of a queue was given the same lifetime, so the oldest expire first.
         messages = self.messages
+        dropped = 0
         while messages and messages[0][0] <= now:
             messages.popleft()
+            dropped += 1
+        if dropped and self.drops is not None:
+            self.drops.note("expired", count=dropped)
 
     def put(self, expires: float, message: Message, now: float) -> bool:
         """Hand over or store ``message``; False when the queue is full of live messages."""
@@ -75,6 +83,8 @@ class LocalQueue:
             expires, message = messages.popleft()
             if expires > now:
                 return message
+            if self.drops is not None:
+                self.drops.note("expired")
         return None
 
     def clear(self) -> None:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from switchboard.exceptions import ChannelFull
-from switchboard.layers.inmemory import InMemoryChannelLayer, copy_message
+from switchboard.layers.inmemory import InMemoryChannelLayer
 
 
 @pytest.fixture
@@ -272,15 +272,6 @@ async def test_receivers_get_independent_copies(layer):
     b = await layer.receive("b")
     assert b == {"type": "m", "items": [1, 2], "meta": {"k": "v"}, "text": "t"}
     assert a is not b
-
-
-def test_copy_message_shares_only_immutable_values():
-    nested = {"x": [1]}
-    message = {"type": "m", "s": "str", "n": 1, "b": b"x", "none": None, "nested": nested}
-    copied = copy_message(message)
-    assert copied == message and copied is not message
-    assert copied["nested"] is not nested and copied["nested"]["x"] is not nested["x"]
-    assert copied["s"] is message["s"]
 
 
 async def test_unread_channels_leave_nothing_behind():

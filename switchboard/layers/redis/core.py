@@ -24,6 +24,7 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
 from switchboard.layers.local import LocalQueue
 from switchboard.layers.redis import streams
 from switchboard.layers.redis.connection import Shard, backoff_delays, parse_host
@@ -84,6 +86,9 @@ class _LoopState:
         self.layer = layer
         self.loop = loop
         self.pid = secrets.token_hex(8)
+        # Process tokens whose channels this loop delivers: its own, plus those adopted from
+        # loops of the same layer that ended (see RedisChannelLayer._adopt).
+        self.tokens = {self.pid}
         self.shards: list[Shard] = layer._build_shards()
         self.subscribers: dict[int, Subscriber] = {}
         self.queues: dict[str, LocalQueue] = {}
@@ -97,12 +102,21 @@ class _LoopState:
         self.unacked: dict[int, tuple[str, bytes, dict[str, Any]]] = {}
         self.last_durable: dict[str, int] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.dropped = 0
-        self._last_drop_log = 0.0
         self.list_script = _Script(LIST_SEND_SCRIPT)
         self.stream_script = _Script(streams.SEND_SCRIPT)
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
         self.closed = False
+        # Cancelled when the loop shuts down (asyncio.run and async_to_sync cancel every task
+        # on the way out): the state then hands its channels over and closes its connections.
+        self.guard = loop.create_task(self._watch_loop_end())
+
+    async def _watch_loop_end(self) -> None:
+        try:
+            await self.loop.create_future()
+        except asyncio.CancelledError:
+            if not self.closed:
+                await self.layer._retire(self)
+            raise
 
     # -- routing ----------------------------------------------------------
 
@@ -127,11 +141,13 @@ class _LoopState:
             sub.start()
         return sub
 
-    async def ensure_process_subscription(self) -> None:
+    async def ensure_process_subscription(self, token: str | None = None) -> None:
         # Returns at once when subscribed; waits while a first subscribe is in flight.
-        self.routes[self.process_pubsub.encode()] = None
-        sub = await self.subscriber(self.process_pubsub, self.pid)
-        await sub.subscribe(self.process_pubsub)
+        token = token or self.pid
+        pubsub = f"{self.layer.prefix}:p:{token}"
+        self.routes[pubsub.encode()] = None
+        sub = await self.subscriber(pubsub, token)
+        await sub.subscribe(pubsub)
 
     def publish(self, routing_key: str, pubsub: str, data: bytes) -> asyncio.Future:
         shard = self.shards[self.shard_for(routing_key)]
@@ -152,11 +168,12 @@ class _LoopState:
     def queue(self, channel: str) -> LocalQueue:
         q = self.queues.get(channel)
         if q is None:
-            q = self.queues[channel] = LocalQueue(self.layer.get_capacity(channel))
+            layer = self.layer
+            q = self.queues[channel] = LocalQueue(layer.get_capacity(channel), layer.drops)
         return q
 
     def is_local(self, channel: str) -> bool:
-        return process_token(channel) == self.pid
+        return process_token(channel) in self.tokens
 
     def on_message(self, pubsub_channel: bytes, data: bytes) -> None:
         try:
@@ -165,6 +182,7 @@ class _LoopState:
             return  # unsubscribed a moment ago
         target, expires, message = self.layer._serializer.loads(data)
         if expires < time.time():
+            self.layer.drops.note("expired", target)
             return
         if group is None:
             members = [target]
@@ -215,32 +233,20 @@ class _LoopState:
     ) -> None:
         queues = self.queues
         capacity_of = self.layer.get_capacity
-        pid = self.pid
+        drops = self.layer.drops
+        tokens = self.tokens
         now = time.time()
         for i in range(start, end):
             member = members[i]
-            if direct or process_token(member) == pid:
+            if direct or process_token(member) in tokens:
                 q = queues.get(member)
                 if q is None:
-                    q = queues[member] = LocalQueue(capacity_of(member))
-                # A full member misses a group message, like Channels; a direct one is logged.
-                if not q.put(expires, message, now) and direct:
-                    self.note_drop(member)
+                    q = queues[member] = LocalQueue(capacity_of(member), drops)
+                # A full member misses the message (like Channels); the sender cannot be told.
+                if not q.put(expires, message, now):
+                    drops.note("full", member)
             else:
                 self.spawn(self.layer.send(member, message))
-
-    def note_drop(self, channel: str) -> None:
-        # Remote senders cannot be told (their PUBLISH already succeeded); log, rate-limited.
-        self.dropped += 1
-        now = time.monotonic()
-        if now - self._last_drop_log >= 1.0:
-            logger.warning(
-                "Channel %s is full; dropped %d message(s) for full channels",
-                channel,
-                self.dropped,
-            )
-            self._last_drop_log = now
-            self.dropped = 0
 
     def spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -267,16 +273,45 @@ class _LoopState:
 
     async def close(self) -> None:
         self.closed = True
+        if self.guard is not asyncio.current_task():
+            self.guard.cancel()
         self._sweeper.cancel()
         for task in list(self.tasks):
             task.cancel()
         for q in self.queues.values():
             for waiter in q.waiters:
                 waiter.cancel()
+        # Unsubscribed first: from now on senders find nobody listening and use the mailbox.
         for sub in self.subscribers.values():
             await sub.close()
+        try:
+            await self._hand_over()
+        except Exception as exc:  # noqa: BLE001 - closing must finish; the messages expire
+            logger.warning("Could not hand over undelivered messages: %r", exc)
         for shard in self.shards:
             await shard.close()
+
+    async def _hand_over(self) -> None:
+        """Put messages still queued for this process's channels back in Redis (at the head
+        of each channel's mailbox, keeping their order) for the next loop that receives."""
+        layer = self.layer
+        now = time.time()
+        pending = []
+        for name, q in self.queues.items():
+            if not q.messages or process_token(name) not in self.tokens:
+                continue
+            sealed = [
+                layer._serializer.seal(name, expires, layer.codec.pack(message))
+                for expires, message in q.messages
+                if expires > now
+            ]
+            if sealed:
+                shard = self.shards[self.shard_for(name)]
+                key = layer._key("c", name)
+                pending.append(shard.command("LPUSH", key, *reversed(sealed)))
+                pending.append(shard.command("EXPIRE", key, int(layer.expiry) + 1))
+        if pending:
+            await asyncio.gather(*pending)
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -288,7 +323,8 @@ class RedisChannelLayer(BaseChannelLayer):
     ``"rediss://..."``, ``"unix:///path"``), a ``(host, port)`` pair or a dict
     (``{"address": ..., **connection_options}``). Several hosts are independent shards.
     ``prefix``, ``expiry``, ``capacity``, ``channel_capacity``, ``group_expiry``:
-    as in Channels. ``symmetric_encryption_keys``: list of secrets; payloads are
+    as in Channels. ``max_message_size``: bytes, checked at send (see BaseChannelLayer).
+    ``symmetric_encryption_keys``: list of secrets; payloads are
     Fernet-encrypted with the first, decrypted with any.
     ``cluster=True`` (or hosts written ``"redis+cluster://host:port"``): the hosts are
     startup nodes of one Redis Cluster; groups and process channels use sharded pub/sub
@@ -307,6 +343,13 @@ class RedisChannelLayer(BaseChannelLayer):
     at-least-once. ``group_send`` returns once its PUBLISH is queued for the shard's
     pipeline (see group_send). Received messages may be shared between local members of
     a group: treat them as read-only.
+
+    Event loops: connections belong to one loop, so each loop using the layer gets its own
+    (sync code's async_to_sync calls each run on a fresh loop; any number of threads may do
+    so at once). When a loop shuts down, its connections are closed and its channels are
+    handed over: a later receive on any loop of the same layer instance takes them, with the
+    messages sent meanwhile (kept in Redis while nobody listens, up to capacity and expiry).
+    A channel whose loop is still running is received on that loop only.
     """
 
     extensions = ("groups", "flush")
@@ -328,12 +371,14 @@ class RedisChannelLayer(BaseChannelLayer):
         redelivery_timeout: float = 30.0,
         random_prefix_length: int = 12,  # accepted for channels_redis settings; unused
         serializer_format: str = "msgpack",
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         super().__init__(
             expiry=expiry,
             capacity=capacity,
             channel_capacity=channel_capacity,
             group_expiry=group_expiry,
+            max_message_size=max_message_size,
         )
         if serializer_format != "msgpack":
             raise ValueError("RedisChannelLayer only speaks msgpack (serializer_format)")
@@ -372,6 +417,10 @@ class RedisChannelLayer(BaseChannelLayer):
         self.at_least_once = [re.compile(fnmatch.translate(p)) for p in at_least_once_channels]
         self.redelivery_timeout = redelivery_timeout
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        # Sync code reaches the layer from many threads, each async_to_sync on its own loop.
+        self._states_lock = threading.Lock()
+        # Process tokens of loops that ended: their channels go to the first loop receiving.
+        self._orphans: set[str] = set()
 
     # -- per-loop state ---------------------------------------------------------
 
@@ -410,10 +459,43 @@ class RedisChannelLayer(BaseChannelLayer):
         state = self._states.get(loop)
         if state is None:
             # redis.asyncio connections belong to one loop; each loop gets its own set.
-            for old in [lp for lp in self._states if lp.is_closed()]:
-                del self._states[old]
-            state = self._states[loop] = _LoopState(self, loop)
+            with self._states_lock:
+                for old_loop, old in list(self._states.items()):
+                    if old_loop.is_closed():  # closed without cancelling its tasks first
+                        del self._states[old_loop]
+                        self._orphans.update(old.tokens)
+                state = self._states[loop] = _LoopState(self, loop)
         return state
+
+    async def _retire(self, state: _LoopState) -> None:
+        """``state``'s loop is shutting down: let other loops take its channels over."""
+        with self._states_lock:
+            if self._states.get(state.loop) is state:
+                del self._states[state.loop]
+        await state.close()
+        with self._states_lock:
+            self._orphans.update(state.tokens)
+
+    def _adopt(self, state: _LoopState, token: str) -> None:
+        """Make ``state`` deliver the channels of ``token``, a loop of this layer that ended;
+        raises ValueError if the token is another process's or a running loop's."""
+        with self._states_lock:
+            for other in list(self._states.values()):
+                if token in other.tokens:
+                    if not other.loop.is_closed():
+                        raise ValueError(
+                            f"Channel with token {token!r} is received on another running "
+                            "event loop of this layer; receive it there"
+                        )
+                    del self._states[other.loop]
+                    self._orphans.update(other.tokens)
+            if token not in self._orphans:
+                raise ValueError(
+                    f"Channels of {token!r} belong to another process; only the layer that "
+                    "created them with new_channel() can receive from them"
+                )
+            self._orphans.discard(token)
+            state.tokens.add(token)
 
     def _durable(self, channel: str) -> bool:
         return any(p.match(channel) for p in self.at_least_once)
@@ -434,14 +516,21 @@ class RedisChannelLayer(BaseChannelLayer):
         return name
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Raises ChannelFull when the channel is at capacity (for another process's channel
+        that is only known at the receiver, which drops and logs), UnserializableMessage or
+        ChannelMessageTooLarge when the message cannot be carried, wherever it is going."""
         self.require_valid_channel_name(channel)
         self.require_valid_message(message)
         state = self._state()
+        codec = self.codec
         now = time.time()
         expires = now + self.expiry
         token = process_token(channel)
         if token is not None:
-            if token == state.pid:
+            if token in state.tokens:
+                # Encoded and decoded although it never leaves the process: the same checks
+                # as a remote send, and the receiver's copy is its own.
+                message = codec.decode(codec.pack(message))
                 q = state.queue(channel)
                 if state.backlog:
                     # Behind fan-outs still being delivered, so it cannot overtake them.
@@ -452,10 +541,22 @@ class RedisChannelLayer(BaseChannelLayer):
                 if not q.put(expires, message, now):
                     raise ChannelFull(channel)
                 return
-            data = self._serializer.dumps([channel, expires, message])
-            await state.publish(token, f"{self.prefix}:p:{token}", data)
+            data = self._serializer.seal(channel, expires, codec.encode(message))
+            if await state.publish(token, f"{self.prefix}:p:{token}", data):
+                return
+            # Nobody listens for that token right now: its loop ended (sync code runs each
+            # async_to_sync on a loop of its own) or its process is gone. Keep the message in
+            # the channel's mailbox list for the next receive; unread, it expires there.
+            ttl = int(self.expiry) + 1
+            index = state.shard_for(channel)
+            key = self._key("c", channel)
+            stored = await state.eval(
+                index, state.list_script, key, data, self.get_capacity(channel), ttl
+            )
+            if not stored:
+                raise ChannelFull(channel)
             return
-        data = self._serializer.dumps([channel, expires, message])
+        data = self._serializer.seal(channel, expires, codec.encode(message))
         index = state.shard_for(channel)
         ttl = int(self.expiry) + 1
         if self._durable(channel):
@@ -474,11 +575,10 @@ class RedisChannelLayer(BaseChannelLayer):
         state = self._state()
         token = process_token(channel)
         if token is not None:
+            if token not in state.tokens:
+                self._adopt(state, token)
             if token != state.pid:
-                raise ValueError(
-                    f"{channel!r} belongs to another process (or event loop); "
-                    "only the layer that created it with new_channel() can receive from it"
-                )
+                return await self._receive_adopted(state, channel, token)
             return await self._receive_local(state, channel)
         if self._durable(channel):
             return await self._receive_stream(state, channel)
@@ -497,6 +597,29 @@ class RedisChannelLayer(BaseChannelLayer):
     async def _receive_local(self, state: _LoopState, channel: str) -> dict[str, Any]:
         await state.ensure_process_subscription()
         return await state.queue(channel).get(time.time, self.expiry)
+
+    async def _receive_adopted(self, state: _LoopState, channel: str, token: str) -> dict[str, Any]:
+        """A channel made on a loop that ended: subscribed anew, it also reads what was sent
+        while no loop listened (the mailbox), now and every BLOCK_SECONDS while it waits, for
+        a sender that found nobody listening just before the subscription was made."""
+        await state.ensure_process_subscription(token)
+        q = state.queue(channel)
+        shard = state.shards[state.shard_for(channel)]
+        key = self._key("c", channel)
+        while True:
+            if not q.messages:
+                raws = await shard.command("LPOP", key, q.capacity)
+                now = time.time()
+                for raw in raws or ():
+                    _target, expires, message = self._serializer.loads(raw)
+                    if expires <= now:
+                        self.drops.note("expired", channel)
+                    elif not q.put(expires, message, now):
+                        self.drops.note("full", channel)
+            try:
+                return await asyncio.wait_for(q.get(time.time, self.expiry), BLOCK_SECONDS)
+            except asyncio.TimeoutError:
+                continue
 
     async def _fetch(self, state: _LoopState, fetch: Any, on_orphan: Any) -> Any:
         """Run a blocking Redis read in its own task and wait for it.
@@ -558,6 +681,7 @@ class RedisChannelLayer(BaseChannelLayer):
             _target, expires, message = self._serializer.loads(raw)
             if expires >= time.time():
                 return message
+            self.drops.note("expired", channel)
 
     async def _ensure_stream(self, state: _LoopState, index: int, key: str) -> None:
         if key not in state.streams_ready:
@@ -596,6 +720,7 @@ class RedisChannelLayer(BaseChannelLayer):
             entry_id, data = await self._fetch(state, fetch, lambda got: None)
             _target, expires, message = self._serializer.loads(data)
             if expires < time.time():
+                self.drops.note("expired", channel)
                 await streams.ack(shard.client, key, entry_id)
                 continue
             state.unacked[id(message)] = (channel, entry_id, message)
@@ -632,6 +757,20 @@ class RedisChannelLayer(BaseChannelLayer):
         if state.groups.discard(group, channel):
             await self._unsubscribe_group(state, group)
 
+    async def release_channel(self, channel: str) -> None:
+        """Forget ``channel`` in this process: out of every group it joined here (groups left
+        without local members are unsubscribed) and its waiting messages dropped."""
+        state = self._state()
+        emptied = state.groups.release(channel)
+        q = state.queues.get(channel)
+        if q is not None and not q.waiters:
+            del state.queues[channel]
+        for group in emptied:
+            # Routes go first, synchronously: even if this is cancelled half-way, no message
+            # reaches the released channel, and a group left subscribed unsubscribes itself
+            # on its next message (see on_message).
+            await self._unsubscribe_group(state, group, only_if_empty=True)
+
     async def _unsubscribe_group(
         self, state: _LoopState, group: str, only_if_empty: bool = False
     ) -> None:
@@ -646,7 +785,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         self.require_valid_message(message)
         state = self._state()
-        data = self._serializer.dumps([None, time.time() + self.expiry, message])
+        # Checked here, whoever receives it: Redis would accept a message no process can use
+        # (or one so large it cuts every subscriber's connection) and say nothing.
+        data = self._serializer.seal(None, time.time() + self.expiry, self.codec.encode(message))
         routing_key = group_routing_key(group)
         # Wait for Redis to accept the PUBLISH: returning earlier lost messages whenever the
         # caller's loop ended right after (async_to_sync from views, tasks, commands).
@@ -676,9 +817,12 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        state = self._states.pop(loop, None)
+        with self._states_lock:
+            state = self._states.pop(loop, None)
         if state is not None:
             await state.close()
+            with self._states_lock:
+                self._orphans.update(state.tokens)
 
     def __repr__(self) -> str:
         return f"<RedisChannelLayer prefix={self.prefix!r} shards={len(self.hosts)}>"
