@@ -40,7 +40,9 @@ _EXTRAS = {"redis": "redis", "hiredis": "redis", "cryptography": "crypto"}
 # What people moving over from Channels still have in CHANNEL_LAYERS.
 _CHANNELS_BACKENDS = {
     "channels_redis.core.RedisChannelLayer": "switchboard.layers.redis.RedisChannelLayer",
-    "channels_redis.pubsub.RedisPubSubChannelLayer": "switchboard.layers.redis.RedisChannelLayer",
+    "channels_redis.pubsub.RedisPubSubChannelLayer": (
+        "switchboard.layers.redis.RedisPubSubChannelLayer"
+    ),
     "channels.layers.InMemoryChannelLayer": "switchboard.layers.inmemory.InMemoryChannelLayer",
 }
 
