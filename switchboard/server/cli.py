@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-size", type=int, default=d.max_body_size)
     p.add_argument("--limit-concurrency", type=int, default=None)
     p.add_argument("--backlog", type=int, default=d.backlog)
+    p.add_argument("--interface", choices=("auto", "asgi", "wsgi"), default=d.interface,
+                   help="auto: detect WSGI apps and swap Django's ASGI handler for the native "
+                   "path; asgi: serve the application as given; wsgi: a PEP 3333 app")  # fmt: skip
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="threads running WSGI / native Django HTTP requests (default 4)")  # fmt: skip
     return parser
 
 

@@ -61,10 +61,17 @@ class Config:
     backlog: int = 2048
     server_header: bool = True
     date_header: bool = True
+    interface: str = "auto"  # "auto" | "asgi" | "wsgi" (see server/interfaces.py)
+    threads: int | None = None  # pool size for WSGI / native Django HTTP (server/wsgi.py)
 
     def load(self) -> Any:
-        """Resolve ``app`` to the ASGI callable (import strings allowed)."""
-        self.app = import_app(self.app)
+        """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted)."""
+        from switchboard.server import wsgi
+        from switchboard.server.interfaces import resolve_interface
+
+        if self.threads is not None:
+            wsgi.set_default_threads(self.threads)
+        self.app = resolve_interface(import_app(self.app), self.interface)
         return self.app
 
     @property
