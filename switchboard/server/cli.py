@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: detect WSGI apps and swap Django's ASGI handler for the native "
                    "path; asgi: serve the application as given; wsgi: a PEP 3333 app")  # fmt: skip
     p.add_argument("--threads", type=int, default=d.threads,
-                   help="threads running WSGI / native Django HTTP requests (default 4)")  # fmt: skip
+                   help="threads running WSGI and native Django HTTP requests")  # fmt: skip
     return parser
 
 

@@ -298,9 +298,7 @@ class WSGIAdapter:
         loop = asyncio.get_running_loop()
         pathsend = "http.response.pathsend" in (scope.get("extensions") or {})
         try:
-            outcome = await self.run_sync(
-                lambda: self._serve(scope, body, send, loop, pathsend)
-            )
+            outcome = await self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
         finally:
             body.close()
         if isinstance(outcome, _Done):
@@ -335,8 +333,7 @@ class WSGIAdapter:
                 raise RuntimeError("start_response() called twice without exc_info")
             response.status = int(status.split(" ", 1)[0])
             response.headers = [
-                (name.encode("latin-1"), value.strip().encode("latin-1"))
-                for name, value in headers
+                (name.encode("latin-1"), value.strip().encode("latin-1")) for name, value in headers
             ]
             return response.written.append
 
