@@ -95,7 +95,21 @@ class _AsyncStream:
         self.response = response
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.response.__aiter__()
+        return self._parts()
+
+    async def _parts(self) -> AsyncIterator[bytes]:
+        content = self.response.streaming_content
+        try:
+            async for part in content:
+                yield part
+        finally:
+            # Ending early (the client left): close the view's own async generator now, not
+            # whenever it is collected. Django's response.close() only closes sync iterators.
+            await content.aclose()
+            source = getattr(self.response, "_iterator", None)
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def close(self) -> None:
         self.response.close()

@@ -254,6 +254,10 @@ class _Streamed:
     """The thread sent everything itself."""
 
 
+class _ClientGone(Exception):
+    """``send`` failed because the client went away: stop producing, quietly."""
+
+
 _STREAMED = _Streamed()
 
 
@@ -358,6 +362,8 @@ class WSGIAdapter:
                 return _STREAMED
             self._stream(loop, send, response, result)
             return _STREAMED
+        except _ClientGone:
+            return _STREAMED
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -398,12 +404,22 @@ class WSGIAdapter:
     def _call(loop: asyncio.AbstractEventLoop, send: Any, message: dict[str, Any]) -> None:
         # Back-pressure: wait until the loop has taken (and, when the socket is slow, drained)
         # the chunk. A client that left makes send() raise, which ends the iteration.
-        asyncio.run_coroutine_threadsafe(send(message), loop).result()
+        try:
+            asyncio.run_coroutine_threadsafe(send(message), loop).result()
+        except OSError as exc:  # the server's "client disconnected"
+            raise _ClientGone from exc
 
     # -- on the loop -----------------------------------------------------
 
     async def _send_async(self, outcome: _AsyncBody, send: Any) -> None:
         response, iterable = outcome.response, outcome.iterable
+
+        async def emit(body: bytes, more: bool = True) -> None:
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+            except OSError as exc:  # the server's "client disconnected"
+                raise _ClientGone from exc
+
         iterator = iterable.__aiter__()
         try:
             if not response.status:
@@ -412,16 +428,17 @@ class WSGIAdapter:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response.headers})  # fmt: skip
             if response.written:
-                await send({"type": "http.response.body", "body": b"".join(response.written),
-                            "more_body": True})  # fmt: skip
+                await emit(b"".join(response.written))
             while True:
                 try:
                     chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
                 if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+                    await emit(chunk)
+            await emit(b"", more=False)
+        except _ClientGone:
+            pass
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
