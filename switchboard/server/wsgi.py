@@ -196,7 +196,7 @@ async def read_body(receive: Callable[[], Awaitable[dict]], max_memory: int) -> 
     if message["type"] != "http.request":
         return None
     data = message.get("body", b"")
-    if not message.get("more_body", False):
+    if not message.get("more_body", False) and len(data) <= max_memory:
         return io.BytesIO(data)
     spool: Any = io.BytesIO()
     size = 0
