@@ -82,6 +82,12 @@ class ProtocolTypeRouter:
     def __init__(self, application_mapping: dict[str, ASGIApp]) -> None:
         for protocol, app in application_mapping.items():
             _check_application(app, f"ProtocolTypeRouter[{protocol!r}]")
+        if "http" in application_mapping:
+            # Django's own ASGI handler -> the native HTTP path (switchboard/django_http.py).
+            from switchboard.django_http import native_http
+
+            http = native_http(application_mapping["http"])
+            application_mapping = {**application_mapping, "http": http}
         self.application_mapping = application_mapping
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -42,9 +42,9 @@ def check_asgi_app(app: Any, name: str | None = None) -> None:
     positional = arity[0] if arity[0] > 3 else arity[1]
     if positional == 2 and not _is_async(app):
         raise AppShapeError(
-            f"{label} looks like a WSGI application (it takes environ, start_response). "
-            "Switchboard serves ASGI applications; for Django use get_asgi_application() "
-            "(django.core.asgi), as in your project's asgi.py"
+            f"{label} looks like a WSGI application (it takes environ, start_response) but is "
+            "served as ASGI (--interface asgi): serve it with --interface wsgi (or auto, the "
+            "default), or for Django give get_asgi_application() (django.core.asgi)"
         )
     raise AppShapeError(
         f"{label} takes {positional} positional argument{'s' if positional != 1 else ''}; "

@@ -215,6 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.access_log,
         help="log one line per HTTP request and WebSocket handshake (default: on)",
     )
+    procs.add_argument(
+        "--interface",
+        choices=("auto", "asgi", "wsgi"),
+        default=d.interface,
+        help="what the application speaks: auto detects WSGI callables and serves Django's "
+        "own ASGI handler through the native Django HTTP path; asgi serves it as given; wsgi "
+        "serves a PEP 3333 application (default: %(default)s)",
+    )
+    procs.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        metavar="N",
+        help="threads per process running WSGI and native Django HTTP requests (default: the "
+        "SWITCHBOARD_HTTP_THREADS environment variable, else 4)",
+    )
     return parser
 
 

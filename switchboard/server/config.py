@@ -63,14 +63,22 @@ class Config:
     backlog: int = 2048
     server_header: bool = True
     date_header: bool = True
+    interface: str = "auto"  # "auto" | "asgi" | "wsgi" (see server/interfaces.py)
+    threads: int | None = None  # pool size for WSGI / native Django HTTP (server/wsgi.py)
 
     def load(self) -> Any:
-        """Resolve ``app`` to the ASGI callable (import strings allowed) and vet its shape.
+        """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted, Django's
+        ASGI handler swapped for the native path) and vet its shape.
 
         Raises :class:`AppImportError` or :class:`~switchboard.server.app_check.AppShapeError`.
         """
+        from switchboard.server import wsgi
+        from switchboard.server.interfaces import resolve_interface
+
         name = self.app if isinstance(self.app, str) else None
-        self.app = import_app(self.app)
+        if self.threads is not None:
+            wsgi.set_default_threads(self.threads)
+        self.app = resolve_interface(import_app(self.app), self.interface)
         check_asgi_app(self.app, name)
         return self.app
 

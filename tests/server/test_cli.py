@@ -106,6 +106,7 @@ def test_a_port_in_use_is_one_line_and_exit_status_1(workers: str) -> None:
             "'tests.server.cli_apps:wsgi_function' looks like a WSGI application",
         ),
         ("wsgi_object", "'tests.server.cli_apps:wsgi_object' looks like a WSGI application"),
+        # (Served as WSGI under the default --interface auto; refused only when told "asgi".)
         ("EchoConsumer", "is a consumer class, not an ASGI application: did you mean "),
         ("not_callable", "'tests.server.cli_apps:not_callable' is not callable (it is a dict)"),
         ("two_arguments", "takes 2 positional arguments; an ASGI application is called as "),
@@ -114,15 +115,16 @@ def test_a_port_in_use_is_one_line_and_exit_status_1(workers: str) -> None:
 def test_an_object_that_is_not_an_asgi_app_is_refused_at_startup(app: str, expected: str) -> None:
     # Before, these started listening and answered 500 to every request: the process never
     # exited, so subprocess.run's timeout failed the test.
-    result = run_serve("serve", f"tests.server.cli_apps:{app}", "--port", "0", timeout=20)
+    interface = ["--interface", "asgi"] if app.startswith("wsgi") else []
+    result = run_serve(
+        "serve", f"tests.server.cli_apps:{app}", "--port", "0", *interface, timeout=20
+    )
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     if app.startswith("wsgi"):
-        assert "Switchboard serves ASGI applications; for Django use get_asgi_application()" in (
-            result.stderr
-        )
+        assert "serve it with --interface wsgi" in result.stderr
     if app == "EchoConsumer":
         assert "did you mean EchoConsumer.as_asgi()?" in result.stderr
 

@@ -1,0 +1,243 @@
+"""Django HTTP: Switchboard's native path vs Django's ASGI handler (on Switchboard, uvicorn,
+Daphne) vs gunicorn's sync worker (WSGI), same project (bench/django_project), same run.
+
+Servers, one process each:
+  switchboard     ``switchboard serve`` of ProtocolTypeRouter({"http": get_asgi_application()})
+                  -> the native path (switchboard/django_http.py)
+  sb-stock        the same with SWITCHBOARD_NATIVE_HTTP=0: Django's own ASGI handler
+  uvicorn         uvicorn (uvloop, httptools) serving get_asgi_application()
+  daphne          Daphne serving get_asgi_application()
+  gunicorn        gunicorn -w 1 -k sync serving get_wsgi_application()
+
+Views: /plain/ (HttpResponse), /template/ (a template with a loop and filters), /query/ (one
+ORM query on SQLite, CONN_MAX_AGE=60); startproject's middleware on all. wrk -t1 -cN loads one
+view at a time; server CPU µs per request comes from the server process tree's utime+stime
+(/proc via psutil) over the wrk run, divided by the requests wrk completed.
+
+Then WebSocket echo (bench.server_ws.bench_echo on the project's consumer) alone and while wrk
+loads /plain/ in the same server process, for the native path and Django's handler.
+
+Usage: ./scripts/bench django_http [--quick] [--rounds N] [--duration S] [--connections N]
+                                   [--threads N] [--servers a,b,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+from bench.server_ws import bench_echo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+ROUTER = "bench.django_project.asgi:application"
+BARE = "bench.django_project.asgi:django_app"
+WSGI = "bench.django_project.wsgi:application"
+VIEWS = ("/plain/", "/template/", "/query/")
+SERVERS = ("switchboard", "sb-stock", "uvicorn", "daphne", "gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(name: str, port: int, threads: int | None) -> tuple[list[str], dict[str, str]]:
+    p = str(port)
+    sb = [PY, "-m", "switchboard", "serve", ROUTER, "--port", p, "--no-access-log",
+          "--log-level", "warning"]  # fmt: skip
+    if threads:
+        sb += ["--threads", str(threads)]
+    if name == "switchboard":
+        return sb, {}
+    if name == "sb-stock":
+        return sb, {"SWITCHBOARD_NATIVE_HTTP": "0"}
+    if name == "uvicorn":
+        return [PY, "-m", "uvicorn", BARE, "--port", p, "--http", "httptools", "--loop", "uvloop",
+                "--no-access-log", "--log-level", "warning", "--lifespan", "off"], {}  # fmt: skip
+    if name == "daphne":
+        return [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", p, "-v", "0", BARE], {}
+    if name == "gunicorn":
+        return [PY, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{p}",
+                "--log-level", "warning", WSGI], {}  # fmt: skip
+    raise ValueError(name)
+
+
+class Running:
+    def __init__(self, name: str, env: dict[str, str], threads: int | None) -> None:
+        self.name = name
+        self.port = free_port()
+        cmd, extra = command(name, self.port, threads)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                sys.exit(f"{name} exited:\n{self.log.read().decode(errors='replace')[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"GET /plain/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if s.recv(100).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        sys.exit(f"{name} did not answer on port {self.port}")
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server and its children (gunicorn's worker)."""
+        total = 0.0
+        for proc in [self.ps, *self.ps.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wrk(port: int, path: str, duration: float, connections: int) -> tuple[float, int]:
+    """(req/s, requests completed); non-2xx answers make the run worthless, so they fail it."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+            f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60).stdout
+    if "Non-2xx" in out or "Socket errors" in out and "timeout" in out:
+        print(f"warning: wrk on {path}: {out.strip().splitlines()[-3:]}", file=sys.stderr)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    return (float(rate.group(1)) if rate else 0.0), (int(count.group(1)) if count else 0)
+
+
+def measure_http(server: Running, path: str, duration: float, connections: int):
+    wrk(server.port, path, 1, 10)  # warm up: imports, templates, DB connections
+    before = server.cpu_seconds()
+    rate, count = wrk(server.port, path, duration, connections)
+    used = server.cpu_seconds() - before
+    return rate, (used / count * 1e6 if count else float("nan"))
+
+
+def measure_ws_under_load(server: Running, duration: float, connections: int, clients: int):
+    """(WS echo msg/s alone, WS msg/s with wrk on /plain/ at once, that wrk's req/s)."""
+    alone = bench_echo(server.port, clients, duration, path="/ws")
+    result: dict[str, float] = {}
+
+    def load() -> None:
+        result["http"] = wrk(server.port, "/plain/", duration + 1, connections)[0]
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(0.5)  # wrk connected and loading before the WebSocket clients start
+    loaded = bench_echo(server.port, clients, duration, path="/ws")
+    thread.join()
+    return alone, loaded, result.get("http", 0.0)
+
+
+def prepare_db(env: dict[str, str]) -> None:
+    subprocess.run([PY, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    code = "from django.contrib.auth.models import Group; Group.objects.get_or_create(pk=1, name='bench')"  # noqa: E501
+    subprocess.run([PY, "-m", "django", "shell", "-c", code], cwd=ROOT, env=env, check=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--ws-clients", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None, help="switchboard --threads")
+    ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--quick", action="store_true", help="one round of 2 s")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 1, 2.0
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required (apt-get install wrk)")
+    names = [n for n in args.servers.split(",") if n]
+    unknown = set(names) - set(SERVERS)
+    if unknown:
+        sys.exit(f"unknown servers {sorted(unknown)}; choose from {SERVERS}")
+    tmp = tempfile.mkdtemp(prefix="bench-django-")
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        DJANGO_SETTINGS_MODULE="bench.django_project.settings",
+        BENCH_DJANGO_DB=os.path.join(tmp, "db.sqlite3"),
+    )
+    prepare_db(env)
+
+    rates: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
+    ws: dict[str, list[tuple[float, float, float]]] = {}
+    for r in range(args.rounds):
+        for name in names:
+            server = Running(name, env, args.threads)
+            try:
+                for path in VIEWS:
+                    rate, cpu = measure_http(server, path, args.duration, args.connections)
+                    rates.setdefault((name, path), []).append(rate)
+                    cpus.setdefault((name, path), []).append(cpu)
+                    print(f"round {r + 1} {name:12} {path:11} {rate:9,.0f} req/s "
+                          f"{cpu:7,.0f} µs/req", file=sys.stderr)  # fmt: skip
+                if name in ("switchboard", "sb-stock"):
+                    got = measure_ws_under_load(
+                        server, args.duration, args.connections, args.ws_clients
+                    )
+                    ws.setdefault(name, []).append(got)
+                    print(f"round {r + 1} {name:12} ws {got[0]:,.0f} msg/s alone, {got[1]:,.0f} "
+                          f"with HTTP at {got[2]:,.0f} req/s", file=sys.stderr)  # fmt: skip
+            finally:
+                server.stop()
+
+    med = statistics.median
+    print(
+        f"\nDjango HTTP, wrk -t1 -c{args.connections}, median of {args.rounds} x "
+        f"{args.duration:g}s, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'view':11}" + "".join(f"{n:>20}" for n in names) + "   (req/s | server µs/req)")
+    for path in VIEWS:
+        cells = [f"{med(rates[n, path]):9,.0f} |{med(cpus[n, path]):6,.0f}" for n in names]
+        print(f"{path:11}" + "".join(f"{c:>20}" for c in cells))
+    if "switchboard" in names:
+        print()
+        for peer in names:
+            if peer == "switchboard":
+                continue
+            ratios = [med(rates["switchboard", p]) / max(med(rates[peer, p]), 1e-9) for p in VIEWS]
+            print(f"switchboard / {peer:9}" + "".join(f"{p:>12} {x:5.2f}x" for p, x in
+                                                     zip(VIEWS, ratios, strict=True)))  # fmt: skip
+    if ws:
+        print(f"\nWebSocket echo ({args.ws_clients} clients) in the same process as HTTP load")
+        for name, runs in ws.items():
+            alone, loaded, http = (med([run[i] for run in runs]) for i in range(3))
+            print(f"{name:12} {alone:9,.0f} msg/s alone   {loaded:9,.0f} msg/s with /plain/ "
+                  f"at {http:7,.0f} req/s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

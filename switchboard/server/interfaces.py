@@ -1,0 +1,61 @@
+"""Which interface an application speaks (ASGI or WSGI), and faster stand-ins the server swaps in.
+
+``--interface auto`` (the default): an application whose class is named in :data:`ADAPTERS`
+is handed to the adapter given there; a callable taking exactly ``(environ, start_response)``
+is served as WSGI; anything else as ASGI 3. ``asgi`` and ``wsgi`` say it outright (and skip
+the swaps). Adapters are named by import strings, so this package imports no framework.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from switchboard.server.config import import_app
+from switchboard.server.wsgi import WSGIAdapter, is_wsgi_application
+
+__all__ = ["ADAPTERS", "INTERFACES", "resolve_interface", "takes_wsgi_arguments"]
+
+INTERFACES = ("auto", "asgi", "wsgi")
+
+# Exact class (module.qualname) -> "module:callable" returning the application to serve instead.
+ADAPTERS: dict[str, str] = {
+    # Django's generic ASGI handler -> the native Django HTTP path (switchboard/django_http.py).
+    "django.core.handlers.asgi.ASGIHandler": "switchboard.django_http:native_http",
+}
+
+
+def takes_wsgi_arguments(app: Any) -> bool:
+    """Callable with exactly two positional arguments, as WSGI's ``(environ, start_response)``."""
+    if not is_wsgi_application(app):
+        return False
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return False
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        return False
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        return True
+    return False
+
+
+def resolve_interface(app: Any, interface: str = "auto") -> Any:
+    """The ASGI application to serve for ``app``, spoken to as ``interface``."""
+    if interface not in INTERFACES:
+        raise ValueError(f"interface must be one of {INTERFACES}, not {interface!r}")
+    if isinstance(app, WSGIAdapter) or interface == "asgi":
+        return app
+    if interface == "wsgi":
+        return WSGIAdapter(app)
+    cls = type(app)
+    target = ADAPTERS.get(f"{cls.__module__}.{cls.__qualname__}")
+    if target is not None:
+        return import_app(target)(app)
+    if takes_wsgi_arguments(app):
+        return WSGIAdapter(app)
+    return app

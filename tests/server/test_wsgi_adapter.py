@@ -1,0 +1,229 @@
+"""switchboard/server/wsgi.py: plain WSGI applications (no framework) on the real server.
+
+The environ checks follow PEP 3333 ("environ Variables", "The start_response() Callable",
+"Optional Platform-Specific File Handling"); clients are raw sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+
+import pytest
+
+from switchboard.server.interfaces import resolve_interface, takes_wsgi_arguments
+from switchboard.server.wsgi import WSGIAdapter
+
+
+async def exchange(addr, data: bytes, timeout: float = 10.0) -> bytes:
+    reader, writer = await asyncio.open_connection(*addr)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+def split(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), fields, body
+
+
+def environ_app(environ, start_response):
+    body = environ["wsgi.input"].read()
+    shown = {k: v for k, v in environ.items() if isinstance(v, str)}
+    shown["body"] = body.decode("latin-1")
+    shown["multithread"] = environ["wsgi.multithread"]
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(shown).encode()]
+
+
+async def test_environ_from_the_scope(running_server) -> None:
+    async with running_server(WSGIAdapter(environ_app), root_path="/app") as addr:
+        raw = await exchange(
+            addr,
+            b"POST /caf%C3%A9/x?a=1&b=%20 HTTP/1.1\r\nHost: example.com:8080\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 5\r\nX-Multi: a\r\nX-Multi: b\r\n"
+            b"Cookie: c=1\r\nCookie: d=2\r\nX_Spoof: no\r\nConnection: close\r\n\r\nhello",
+        )
+    status, _, body = split(raw)
+    assert status == 200
+    env = json.loads(body)
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["SCRIPT_NAME"] == "/app"  # the root path
+    assert env["PATH_INFO"] == "/café/x".encode().decode("latin-1")  # native string
+    assert env["QUERY_STRING"] == "a=1&b=%20"  # undecoded
+    assert env["CONTENT_TYPE"] == "text/plain" and env["CONTENT_LENGTH"] == "5"
+    assert env["HTTP_HOST"] == "example.com:8080"
+    assert env["HTTP_X_MULTI"] == "a,b"
+    assert env["HTTP_COOKIE"] == "c=1; d=2"
+    assert "HTTP_X_SPOOF" not in env  # "_" in a field name: dropped
+    assert env["SERVER_NAME"] == "127.0.0.1" and env["SERVER_PORT"] == str(addr[1])
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["body"] == "hello"
+    assert env["multithread"] is True
+
+
+async def test_chunked_body_beyond_the_memory_limit_is_spooled_whole(running_server) -> None:
+    seen = {}
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        seen["on_disk"] = not isinstance(stream, io.BytesIO)
+        data = stream.read()
+        start_response("200 OK", [])
+        return [b"%d" % len(data)]
+
+    chunks = [b"x" * 40_000, b"y" * 40_000, b"z" * 40_000]
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    adapter = WSGIAdapter(app, spool_max_memory=50_000)
+    async with running_server(adapter) as addr:
+        raw = await exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n" + framed,
+        )
+    assert split(raw)[2] == b"120000"
+    assert seen["on_disk"] is True
+
+
+async def test_streaming_iterable_write_and_close(running_server) -> None:
+    closed = threading.Event()
+
+    class Body:
+        def __iter__(self):
+            yield b""  # PEP 3333: the head waits for the first non-empty chunk
+            yield b"one,"
+            yield b"two"
+
+        def close(self):
+            closed.set()
+
+    def app(environ, start_response):
+        write = start_response("201 Created", [("X-A", "1")])
+        write(b"written,")  # the legacy write() callable goes first
+        return Body()
+
+    async with running_server(WSGIAdapter(app)) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, fields, body = split(raw)
+    assert status == 201 and fields["x-a"] == "1"
+    assert fields["transfer-encoding"] == "chunked"
+    assert b"written," in body and b"one," in body and b"two" in body
+    assert closed.is_set()
+
+
+async def test_exc_info_replaces_the_head_before_it_was_sent(running_server) -> None:
+    def app(environ, start_response):
+        start_response("200 OK", [("X-Draft", "1")])
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            import sys
+
+            start_response("500 Internal Server Error", [("X-Final", "1")], sys.exc_info())
+        return [b"sorry"]
+
+    async with running_server(WSGIAdapter(app)) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, fields, body = split(raw)
+    assert (status, body) == (500, b"sorry")
+    assert "x-draft" not in fields and fields["x-final"] == "1"
+
+
+async def test_file_wrapper_sends_the_file(running_server, tmp_path) -> None:
+    data = bytes(range(256)) * 4000
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    closed = []
+
+    def app(environ, start_response):
+        f = open(path, "rb")  # noqa: SIM115 - closed by the wrapper
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        wrapper = environ["wsgi.file_wrapper"](f, 8192)
+        assert wrapper.sendable_path() == str(path)
+        closed.append(f)
+        return wrapper
+
+    def partly_read(environ, start_response):
+        f = open(path, "rb")  # noqa: SIM115
+        f.read(1000)  # not at position 0: must not be sent whole by path
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](f)
+
+    async with running_server(WSGIAdapter(app)) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert split(raw)[2] == data
+    assert closed[0].closed
+    async with running_server(WSGIAdapter(partly_read)) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    from tests.django_site.serving import decode_chunked
+
+    assert b"".join(decode_chunked(split(raw)[2])[0]) == data[1000:]
+
+
+async def test_app_error_before_the_head_is_a_500(running_server) -> None:
+    def app(environ, start_response):
+        raise RuntimeError("broken")
+
+    async with running_server(WSGIAdapter(app)) as addr:
+        raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert split(raw)[0] == 500
+
+
+def test_interface_detection() -> None:
+    async def asgi_app(scope, receive, send): ...
+
+    class AsgiObject:
+        async def __call__(self, scope, receive, send): ...
+
+    def wsgi_app(environ, start_response): ...
+
+    class WsgiObject:
+        def __call__(self, environ, start_response): ...
+
+    assert not takes_wsgi_arguments(asgi_app)
+    assert not takes_wsgi_arguments(AsgiObject())
+    assert not takes_wsgi_arguments(lambda scope, receive, send: None)
+    assert takes_wsgi_arguments(wsgi_app) and takes_wsgi_arguments(WsgiObject())
+    assert resolve_interface(asgi_app) is asgi_app
+    assert isinstance(resolve_interface(wsgi_app), WSGIAdapter)
+    assert resolve_interface(wsgi_app, "asgi") is wsgi_app
+    wrapped = resolve_interface(asgi_app, "wsgi")
+    assert isinstance(wrapped, WSGIAdapter)
+    assert resolve_interface(wrapped, "wsgi") is wrapped  # Config.load() may run twice
+    with pytest.raises(ValueError):
+        resolve_interface(wsgi_app, "asgi2")
+
+
+def test_protocol_type_router_and_serve_swap_djangos_asgi_handler() -> None:
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import override_settings
+
+    from switchboard.django_http import DjangoHTTPApplication
+    from switchboard.routing import ProtocolTypeRouter
+
+    handler = ASGIHandler()
+    assert isinstance(ProtocolTypeRouter({"http": handler}).application_mapping["http"],
+                      DjangoHTTPApplication)  # fmt: skip
+    assert isinstance(resolve_interface(handler), DjangoHTTPApplication)
+    assert resolve_interface(handler, "asgi") is handler
+
+    class Subclass(ASGIHandler):
+        pass
+
+    sub = Subclass()  # not exactly Django's handler: left alone
+    assert ProtocolTypeRouter({"http": sub}).application_mapping["http"] is sub
+    with override_settings(SWITCHBOARD_NATIVE_HTTP=False):
+        assert ProtocolTypeRouter({"http": handler}).application_mapping["http"] is handler
+        assert resolve_interface(handler) is handler
