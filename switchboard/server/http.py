@@ -98,6 +98,7 @@ class _Request:
         "wrote",
         "chunked",
         "is_head",
+        "tunnel",
         "no_content",
         "status",
         "length",
@@ -125,6 +126,7 @@ class _Request:
         self.wrote = False  # some of the response went on the wire (no 500 possible any more)
         self.chunked = False
         self.is_head = scope["method"] == "HEAD"
+        self.tunnel = scope["method"] == "CONNECT"
         self.no_content = self.is_head  # no body bytes go out: HEAD, 204, 304
         self.status = 0
         self.length: int | None = None  # body bytes still owed under the app's content-length
@@ -214,6 +216,10 @@ class _Request:
         """Check http.response.start and keep its head until the first body message."""
         status = message["status"]
         lines = [final_status_line(status)]
+        if status < 300 and self.tunnel:
+            # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
+            # has none to offer, and the client would send its tunnel bytes into the void.
+            raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
         for name, value in self.proto.state.default_headers:
             lines.append(b"%s: %s\r\n" % (name, value))
         length: int | None = None
