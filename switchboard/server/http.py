@@ -721,7 +721,7 @@ class HttpProtocol(asyncio.Protocol):
         if not req.wrote and not req.disconnected and not self.closing:
             req.wrote = True
             req.status = 500
-            self.transport.write(plain_response(500, "Internal Server Error"))
+            self.transport.write(plain_response(500, "Internal Server Error", head=req.is_head))
         self.close()
 
     def request_done(self, req: _Request) -> None:
@@ -752,7 +752,7 @@ class HttpProtocol(asyncio.Protocol):
         current = self.current
         if bad is not None and bad is not current:
             self.queue.remove(bad)  # queued: it never reaches the app
-        response = plain_response(status, text)
+        response = plain_response(status, text, head=bad is not None and bad.is_head)
         if current is None:
             self.transport.write(response)
             self.close()

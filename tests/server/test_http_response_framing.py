@@ -211,6 +211,12 @@ async def test_malformed_message_after_start_gives_500(running_server, message) 
     assert_500_then_closed(parsed)
 
 
+async def test_500_to_head_has_no_body(running_server) -> None:
+    # RFC 9110 section 9.3.2: whatever the status, a HEAD response has no content.
+    parsed = await twice(running_server, Replay(start(200), start(200)), HEAD)
+    assert_500_then_closed(parsed)
+
+
 async def test_app_returning_after_start_without_a_body_gives_500(running_server, caplog) -> None:
     caplog.set_level(logging.ERROR)
     parsed = await twice(running_server, Replay(start(200)))
