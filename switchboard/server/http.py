@@ -20,7 +20,10 @@ import httptools
 
 from switchboard.server.config import Config
 from switchboard.server.http11_framing import (
+    FIELD_BYTES,
+    KNOWN_NAMES,
     NO_CONTENT_STATUSES,
+    STATUS_LINES,
     InvalidResponse,
     check_field,
     content_length,
@@ -215,7 +218,10 @@ class _Request:
     def _begin(self, message: dict[str, Any]) -> None:
         """Check http.response.start and keep its head until the first body message."""
         status = message["status"]
-        lines = [final_status_line(status)]
+        line = STATUS_LINES.get(status) if status.__class__ is int else None
+        if line is None or status < 200:
+            line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
+        lines = [line]
         if status < 300 and self.tunnel:
             # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
             # has none to offer, and the client would send its tunnel bytes into the void.
@@ -224,23 +230,37 @@ class _Request:
             lines.append(b"%s: %s\r\n" % (name, value))
         length: int | None = None
         keep_alive = self.keep_alive
-        for name, value in message.get("headers", ()):
-            check_field(name, value)
-            lname = name.lower()
-            if lname == b"content-length":
-                announced = content_length(value)
-                if length is not None:
-                    if announced != length:
-                        raise InvalidResponse("Conflicting content-length headers")
-                    continue
-                length = announced
-                if status == 204:
-                    continue  # never on a 204 (RFC 9110 section 8.6)
-            elif lname == b"transfer-encoding":
-                continue  # framing is ours to decide
-            elif lname == b"connection" and has_token(value, b"close"):
-                keep_alive = False
-            lines.append(b"%s: %s\r\n" % (name, value))
+        headers = message.get("headers", ())
+        try:
+            for name, value in headers:
+                if name not in KNOWN_NAMES:
+                    check_field(name, value)  # raises InvalidResponse unless fine
+                lname = name.lower()
+                if lname == b"content-length":
+                    announced = content_length(value)
+                    if length is not None:
+                        if announced != length:
+                            raise InvalidResponse("Conflicting content-length headers")
+                        continue
+                    length = announced
+                    if status == 204:
+                        continue  # never on a 204 (RFC 9110 section 8.6)
+                elif lname == b"transfer-encoding":
+                    continue  # framing is ours to decide
+                elif lname == b"connection" and has_token(value, b"close"):
+                    keep_alive = False
+                lines.append(b"%s: %s\r\n" % (name, value))
+        except TypeError:
+            unchecked = True  # not bytes: check_field below says which
+        else:
+            head = b"".join(lines)
+            # All values in one C pass: what is left after deleting the bytes allowed in a
+            # field must be exactly the CR LF line ends.
+            unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * len(lines)
+        if unchecked:
+            for name, value in headers:
+                check_field(name, value)
+            raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
         self.status = status
         self.keep_alive = keep_alive
         self.declared = length is not None
@@ -249,7 +269,7 @@ class _Request:
         # With no content to send, a content-length describes the representation (HEAD, 304)
         # and is not ours to count down.
         self.length = None if self.no_content else length
-        self.head = b"".join(lines)
+        self.head = head
         if message.get("trailers"):
             self.trailers = _TRAILERS_WANTED
         self.started = True
@@ -257,8 +277,11 @@ class _Request:
     def _frame(self, body: bytes, more: bool) -> bytes:
         """The bytes for one body message (with the head before the first)."""
         size = len(body)
-        if self.length is not None:
-            self._count_down(size, more)
+        length = self.length
+        if length is not None:
+            if size > length or (size < length and not more):
+                self._count_down(size, more)  # raises
+            self.length = length - size
         head = self.head
         if head is not None:
             head = self._head_bytes(size if not more and not self.is_head else None, more, head)

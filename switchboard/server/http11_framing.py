@@ -32,16 +32,21 @@ NO_CONTENT_STATUSES = frozenset((204, 304))
 # token = 1*tchar (RFC 9110 section 5.6.2).
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Field values: no CTL but HTAB (RFC 9110 section 5.5). CR, LF and NUL would split responses.
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The bytes a field line may hold besides its CR LF end: ``head.translate(None, FIELD_BYTES)``
+# leaves only what is not allowed (one C pass over a whole head).
+FIELD_BYTES = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b < 0x7F or b >= 0x80)
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
-# Names already checked once: most applications send the same handful on every response.
-_known_names: set[bytes] = set()
+# Names already checked once: most applications send the same handful on every response, so
+# the hot path is a set lookup per field and one FIELD_BYTES pass over the head.
+KNOWN_NAMES: set[bytes] = set()
 _KNOWN_NAMES_MAX = 1024
 
 
 def final_status_line(status: Any) -> bytes:
-    """The status line for an application's final response; 100..599 ints only, no 1xx."""
+    """The status line for an application's final response: an int in 200..599 (callers may
+    look up ``STATUS_LINES`` first and come here for anything else)."""
     line = STATUS_LINES.get(status) if isinstance(status, int) else None
     if line is None or status < 200 or isinstance(status, bool):
         # A 1xx is interim (RFC 9110 section 15.2): the client would wait for a final
@@ -51,20 +56,25 @@ def final_status_line(status: Any) -> bytes:
 
 
 def check_field(name: Any, value: Any) -> None:
-    """Refuse a header or trailer field that is not a token name with a clean value."""
+    """Refuse a header or trailer field that is not a token name with a clean value.
+
+    On the hot path, callers skip it for names in ``KNOWN_NAMES`` and check the values of the
+    whole head at once (``FIELD_BYTES``)."""
     if not isinstance(name, bytes) or not isinstance(value, bytes):
         raise InvalidResponse(f"Header names and values must be bytes: {name!r}: {value!r}")
-    if name not in _known_names:
+    if name not in KNOWN_NAMES:
         if not _TOKEN.match(name):
             raise InvalidResponse(f"Invalid header name {name!r}")
-        if len(_known_names) < _KNOWN_NAMES_MAX:
-            _known_names.add(name)
-    if _BAD_VALUE.search(value):
+        if len(KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+            KNOWN_NAMES.add(name)
+    if BAD_VALUE.search(value):
         raise InvalidResponse(f"Invalid header value for {name.decode('latin-1')}: {value!r}")
 
 
 def content_length(value: bytes) -> int:
     """The value of a ``content-length`` field (a list of equal values is one value)."""
+    if value.isdigit() and len(value) <= 18:
+        return int(value)
     values = {item.strip(b" \t") for item in value.split(b",")} if b"," in value else {value}
     if len(values) != 1:
         raise InvalidResponse(f"Conflicting content-length {value!r}")
