@@ -773,7 +773,7 @@ class HttpProtocol(asyncio.Protocol):
         self.input_closed = True
         bad, self.parsing = self.parsing, None
         current = self.current
-        if bad is not None and bad is not current:
+        if bad is not None and bad is not current and bad in self.queue:
             self.queue.remove(bad)  # queued: it never reaches the app
         response = plain_response(status, text, head=bad is not None and bad.is_head)
         if current is None:
