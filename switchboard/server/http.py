@@ -1,23 +1,42 @@
 """HTTP/1.1 over asyncio with httptools: one protocol object per connection.
 
 Requests on a connection are answered strictly in order: a pipelined request waits (with its
-body buffered, reading paused) until the one before it has finished.
+body buffered, reading paused) until the one before it has finished. What goes on the wire is
+checked by ``http11_framing``: one correctly framed response per request, or a closed
+connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections import deque
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 import httptools
 
 from switchboard.server.config import Config
+from switchboard.server.http11_framing import (
+    FIELD_BYTES,
+    KNOWN_NAMES,
+    NO_CONTENT_STATUSES,
+    STATUS_LINES,
+    InvalidResponse,
+    check_field,
+    content_length,
+    final_status_line,
+    has_token,
+    is_websocket_upgrade,
+    plain_response,
+    request_content_length,
+)
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
+
+__all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_response"]
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
@@ -25,43 +44,45 @@ access_logger = logging.getLogger("switchboard.server.access")
 
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
+# http.response.pathsend without sendfile(2): read this much at a time in a worker thread.
+FILE_CHUNK = 256 * 1024
 
 # ``_Request.trailers``: the app asked for trailers; its final body message has been sent.
 _TRAILERS_WANTED = 1
 _TRAILERS_NEXT = 2
 # Framing fields can't be trailers (RFC 9110 section 6.5.1); we drop them rather than lie.
 _NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b"host"))
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class ClientDisconnected(OSError):
     """The client is gone; raised by ``send`` after the connection closed."""
 
 
-def _status_line(status: int) -> bytes:
-    from http import HTTPStatus
+def _caused_by_disconnect(exc: BaseException | None) -> bool:
+    """Is ``exc`` (or what it was raised from) our ``ClientDisconnected``?"""
+    for _ in range(8):
+        if exc is None:
+            return False
+        if isinstance(exc, ClientDisconnected):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
+
+def _open_regular_file(path: Any) -> tuple[BinaryIO, int]:
+    """Open ``path`` for http.response.pathsend; only regular files (a FIFO or a device could
+    block forever or never end). O_NONBLOCK keeps opening a FIFO from blocking."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
     try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
-
-
-_STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
-
-
-def plain_response(status: int, text: str, close: bool = True) -> bytes:
-    body = text.encode()
-    return b"".join(
-        [
-            _STATUS_LINES[status],
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"connection: close\r\n" if close else b"",
-            b"\r\n",
-            body,
-        ]
-    )
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidResponse(f"http.response.pathsend: {path!r} is not a regular file")
+        return os.fdopen(fd, "rb", buffering=0), info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class _Request:
@@ -77,13 +98,18 @@ class _Request:
         "expect_continue",
         "started",
         "finished",
+        "wrote",
         "chunked",
-        "head",
+        "is_head",
+        "tunnel",
+        "no_content",
         "status",
+        "length",
+        "declared",
         "waiter",
         "disconnected",
         "task",
-        "pending_head",
+        "head",
         "received",
         "trailers",
         "emit_trailers",
@@ -98,15 +124,20 @@ class _Request:
         self.complete = False
         self.keep_alive = keep_alive
         self.expect_continue = False
-        self.started = False
-        self.finished = False
+        self.started = False  # http.response.start accepted
+        self.finished = False  # the response is complete on the wire
+        self.wrote = False  # some of the response went on the wire (no 500 possible any more)
         self.chunked = False
-        self.head = scope["method"] == "HEAD"
+        self.is_head = scope["method"] == "HEAD"
+        self.tunnel = scope["method"] == "CONNECT"
+        self.no_content = self.is_head  # no body bytes go out: HEAD, 204, 304
         self.status = 0
+        self.length: int | None = None  # body bytes still owed under the app's content-length
+        self.declared = False  # the app set a content-length
         self.waiter: asyncio.Future | None = None
         self.disconnected = False
         self.task: asyncio.Task | None = None
-        self.pending_head: dict[str, Any] | None = None
+        self.head: bytes | None = None  # status line and fields, written with the first body
         self.received = 0
         self.trailers = 0  # 0, _TRAILERS_WANTED or _TRAILERS_NEXT
         self.emit_trailers = False  # the trailer fields go on the wire (else they're dropped)
@@ -145,66 +176,203 @@ class _Request:
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
-        proto = self.proto
+        # A message refused with InvalidResponse has no effect: nothing of it is written.
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         kind = message["type"]
         if not self.started:
             if kind != "http.response.start":
-                raise RuntimeError(f"Expected 'http.response.start', got {kind!r}")
-            self.started = True
-            self.status = int(message["status"])
-            if message.get("trailers"):
-                self.trailers = _TRAILERS_WANTED
-            self.pending_head = message  # written together with the first body chunk
+                raise InvalidResponse(f"Expected 'http.response.start', got {kind!r}")
+            self._begin(message)
             return
         if self.finished:
-            raise RuntimeError(f"Unexpected {kind!r}: the response is complete")
-        if kind == "http.response.pathsend":
-            data = await asyncio.to_thread(Path(message["path"]).read_bytes)
-            message = {"type": "http.response.body", "body": data}
-            kind = message["type"]
-        if kind != "http.response.body" or self.trailers == _TRAILERS_NEXT:
-            if kind == "http.response.trailers" and self.trailers == _TRAILERS_NEXT:
-                await self._send_trailers(message)
+            raise InvalidResponse(f"Unexpected {kind!r}: the response is complete")
+        proto = self.proto
+        if self.trailers == _TRAILERS_NEXT:
+            if kind != "http.response.trailers":
+                raise InvalidResponse(f"Expected 'http.response.trailers', got {kind!r}")
+            await self._send_trailers(message)
+            return
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if body.__class__ is not bytes and not isinstance(body, _BYTES_LIKE):
+                raise InvalidResponse(f"http.response.body must be bytes, not {type(body)!r}")
+            proto.transport.write(self._frame(body, more))
+            if proto.writing_paused:
+                await proto.drain()
+            if more:
                 return
-            want_trailers = self.trailers == _TRAILERS_NEXT
-            expected = "http.response.trailers" if want_trailers else "http.response.body"
-            raise RuntimeError(f"Expected {expected!r}, got {kind!r}")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
-        head, self.pending_head = self.pending_head, None
-        out: list[bytes] = []
+        elif kind == "http.response.pathsend":
+            await self._send_file(message["path"])
+        else:
+            raise InvalidResponse(f"Expected 'http.response.body', got {kind!r}")
+        if self.trailers:
+            # Not complete yet: the response ends with the last trailers message.
+            self.trailers = _TRAILERS_NEXT
+            return
+        self.finished = True
+        self.wake()
+        proto.request_done(self)
+
+    def _begin(self, message: dict[str, Any]) -> None:
+        """Check http.response.start and keep its head until the first body message."""
+        status = message["status"]
+        line = STATUS_LINES.get(status) if status.__class__ is int else None
+        if line is None or status < 200:
+            line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
+        lines = [line]
+        if status < 300 and self.tunnel:
+            # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
+            # has none to offer, and the client would send its tunnel bytes into the void.
+            raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
+        for name, value in self.proto.state.default_headers:
+            lines.append(b"%s: %s\r\n" % (name, value))
+        length: int | None = None
+        keep_alive = self.keep_alive
+        headers = message.get("headers", ())
+        try:
+            for name, value in headers:
+                if name not in KNOWN_NAMES:
+                    check_field(name, value)  # raises InvalidResponse unless fine
+                lname = name.lower()
+                if lname == b"content-length":
+                    announced = content_length(value)
+                    if length is not None:
+                        if announced != length:
+                            raise InvalidResponse("Conflicting content-length headers")
+                        continue
+                    length = announced
+                    if status == 204:
+                        continue  # never on a 204 (RFC 9110 section 8.6)
+                elif lname == b"transfer-encoding":
+                    continue  # framing is ours to decide
+                elif lname == b"connection" and has_token(value, b"close"):
+                    keep_alive = False
+                lines.append(b"%s: %s\r\n" % (name, value))
+        except TypeError:
+            unchecked = True  # not bytes: check_field below says which
+        else:
+            head = b"".join(lines)
+            # All values in one C pass: what is left after deleting the bytes allowed in a
+            # field must be exactly the CR LF line ends.
+            unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * len(lines)
+        if unchecked:
+            for name, value in headers:
+                check_field(name, value)
+            raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
+        self.status = status
+        self.keep_alive = keep_alive
+        self.declared = length is not None
+        if status in NO_CONTENT_STATUSES:
+            self.no_content = True
+        # With no content to send, a content-length describes the representation (HEAD, 304)
+        # and is not ours to count down.
+        self.length = None if self.no_content else length
+        self.head = head
+        if message.get("trailers"):
+            self.trailers = _TRAILERS_WANTED
+        self.started = True
+
+    def _frame(self, body: bytes, more: bool) -> bytes:
+        """The bytes for one body message (with the head before the first)."""
+        size = len(body)
+        length = self.length
+        if length is not None:
+            if size > length or (size < length and not more):
+                self._count_down(size, more)  # raises
+            self.length = length - size
+        head = self.head
         if head is not None:
-            out.append(self._head_bytes(head, body, more))
-        if not self.head:
-            if self.chunked:
-                if body:
-                    out.append(b"%x\r\n%s\r\n" % (len(body), body))
-                if not more:
-                    # With trailers to come, the fields and the final CRLF follow later.
-                    out.append(b"0\r\n" if self.emit_trailers else b"0\r\n\r\n")
-            elif body:
-                out.append(body)
-        proto.transport.write(b"".join(out) if len(out) > 1 else out[0] if out else b"")
-        if proto.writing_paused:
-            await proto.drain()
+            head = self._head_bytes(size if not more and not self.is_head else None, more, head)
+            if self.no_content:
+                return head
+            if not self.chunked:
+                return head + body if body else head
+        elif self.no_content:
+            return b""
+        if not self.chunked:
+            return bytes(body)
+        out = [head] if head is not None else []
+        if body:
+            out.append(b"%x\r\n%s\r\n" % (size, body))
         if not more:
-            if self.trailers:
-                # Not complete yet: the response ends with the last trailers message.
-                self.trailers = _TRAILERS_NEXT
-                return
-            self.finished = True
-            self.wake()
-            proto.request_done(self)
+            # With trailers to come, the fields and the final CRLF follow later.
+            out.append(b"0\r\n" if self.emit_trailers else b"0\r\n\r\n")
+        return b"".join(out)
+
+    def _count_down(self, size: int, more: bool) -> None:
+        """Hold the body to the app's content-length (RFC 9112 section 6.3): never more bytes
+        than announced, never fewer before the end."""
+        length = self.length
+        assert length is not None
+        if size > length:
+            raise InvalidResponse("Response body longer than its content-length")
+        if not more and size < length:
+            raise InvalidResponse("Response body shorter than its content-length")
+        self.length = length - size
+
+    async def _send_file(self, path: Any) -> None:
+        """http.response.pathsend: the file is the rest of the body, streamed with
+        back-pressure (sendfile(2) where the transport allows it)."""
+        proto = self.proto
+        file, size = await asyncio.to_thread(_open_regular_file, path)
+        with file:
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
+            if self.length is not None:
+                self._count_down(size, False)
+            head = self.head
+            if head is not None:
+                head = self._head_bytes(size, False, head)
+            chunked = self.chunked and not self.no_content
+            prefix = b"%x\r\n" % size if chunked and size else b""
+            if head is not None or prefix:
+                proto.transport.write((head or b"") + prefix)
+            if not self.no_content and size:
+                await self._stream_file(file, size)
+            if chunked:
+                end = b"0\r\n" if self.emit_trailers else b"0\r\n\r\n"
+                proto.transport.write(b"\r\n" + end if size else end)
+            if proto.writing_paused:
+                await proto.drain()
+
+    async def _stream_file(self, file: BinaryIO, size: int) -> None:
+        proto = self.proto
+        loop = proto.loop
+        try:
+            await loop.sendfile(proto.transport, file, 0, size, fallback=False)
+            return
+        except (NotImplementedError, asyncio.SendfileNotAvailableError):
+            pass  # uvloop, TLS: nothing was sent yet, copy it ourselves
+        except ConnectionError as exc:
+            proto.close()
+            raise ClientDisconnected("client disconnected") from exc
+        fd = file.fileno()
+        offset = 0
+        while offset < size:
+            data = await loop.run_in_executor(
+                None, os.pread, fd, min(FILE_CHUNK, size - offset), offset
+            )
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
+            if not data:
+                raise InvalidResponse(f"http.response.pathsend: the file shrank below {size}")
+            offset += len(data)
+            proto.transport.write(data)
+            if proto.writing_paused:
+                await proto.drain()
 
     async def _send_trailers(self, message: dict[str, Any]) -> None:
         proto = self.proto
         more = message.get("more_trailers", False)
+        fields = message.get("headers", ())
+        for name, value in fields:
+            check_field(name, value)
         if self.emit_trailers:
             out = [
                 b"%s: %s\r\n" % (name, value)
-                for name, value in message.get("headers", ())
+                for name, value in fields
                 if name.lower() not in _NOT_TRAILERS
             ]
             if not more:
@@ -220,33 +388,20 @@ class _Request:
 
     def _accepts_trailers(self) -> bool:
         """Did the client say ``TE: trailers``? (RFC 9110 section 10.1.4)."""
-        for name, value in self.scope["headers"]:
-            if name == b"te":
-                for item in value.split(b","):
-                    if item.split(b";", 1)[0].strip().lower() == b"trailers":
-                        return True
-        return False
+        return any(
+            name == b"te" and has_token(value, b"trailers") for name, value in self.scope["headers"]
+        )
 
-    def _head_bytes(self, head: dict[str, Any], body: bytes, more: bool) -> bytes:
-        proto = self.proto
-        lines = [_STATUS_LINES.get(self.status) or _status_line(self.status)]
-        has_length = False
-        for name, value in proto.state.default_headers:
-            lines.append(b"%s: %s\r\n" % (name, value))
-        for name, value in head.get("headers", ()):
-            lname = name.lower()
-            if lname == b"content-length":
-                has_length = True
-            elif lname == b"connection" and value.lower() == b"close":
-                self.keep_alive = False
-            elif lname == b"transfer-encoding":
-                continue  # framing is ours to decide
-            lines.append(b"%s: %s\r\n" % (name, value))
-        no_body_status = self.status < 200 or self.status in (204, 304)
-        if not has_length and not no_body_status:
+    def _head_bytes(self, length: int | None, more: bool, head: bytes) -> bytes:
+        """Complete the head kept by ``_begin`` with the framing fields. ``length`` is the
+        whole body's size when it is known now."""
+        self.head = None
+        self.wrote = True
+        lines = [head]
+        if not self.declared and self.status not in NO_CONTENT_STATUSES:
             if (
                 self.trailers
-                and not self.head
+                and not self.is_head
                 and self.scope["http_version"] == "1.1"
                 and self._accepts_trailers()
             ):
@@ -256,15 +411,15 @@ class _Request:
                 # body) or a status without a body, the trailers are accepted and dropped.
                 self.emit_trailers = self.chunked = True
                 lines.append(b"transfer-encoding: chunked\r\n")
+            elif length is not None:
+                lines.append(b"content-length: %d\r\n" % length)
             elif more:
                 if self.scope["http_version"] == "1.1":
                     self.chunked = True
                     lines.append(b"transfer-encoding: chunked\r\n")
                 else:
-                    self.keep_alive = False
-            elif not self.head:
-                lines.append(b"content-length: %d\r\n" % len(body))
-        if not self.keep_alive or proto.state.shutting_down:
+                    self.keep_alive = False  # the body ends when the connection closes
+        if not self.keep_alive or self.proto.state.shutting_down:
             self.keep_alive = False
             lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")
@@ -295,19 +450,25 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
-        self.upgrade = False
         self.reading_paused = False
         self.writing_paused = False
         self.drain_waiter: asyncio.Future | None = None
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.closing = False
+        # Bytes from the client are no longer parsed as HTTP/1.1 (error, CONNECT, WebSocket).
+        self.input_closed = False
+        # An error response for bad input, written once the requests before it are answered.
+        self.failure: bytes | None = None
+        self.ws_scope: dict[str, Any] | None = None  # a WebSocket handshake was parsed
+        self.ws_leftover: bytes | None = None  # ...and waits for the responses in flight
+        self.refused_upgrade: _Request | None = None  # an Upgrade answered as plain HTTP
+        self.resume_body: _Request | None = None  # see _refuse_upgrade
 
     # -- connection ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
-        sock = transport.get_extra_info("socket")
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
@@ -317,14 +478,12 @@ class HttpProtocol(asyncio.Protocol):
         elif isinstance(local, str):
             self.server = (local, None)  # type: ignore[assignment]
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        del sock
         if (
             self.config.limit_concurrency is not None
             and len(self.state.connections) > self.config.limit_concurrency
         ):
             self.transport.write(plain_response(503, "Service Unavailable"))
-            self.transport.close()
-            self.closing = True
+            self.close()
             return
         self._arm_keep_alive()
 
@@ -332,18 +491,30 @@ class HttpProtocol(asyncio.Protocol):
         self.state.connections.discard(self)
         self.closing = True
         self._cancel_keep_alive()
-        for req in [self.current, *self.queue]:
-            if req is not None:
-                req.disconnected = True
-                req.wake()
+        self._disconnect_requests()
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
     def eof_received(self) -> bool | None:
         return None
 
+    def close(self) -> None:
+        """Close the connection; the requests on it see the client as gone from now on (so
+        nothing more of theirs reaches the wire)."""
+        if not self.closing:
+            self.closing = True
+            self.transport.close()
+        self._cancel_keep_alive()
+        self._disconnect_requests()
+
+    def _disconnect_requests(self) -> None:
+        for req in (self.current, *self.queue):
+            if req is not None and not req.disconnected:
+                req.disconnected = True
+                req.wake()
+
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.input_closed:
             return
         # The keep-alive timer is not stopped by bytes arriving, only by a complete request
         # head (on_headers_complete): a client trickling its headers gets no more time than
@@ -352,11 +523,11 @@ class HttpProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
-            self._hand_over(data[offset:])
+            self._upgraded(data[offset:])
         except httptools.HttpParserError:
-            self._reject(400, "Bad Request: malformed HTTP")
-        except _Rejected:
-            pass
+            # Also our own callbacks' _Rejected: httptools wraps it.
+            if not self.input_closed:
+                self._fail_input(400, "Bad Request: malformed HTTP")
 
     # -- parser callbacks ------------------------------------------------
 
@@ -364,34 +535,39 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
-        self.upgrade = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.header_bytes += len(url)
         if self.header_bytes > self.config.max_header_size:
-            self._reject(431, "Request Header Fields Too Large")
+            self._fail_input(431, "Request Header Fields Too Large")
             raise _Rejected
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
         if self.header_bytes > self.config.max_header_size:
-            self._reject(431, "Request Header Fields Too Large")
+            self._fail_input(431, "Request Header Fields Too Large")
             raise _Rejected
-        name = name.lower()
-        if name == b"upgrade" and value.lower() == b"websocket":
-            self.upgrade = True
-        self.headers.append((name, value))
+        # llhttp keeps trailing whitespace; it is not part of the value (RFC 9110 section 5.5).
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        if self.resume_body is not None:
+            self.parsing, self.resume_body = self.resume_body, None
+            return
         self._cancel_keep_alive()
         parser = self.parser
-        parsed = httptools.parse_url(self.url)
-        raw_path = parsed.path
+        method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            raw_path, query = self.url, b""  # authority-form (RFC 9112 section 3.2.3)
+        else:
+            parsed = httptools.parse_url(self.url)
+            raw_path, query = parsed.path or b"", parsed.query or b""
         path = raw_path.decode("ascii", "replace")
         if "%" in path:
             path = unquote(path)
         root = self.config.root_path
+        headers = self.headers
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -399,26 +575,34 @@ class HttpProtocol(asyncio.Protocol):
             "server": self.server,
             "client": self.client,
             "scheme": self.scheme,
-            "method": parser.get_method().decode("ascii"),
+            "method": method,
             "root_path": root,
             "path": root + path,
             "raw_path": raw_path,
-            "query_string": parsed.query or b"",
-            "headers": self.headers,
+            "query_string": query,
+            "headers": headers,
             "state": self.app_state.copy(),
             "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
         }
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)
-        if self.upgrade:
+        upgrade = parser.should_upgrade()
+        if upgrade and is_websocket_upgrade(method, headers):
             self.parsing = None
-            self._upgrade_scope = scope
+            self.ws_scope = scope
             return
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
         req = _Request(self, scope, keep_alive)
-        for name, value in self.headers:
+        for name, value in headers:
             if name == b"expect" and value.lower() == b"100-continue":
+                length = request_content_length(headers)
+                if length is not None and length > self.config.max_body_size:
+                    # Refuse before the client sends the body (RFC 9110 section 10.1.1).
+                    self._fail_input(413, "Request Entity Too Large")
+                    raise _Rejected
                 req.expect_continue = True
+        if upgrade:
+            self.refused_upgrade = req
         self.parsing = req
         self.state.total_requests += 1
         if self.current is None:
@@ -434,7 +618,7 @@ class HttpProtocol(asyncio.Protocol):
         req.body_size += len(body)
         req.received += len(body)
         if req.received > self.config.max_body_size:
-            self._reject(413, "Request Entity Too Large", req)
+            self._fail_input(413, "Request Entity Too Large")
             raise _Rejected
         req.body.append(body)
         if req.body_size > HIGH_WATER:
@@ -448,6 +632,68 @@ class HttpProtocol(asyncio.Protocol):
         req.complete = True
         self.parsing = None
         req.wake()
+
+    # -- upgrades --------------------------------------------------------
+
+    def _upgraded(self, leftover: bytes) -> None:
+        """llhttp stopped at an Upgrade (or CONNECT) request: hand a WebSocket handshake over,
+        answer anything else as a plain request."""
+        if self.ws_scope is not None:
+            self.input_closed = True  # what follows are WebSocket frames
+            if self.current is None and not self.queue:
+                self._hand_over(leftover)
+            else:
+                self.ws_leftover = leftover
+                self.pause_reading()
+            return
+        req, self.refused_upgrade = self.refused_upgrade, None
+        if req is None:  # pragma: no cover - llhttp only stops after on_headers_complete
+            self._fail_input(400, "Bad Request: malformed HTTP")
+            return
+        if req.scope["method"] == "CONNECT":
+            # No tunnels here: the app answers, then the connection closes, since the client
+            # may already be sending tunnel bytes (RFC 9110 section 9.3.6).
+            req.keep_alive = False
+            self.input_closed = True
+            return
+        # The client stays on HTTP/1.1 (RFC 9110 section 7.8). llhttp skipped this request's
+        # body, so a fresh parser reads it: fed a head with just the request's framing fields,
+        # which on_headers_complete turns back into this request.
+        self.parser = httptools.HttpRequestParser(self)
+        framing = [
+            b"%s: %s\r\n" % field
+            for field in req.scope["headers"]
+            if field[0] in (b"content-length", b"transfer-encoding")
+        ]
+        if framing:
+            req.complete = False  # its app has not run yet: nothing saw the early completion
+            self.resume_body = req
+            leftover = b"POST / HTTP/1.1\r\n" + b"".join(framing) + b"\r\n" + leftover
+        if leftover:
+            self.data_received(leftover)
+
+    def _hand_over(self, leftover: bytes) -> None:
+        scope = self.ws_scope
+        assert scope is not None
+        self.ws_scope = self.ws_leftover = None
+        scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
+        scope.pop("extensions", None)
+        try:
+            from switchboard.server.websocket import WebSocketProtocol
+        except ImportError:  # pragma: no cover - module ships with the package
+            self.transport.write(plain_response(501, "WebSocket support is not available"))
+            self.close()
+            return
+        ws = WebSocketProtocol(self.config, self.state, self.app_state)
+        self.state.connections.discard(self)
+        self.closing = True
+        self._cancel_keep_alive()
+        if self.reading_paused:  # paused for the responses before it; the new protocol reads
+            self.reading_paused = False
+            self.transport.resume_reading()
+        self.transport.set_protocol(ws)
+        ws.connection_made(self.transport)
+        ws.handshake(scope, leftover)
 
     # -- request lifecycle -----------------------------------------------
 
@@ -464,19 +710,22 @@ class HttpProtocol(asyncio.Protocol):
         except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            error_logger.error("Exception in ASGI application", exc_info=exc)
-            if not req.started and not req.disconnected:
-                self.transport.write(plain_response(500, "Internal Server Error"))
-            if not req.finished:
-                self.transport.close()
-                self.closing = True
+            if req.disconnected and _caused_by_disconnect(exc):
+                # The client left: nothing went wrong in the application.
+                logger.debug(
+                    "Client disconnected during %s %s", req.scope["method"], req.scope["path"]
+                )
+            else:
+                error_logger.error("Exception in ASGI application", exc_info=exc)
+            self._abandon(req)
             return
         if not req.finished and not req.disconnected:
-            if not req.started:
-                error_logger.error("ASGI application returned without starting a response")
-                self.transport.write(plain_response(500, "Internal Server Error"))
-            self.transport.close()
-            self.closing = True
+            if not req.wrote:
+                error_logger.error(
+                    "ASGI application returned without %s",
+                    "sending its response" if req.started else "starting a response",
+                )
+            self._abandon(req)
         if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
             access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
@@ -487,43 +736,58 @@ class HttpProtocol(asyncio.Protocol):
                 req.status,
             )
 
+    def _abandon(self, req: _Request) -> None:
+        """The response of ``req`` can't be completed: a 500 if none of it was written yet,
+        then the connection closes (the client can tell a cut response from a whole one)."""
+        if req.finished:
+            return  # the error came after a complete response: only logged
+        if not req.wrote and not req.disconnected and not self.closing:
+            req.wrote = True
+            req.status = 500
+            self.transport.write(plain_response(500, "Internal Server Error", head=req.is_head))
+        self.close()
+
     def request_done(self, req: _Request) -> None:
         if self.current is not req:
             return
         self.current = None
         if not req.keep_alive or self.state.shutting_down:
-            self.transport.close()
-            self.closing = True
+            self.close()
             return
         if self.queue:
             self._start(self.queue.popleft())
+        elif self.failure is not None:
+            self.transport.write(self.failure)
+            self.close()
+            return
+        elif self.ws_leftover is not None:
+            self._hand_over(self.ws_leftover)
+            return
         else:
             self._arm_keep_alive()
         self.resume_reading()
 
-    def _hand_over(self, leftover: bytes) -> None:
-        scope = self._upgrade_scope
-        scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
-        scope.pop("extensions", None)
-        try:
-            from switchboard.server.websocket import WebSocketProtocol
-        except ImportError:  # pragma: no cover - module ships with the package
-            self._reject(501, "WebSocket support is not available")
-            return
-        ws = WebSocketProtocol(self.config, self.state, self.app_state)
-        self.state.connections.discard(self)
-        self.closing = True
-        self._cancel_keep_alive()
-        self.transport.set_protocol(ws)
-        ws.connection_made(self.transport)
-        ws.handshake(scope, leftover)
-
-    def _reject(self, status: int, text: str, req: _Request | None = None) -> None:
-        if not self.closing:
-            if req is None or not req.started:
-                self.transport.write(plain_response(status, text))
-            self.closing = True
-            self.transport.close()
+    def _fail_input(self, status: int, text: str) -> None:
+        """The client's bytes can't be served from here on: answer ``status`` once the
+        requests before them are answered, then close."""
+        self.input_closed = True
+        bad, self.parsing = self.parsing, None
+        current = self.current
+        if bad is not None and bad is not current and bad in self.queue:
+            self.queue.remove(bad)  # queued: it never reaches the app
+        response = plain_response(status, text, head=bad is not None and bad.is_head)
+        if current is None:
+            self.transport.write(response)
+            self.close()
+        elif current is bad:
+            # The app sees http.disconnect; its own response can't go out any more.
+            if not current.wrote:
+                current.wrote = True
+                self.transport.write(response)
+            self.close()
+        else:
+            self.failure = response
+            self.pause_reading()
 
     # -- timers, flow control, shutdown -----------------------------------
 
@@ -539,9 +803,9 @@ class HttpProtocol(asyncio.Protocol):
             self.keep_alive_handle = None
 
     def _keep_alive_expired(self) -> None:
+        self.keep_alive_handle = None
         if self.current is None and not self.closing:
-            self.closing = True
-            self.transport.close()
+            self.close()
 
     def pause_reading(self) -> None:
         if not self.reading_paused and not self.closing:
@@ -569,8 +833,7 @@ class HttpProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """Close now when idle; otherwise after the response in flight."""
         if self.current is None:
-            self.closing = True
-            self.transport.close()
+            self.close()
         else:
             self.current.keep_alive = False
             self.queue.clear()

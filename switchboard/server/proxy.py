@@ -1,4 +1,4 @@
-"""X-Forwarded-For / X-Forwarded-Proto, honoured only from trusted peers."""
+"""X-Forwarded-For / -Proto / -Port, honoured only from trusted peers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 
 def apply_proxy_headers(scope: dict[str, Any], trusted: set[str] | None) -> None:
-    """Rewrite ``client`` and ``scheme`` from the forwarding headers of a trusted peer.
+    """Rewrite ``client``, ``scheme`` and the port of ``server`` from the forwarding headers of
+    a trusted peer.
 
     ``trusted`` is a set of peer addresses, or ``None`` to trust every peer.
     """
@@ -25,3 +26,9 @@ def apply_proxy_headers(scope: dict[str, Any], trusted: set[str] | None) -> None
                 if trusted is None or hop not in trusted:
                     scope["client"] = (hop, 0)
                     break
+        elif name == b"x-forwarded-port":
+            # The first value, like the scheme: the port the client connected to.
+            port = value.split(b",")[0].strip()
+            if port.isdigit() and 0 < int(port) < 65536:
+                server = scope.get("server")
+                scope["server"] = (server[0] if server else None, int(port))

@@ -188,3 +188,108 @@ async def receive_after_body(scope: dict[str, Any], receive: Any, send: Any) -> 
         after = "waiting"
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"%d %s" % (len(body), after.encode())})
+
+
+class Replay:
+    """Reads the request body, then sends ``messages`` in order. What ``send`` raises goes to
+    the server (as from any app) and is also kept in ``errors``."""
+
+    def __init__(self, *messages: dict[str, Any]) -> None:
+        self.messages = messages
+        self.errors: list[BaseException] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        for message in self.messages:
+            try:
+                await send(message)
+            except BaseException as exc:
+                self.errors.append(exc)
+                raise
+
+
+def start(status: Any = 200, headers: Any = (), **extra: Any) -> dict[str, Any]:
+    return {"type": "http.response.start", "status": status, "headers": list(headers), **extra}
+
+
+def body(data: bytes = b"", more: bool = False) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+async def ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """200 "ok" with a content-length: the well-behaved second request on a connection."""
+    if scope["type"] != "http":
+        return
+    await send(start(200, [(b"content-length", b"2")]))
+    await send(body(b"ok"))
+
+
+class ByPath:
+    """Routes on the first path segment: ``/ok`` to ``ok``, others to ``apps[path]``."""
+
+    def __init__(self, apps: dict[str, Any] | None = None) -> None:
+        self.apps: dict[str, Any] = apps if apps is not None else {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        app = ok if scope["path"] == "/ok" else self.apps[scope["path"]]
+        await app(scope, receive, send)
+
+
+class SendsAfterLeaving:
+    """Waits for the client to leave (http.disconnect), then sends a response anyway."""
+
+    def __init__(self) -> None:
+        self.disconnects = 0
+        self.done = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.disconnects += 1
+            await send(start(200))
+            await send(body(b"too late"))
+        finally:
+            self.done.set()
+
+
+class PathSend:
+    """Answers with http.response.pathsend of ``path`` (content-length set if ``length``)."""
+
+    def __init__(self, path: str, length: int | None = None) -> None:
+        self.path = path
+        self.length = length
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [] if self.length is None else [(b"content-length", b"%d" % self.length)]
+        await send(start(200, headers))
+        await send({"type": "http.response.pathsend", "path": self.path})
+
+
+async def echo_headers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the request's header fields and its scope ``server`` as text, one a line."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    lines = [b"%s=[%s]" % (name, value) for name, value in scope["headers"]]
+    server = scope["server"]
+    lines.append(b"server=%s:%s" % (str(server[0]).encode(), str(server[1]).encode()))
+    await send(start(200))
+    await send(body(b"\n".join(lines)))
+
+
+async def pathsend_from_env(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """http.response.pathsend of the file named by $SWITCHBOARD_TEST_FILE (subprocess servers)."""
+    import os
+
+    await PathSend(os.environ["SWITCHBOARD_TEST_FILE"])(scope, receive, send)

@@ -1,0 +1,133 @@
+"""HTTP/1.1 response framing without I/O: status lines, checked header fields, token lists.
+
+Everything here works on bytes and raises :class:`InvalidResponse` for what an application
+must not put on the wire; ``http.py`` decides what that means for the connection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+
+class InvalidResponse(RuntimeError):
+    """The application's response cannot be framed as valid HTTP/1.1."""
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
+
+
+STATUS_LINES: dict[int, bytes] = {code: _status_line(code) for code in range(100, 600)}
+
+# Final statuses whose responses never carry content (RFC 9110 sections 15.3.5, 15.4.5).
+NO_CONTENT_STATUSES = frozenset((204, 304))
+
+# token = 1*tchar (RFC 9110 section 5.6.2).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Field values: no CTL but HTAB (RFC 9110 section 5.5). CR, LF and NUL would split responses.
+BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The bytes a field line may hold besides its CR LF end: ``head.translate(None, FIELD_BYTES)``
+# leaves only what is not allowed (one C pass over a whole head).
+FIELD_BYTES = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b < 0x7F or b >= 0x80)
+_DIGITS = re.compile(rb"[0-9]{1,18}\Z")
+
+# Names already checked once: most applications send the same handful on every response, so
+# the hot path is a set lookup per field and one FIELD_BYTES pass over the head.
+KNOWN_NAMES: set[bytes] = set()
+_KNOWN_NAMES_MAX = 1024
+
+
+def final_status_line(status: Any) -> bytes:
+    """The status line for an application's final response: an int in 200..599 (callers may
+    look up ``STATUS_LINES`` first and come here for anything else)."""
+    line = STATUS_LINES.get(status) if isinstance(status, int) else None
+    if line is None or status < 200 or isinstance(status, bool):
+        # A 1xx is interim (RFC 9110 section 15.2): the client would wait for a final
+        # response that never comes and take the next one for it.
+        raise InvalidResponse(f"Invalid status for a final response: {status!r}")
+    return line
+
+
+def check_field(name: Any, value: Any) -> None:
+    """Refuse a header or trailer field that is not a token name with a clean value.
+
+    On the hot path, callers skip it for names in ``KNOWN_NAMES`` and check the values of the
+    whole head at once (``FIELD_BYTES``)."""
+    if not isinstance(name, bytes) or not isinstance(value, bytes):
+        raise InvalidResponse(f"Header names and values must be bytes: {name!r}: {value!r}")
+    if name not in KNOWN_NAMES:
+        if not _TOKEN.match(name):
+            raise InvalidResponse(f"Invalid header name {name!r}")
+        if len(KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+            KNOWN_NAMES.add(name)
+    if BAD_VALUE.search(value):
+        raise InvalidResponse(f"Invalid header value for {name.decode('latin-1')}: {value!r}")
+
+
+def content_length(value: bytes) -> int:
+    """The value of a ``content-length`` field (a list of equal values is one value)."""
+    if value.isdigit() and len(value) <= 18:
+        return int(value)
+    values = {item.strip(b" \t") for item in value.split(b",")} if b"," in value else {value}
+    if len(values) != 1:
+        raise InvalidResponse(f"Conflicting content-length {value!r}")
+    (single,) = values
+    if not _DIGITS.match(single):
+        raise InvalidResponse(f"Invalid content-length {value!r}")
+    return int(single)
+
+
+def has_token(value: bytes, token: bytes) -> bool:
+    """Does the comma-separated list ``value`` hold ``token`` (case-insensitive, parameters
+    ignored)?"""
+    if token not in value.lower():
+        return False
+    return any(item.split(b";", 1)[0].strip(b" \t").lower() == token for item in value.split(b","))
+
+
+def header_has_token(headers: Iterable[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
+    """``has_token`` over every field named ``name`` (lower-case) in ``headers``."""
+    return any(n == name and has_token(v, token) for n, v in headers)
+
+
+def is_websocket_upgrade(method: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """A WebSocket opening handshake: GET, ``Connection: upgrade`` and ``Upgrade: websocket``
+    (RFC 6455 section 4.2.1; tokens compare case-insensitively)."""
+    headers = list(headers)
+    return (
+        method == "GET"
+        and header_has_token(headers, b"connection", b"upgrade")
+        and header_has_token(headers, b"upgrade", b"websocket")
+    )
+
+
+def request_content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The announced request body length, if a valid one was given (the parser enforces the
+    rest of the framing rules)."""
+    for name, value in headers:
+        if name == b"content-length" and _DIGITS.match(value):
+            return int(value)
+    return None
+
+
+def plain_response(status: int, text: str, close: bool = True, head: bool = False) -> bytes:
+    """A complete text/plain response generated by the server itself; ``head``: the answer
+    to a HEAD request, which has no content (RFC 9110 section 9.3.2)."""
+    body = text.encode()
+    return b"".join(
+        [
+            STATUS_LINES[status],
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n" if close else b"",
+            b"\r\n",
+            b"" if head else body,
+        ]
+    )
