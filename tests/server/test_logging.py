@@ -111,16 +111,20 @@ def test_django_log_records_are_not_doubled(tmp_path) -> None:
 def test_lifespan_unsupported_is_a_debug_line(tmp_path) -> None:
     # Django's ASGI handler raises on the lifespan scope: routine, not worth an info line.
     # Its wording starts with "Django can only handle ASGI/HTTP connections, not lifespan."
+    # --interface asgi: Django's own handler, not the native path (which acknowledges lifespan).
     port = free_port()
     app = "tests.server.django_site:application"
-    quiet = Serving(tmp_path / "info.log", app, "--port", str(port))
+    quiet = Serving(tmp_path / "info.log", app, "--port", str(port), "--interface", "asgi")
     try:
         stderr = quiet.wait_for("Listening on")
         assert quiet.stop() == 0
         assert "lifespan" not in quiet.stderr.lower(), stderr
     finally:
         quiet.close()
-    verbose = Serving(tmp_path / "debug.log", app, "--port", str(port), "--log-level", "debug")
+    verbose = Serving(
+        tmp_path / "debug.log", app, "--port", str(port), "--log-level", "debug", "--interface",
+        "asgi",
+    )
     try:
         verbose.wait_for("Listening on")
         assert verbose.stop() == 0
