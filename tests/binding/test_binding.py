@@ -9,7 +9,7 @@ import time
 from urllib.parse import parse_qs
 
 import pytest
-from django.contrib.auth.models import AnonymousUser, Permission, User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models.signals import post_save
 from websockets.asyncio.client import connect
@@ -111,27 +111,6 @@ class Client:
         with pytest.raises(asyncio.TimeoutError):
             got = await self.next(stream, timeout=wait)
             pytest.fail(f"expected nothing on {stream!r}, got {got}")
-
-
-@pytest.fixture
-def users():
-    def make():
-        Note.objects.all().delete()
-        made = {}
-        for name, perms in (
-            ("alice", ["view", "add", "change", "delete"]),
-            ("bob", []),
-            ("carol", ["view"]),
-        ):
-            User.objects.filter(username=name).delete()
-            user = made[name] = User.objects.create_user(name)
-            for perm in perms:
-                user.user_permissions.add(Permission.objects.get(codename=f"{perm}_note"))
-        return made
-
-    made = make()
-    yield made
-    Note.objects.all().delete()
 
 
 @pytest.fixture
