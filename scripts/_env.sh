@@ -22,4 +22,11 @@ ensure_redis_server() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
 }
+ensure_chromium() {
+  # The live blog's browser test drives Debian's chromium through chromedriver (selenium).
+  if ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; then
+    echo "installing chromium and chromium-driver (apt-get)…" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+}
 export PATH="$venv/bin:$PATH"
