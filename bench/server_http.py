@@ -82,7 +82,13 @@ def start(name: str) -> tuple[subprocess.Popen, int]:
 
 
 def wrk(port: int, duration: float, connections: int, close: bool = False) -> float:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", f"http://127.0.0.1:{port}/"]
+    args = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        f"http://127.0.0.1:{port}/",
+    ]
     if close:
         args[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 30).stdout

@@ -23,7 +23,7 @@ ensure_redis_server() {
   fi
 }
 ensure_browser() {
-  # Headless Chromium and its WebDriver for tests/test_example_chat_browser.py (Selenium).
+  # Headless Chromium and its WebDriver for the browser tests (Selenium).
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     echo "installing chromium and chromium-driver (apt-get)…" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null

@@ -157,6 +157,9 @@ class AsyncConsumer:
     # Groups joined on the consumer's behalf (``groups``); made on first use, since an empty
     # set per idle connection adds up.
     _joined_groups: set[str] | None = None
+    # Opt-in: up to this many messages handled at once (switchboard.concurrent_dispatch);
+    # 1, the default, handles them one at a time, in order.
+    max_concurrent_messages: int = 1
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -171,11 +174,37 @@ class AsyncConsumer:
             next_layer_message = layer_source(self.channel_layer, self.channel_name)
         self.base_send = send
         try:
-            await _dispatch_loop(receive, next_layer_message, self.dispatch)
+            if self.max_concurrent_messages == 1:
+                await _dispatch_loop(receive, next_layer_message, self.dispatch)
+            else:
+                await self._dispatch_concurrently(receive, next_layer_message)
         except StopConsumer:
             pass
         finally:
             await self._leave_groups()
+
+    async def _dispatch_concurrently(
+        self, receive: Receive, next_layer_message: LayerSource | None
+    ) -> None:
+        from switchboard.concurrent_dispatch import concurrent_dispatch_loop
+
+        if isinstance(self, SyncConsumer):
+            # Sync handlers share one thread (thread-sensitive, for the ORM): nothing to gain.
+            raise TypeError(
+                f"{type(self).__name__}: max_concurrent_messages needs an async consumer"
+            )
+        await concurrent_dispatch_loop(
+            receive,
+            next_layer_message,
+            self.dispatch,
+            self.max_concurrent_messages,
+            self.concurrency_key,
+        )
+
+    def concurrency_key(self, message: dict[str, Any]) -> Any:
+        """With ``max_concurrent_messages > 1``: messages sharing a key (not None) keep their
+        order; None (the default) lets a message run alongside any other."""
+        return None
 
     async def _leave_groups(self) -> None:
         # Runs however the consumer ended (returned, raised, cancelled): memberships left

@@ -67,7 +67,6 @@ def project_application(serve_static: bool = True) -> Any:
     return application
 
 
-
 def _check_application(app: Any, where: str) -> None:
     # A consumer class passed instead of Consumer.as_asgi() would fail confusingly per request.
     if isinstance(app, type) and hasattr(app, "as_asgi"):

@@ -13,6 +13,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "switchboard",
+    "tests.binding_app",  # a model for the data binding tests
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

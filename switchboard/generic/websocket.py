@@ -223,3 +223,12 @@ class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         return json.dumps(content)
+
+
+def __getattr__(name: str) -> Any:
+    # The demultiplexers live in generic/demultiplexer.py, which imports this module.
+    if name in ("AsyncJsonWebsocketDemultiplexer", "JsonWebsocketDemultiplexer"):
+        from switchboard.generic import demultiplexer
+
+        return getattr(demultiplexer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

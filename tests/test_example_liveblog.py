@@ -1,0 +1,217 @@
+"""End to end: the live blog example under `python -m switchboard serve`, driven by real
+Chromium windows (selenium + chromedriver) and a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "liveblog"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ADMIN_PASSWORD = "liveblog-test-password"
+SCREENSHOTS = Path(os.environ.get("LIVEBLOG_SCREENSHOTS", tempfile.gettempdir()))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            raise AssertionError("server did not exit within 15 s of SIGTERM") from None
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def liveblog(tmp_path_factory) -> Iterator[str]:
+    tmp_path = tmp_path_factory.mktemp("liveblog")
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="liveblogsite.settings",  # not the suite's own settings
+        LIVEBLOG_DATABASE=str(tmp_path / "blog.sqlite3"),
+        DJANGO_DEBUG="0",
+        PYTHONUNBUFFERED="1",
+        DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
+    )
+    for command in (
+        ["migrate", "--noinput", "-v0"],
+        ["createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com"],
+    ):
+        subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=EXAMPLE, env=env, check=True, timeout=60
+        )
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w+b")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "switchboard", "serve", "liveblogsite.asgi:application"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        cwd=EXAMPLE,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"server exited early:\n{log.read().decode(errors='replace')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                _stop(process)
+                raise AssertionError("server did not start listening within 20 s") from None
+            time.sleep(0.1)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        code = _stop(process)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+        log.close()
+        assert code in (0, -signal.SIGTERM), f"server exit status {code}:\n{output}"
+        assert "Traceback" not in output, output
+
+
+def _browser(tmp_path: Path, name: str):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("chromium and chromium-driver are not installed (scripts/test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,800",
+        f"--user-data-dir={tmp_path / ('profile-' + name)}",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def _wait(driver, condition, timeout: float = 10, what: str = "condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, what)
+
+
+def _post_titles(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [el.text for el in driver.find_elements(By.CSS_SELECTOR, "#posts article h2")]
+
+
+def test_a_post_saved_in_one_window_appears_in_the_other(liveblog, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    editor = _browser(tmp_path, "editor")
+    reader = _browser(tmp_path, "reader")
+    try:
+        base = f"http://{liveblog}"
+        reader.get(base + "/")
+        _wait(
+            reader,
+            lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "live",
+            what="reader live",
+        )
+        assert _post_titles(reader) == []
+
+        # The editor signs in to the admin and saves a post there.
+        editor.get(base + "/admin/login/?next=/admin/blog/post/add/")
+        editor.find_element(By.ID, "id_username").send_keys("admin")
+        editor.find_element(By.ID, "id_password").send_keys(ADMIN_PASSWORD)
+        editor.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+        _wait(editor, lambda d: d.find_elements(By.ID, "id_title"), what="admin add form")
+        editor.find_element(By.ID, "id_title").send_keys("Kick-off!")
+        editor.find_element(By.ID, "id_body").send_keys("The match has started.")
+        editor.find_element(By.NAME, "_save").click()
+        _wait(editor, lambda d: "/admin/blog/post/" in d.current_url and "add" not in d.current_url)
+
+        # It appears in the reader's window without a reload.
+        _wait(reader, lambda d: _post_titles(d) == ["Kick-off!"], what="the post in the reader")
+        body = reader.find_element(By.CSS_SELECTOR, "#posts article p").text
+        assert body == "The match has started."
+
+        # A draft saved in the admin reaches staff only: the reader never sees it.
+        editor.get(base + "/admin/blog/post/add/")
+        editor.find_element(By.ID, "id_title").send_keys("Secret draft")
+        editor.find_element(By.ID, "id_published").click()  # untick: a draft
+        editor.find_element(By.NAME, "_save").click()
+        _wait(editor, lambda d: "add" not in d.current_url)
+
+        # The editor, on the blog page, publishes over the WebSocket with the page's form.
+        editor.get(base + "/")
+        _wait(
+            editor,
+            lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "live",
+            what="editor live",
+        )
+        assert _post_titles(editor) == ["Secret draft", "Kick-off!"]  # staff see drafts
+        _wait(
+            editor, lambda d: d.find_element(By.ID, "compose").is_displayed(), what="compose form"
+        )
+        editor.find_element(By.ID, "title").send_keys("Goal!")
+        editor.find_element(By.ID, "body").send_keys("1-0 after ten minutes.")
+        editor.find_element(By.ID, "publish").click()
+        _wait(
+            reader,
+            lambda d: _post_titles(d) == ["Goal!", "Kick-off!"],
+            what="the socket post in the reader",
+        )
+        _wait(editor, lambda d: _post_titles(d) == ["Goal!", "Secret draft", "Kick-off!"])
+        reader.save_screenshot(str(SCREENSHOTS / "liveblog-reader.png"))
+        assert "Secret draft" not in reader.page_source
+    finally:
+        editor.quit()
+        reader.quit()
+
+
+async def test_the_socket_speaks_the_documented_frames(liveblog):
+    async with connect(f"ws://{liveblog}/ws/", origin=f"http://{liveblog}") as ws:
+        frames = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(3)]
+        assert {"stream": "posts", "type": "accept"} in frames
+        assert {"stream": "whoami", "type": "accept"} in frames
+        assert {"stream": "whoami", "payload": {"username": None, "staff": False}} in frames
+        await ws.send(json.dumps({"stream": "posts", "payload": {"action": "subscribe"}}))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert answer["stream"] == "posts" and answer["payload"]["ok"] is True
+        # An anonymous reader may not write.
+        create = {"action": "create", "data": {"title": "spam"}}
+        await ws.send(json.dumps({"stream": "posts", "payload": create}))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert refused["payload"]["error"] == "forbidden"
+    # Another site's page may not open the socket (AllowedHostsOriginValidator).
+    with pytest.raises(Exception, match="403"):
+        async with connect(f"ws://{liveblog}/ws/", origin="http://evil.example"):
+            pass
