@@ -220,5 +220,3 @@ async def test_unsubscribe_stops_publications(layer):
     await publish("room", {"n": 1})
     assert await client.receive_nothing(0.3)
     await client.disconnect()
-
-
