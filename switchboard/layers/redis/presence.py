@@ -99,6 +99,8 @@ class RedisPresenceStore:
         self._sweep_script = _Script(SWEEP_SCRIPT)
         self._task: asyncio.Task | None = None
         self._beating: asyncio.Future | None = None
+        # False until the first heartbeat: before it, a missing key only means "not yet".
+        self._beaten = False
 
     # -- keys and commands ----------------------------------------------------
 
@@ -257,8 +259,9 @@ class RedisPresenceStore:
             self._pid_shard(self.pid), self._beat_script, self._beat_key(self.pid),
             max(1, int(self.timeout * 1000)),
         )  # fmt: skip
-        if not was_there:
-            self.dirty.update(self.local)
+        if not was_there and self._beaten:
+            self.dirty.update(self.local)  # our entries may be gone with the key: write again
+        self._beaten = True
         for topic in list(self.dirty):
             await self._resync(topic)
             self.dirty.discard(topic)
