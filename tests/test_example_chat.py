@@ -119,8 +119,13 @@ def test_index_and_room_pages(chat_server):
 async def _next(ws, kind: str) -> dict:
     while True:
         event = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        if event["type"] == kind:
+        if event.get("type", event.get("sb")) == kind:
             return event
+
+
+async def _subscribe(ws, room: str, **extra) -> dict:
+    await ws.send(json.dumps({"sb": "sub", "topic": f"chat_{room}", **extra}))
+    return await _next(ws, "subscribed")
 
 
 async def test_two_clients_in_a_room_both_receive_a_message(chat_server):
@@ -135,10 +140,12 @@ async def test_two_clients_in_a_room_both_receive_a_message(chat_server):
         bob_name = (await _next(bob, "welcome"))["username"]
         await _next(carol, "welcome")
         assert alice_name.startswith("guest-") and alice_name != bob_name
+        for client, name in ((alice, "lobby"), (bob, "lobby"), (carol, "elsewhere")):
+            await _subscribe(client, name)
 
         await alice.send(json.dumps({"message": "hello, room"}))
         for client in (alice, bob):
-            event = await _next(client, "message")
+            event = (await _next(client, "pub"))["data"]
             assert event["message"] == "hello, room"
             assert event["username"] == alice_name
             assert event["timestamp"].endswith("+00:00")
@@ -146,9 +153,48 @@ async def test_two_clients_in_a_room_both_receive_a_message(chat_server):
         await bob.send(json.dumps({"message": "  "}))
         assert "message" in (await _next(bob, "error"))["error"]
 
-        # Another room hears nothing.
+        # Another room hears nothing, and a socket may not subscribe to another room.
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(carol.recv(), 0.3)
+        await carol.send(json.dumps({"sb": "sub", "topic": "chat_lobby"}))
+        assert (await _next(carol, "error"))["error"] == "subscribe refused"
+
+
+async def test_history_on_join_recovery_and_who_is_online(chat_server):
+    origin = f"http://{chat_server}"
+    room = f"ws://{chat_server}/ws/chat/history/"
+    async with connect(room, origin=origin) as alice:
+        alice_name = (await _next(alice, "welcome"))["username"]
+        await alice.send(json.dumps({"sb": "presence", "topic": "chat_history"}))
+        assert list((await _next(alice, "presence_state"))["state"]) == [alice_name]
+        await _subscribe(alice, "history")
+        await alice.send(json.dumps({"message": "first"}))
+        first = await _next(alice, "pub")
+        async with connect(room, origin=origin) as bob:
+            bob_name = (await _next(bob, "welcome"))["username"]
+            diff = await _next(alice, "presence_diff")
+            assert list(diff["joins"]) == [bob_name]
+            assert diff["joins"][bob_name]["metas"][0]["status"] == "online"
+            await _subscribe(bob, "history", history=50)
+            assert (await _next(bob, "pub"))["data"]["message"] == "first"  # history on join
+            for text in ("second", "third"):
+                await bob.send(json.dumps({"message": text}))
+        diff = await _next(alice, "presence_diff")
+        assert list(diff["leaves"]) == [bob_name]
+    # Alice comes back with her last offset: exactly what she missed.
+    async with connect(room, origin=origin) as alice:
+        await _next(alice, "welcome")
+        position = {"epoch": first["epoch"], "offset": first["offset"]}
+        assert (await _subscribe(alice, "history", **position))["recovered"] is True
+        missed = [(await _next(alice, "pub"))["data"]["message"] for _ in range(2)]
+        assert missed == ["second", "third"]
+
+
+def test_the_browser_client_is_served(chat_server):
+    status, body = _get(f"http://{chat_server}/static/switchboard/switchboard.js")
+    assert status == 200 and "export class Switchboard" in body
+    status, body = _get(f"http://{chat_server}/chat/lobby/")
+    assert 'from "/static/switchboard/switchboard.js"' in body
 
 
 async def test_foreign_origin_is_rejected(chat_server):

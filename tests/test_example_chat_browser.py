@@ -52,7 +52,7 @@ def _free_port() -> int:
 
 
 class _ChatServer:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, redis_url: str | None = None, name: str = "server") -> None:
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="chatsite.settings",
@@ -61,18 +61,24 @@ class _ChatServer:
             PYTHONUNBUFFERED="1",
         )
         env.pop("CHAT_REDIS_URL", None)
+        if redis_url:
+            env["CHAT_REDIS_URL"] = redis_url
+        self.env = env
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
             cwd=EXAMPLE, env=env, check=True, timeout=60,
         )  # fmt: skip
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / "server.log"
+        self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "switchboard", "serve", "chatsite.asgi:application"]
             + ["--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=EXAMPLE, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=EXAMPLE, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
@@ -83,6 +89,10 @@ class _ChatServer:
             except OSError:
                 assert time.monotonic() < deadline, "the example server did not start"
                 time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -212,3 +222,53 @@ def test_two_guests_chat_names_stay_long_lines_wrap_and_close_reason_shows(
             lambda text: text == "Disconnected: server shutting down (code 1001)",
             "the close reason",
         )
+
+
+def _online(driver: Any) -> list[str]:
+    return [
+        li.get_attribute("data-user") for li in driver.find_elements(By.CSS_SELECTOR, "#online li")
+    ]
+
+
+def test_presence_and_nothing_lost_while_one_window_is_cut_off(open_browser, tmp_path):
+    """Two server processes on Redis, one window on each: they see each other online; one
+    window's server dies (its network is cut) while the other keeps talking; once it is back,
+    the window shows every message, in order, once."""
+    from tests.support.redis_servers import RedisServer
+
+    with RedisServer(name="chat") as redis:
+        one = _ChatServer(tmp_path, redis.url, "one")
+        two = _ChatServer(tmp_path, redis.url, "two")
+        try:
+            alice, bob = open_browser("alice"), open_browser("bob")
+            alice.get(f"{one.url}/chat/lobby/")
+            bob.get(f"{two.url}/chat/lobby/")
+            alice_name, bob_name = _connected_as(alice), _connected_as(bob)
+            for driver in (alice, bob):
+                _wait(driver, lambda d: sorted(_online(d)) == sorted([alice_name, bob_name]),
+                      "both names in the online list")  # fmt: skip
+
+            _say(bob, "before the cut")
+            _wait_for_line(alice, lambda text: "before the cut" in text, "the first message")
+            one.kill()  # alice's server dies: her socket is gone, bob's is not
+            _wait(alice, lambda d: "reconnecting" in d.find_element(By.ID, "status").text,
+                  "alice noticing")  # fmt: skip
+            said = [f"while away {i}" for i in range(5)]
+            for text in said:
+                _say(bob, text)
+                _wait_for_line(bob, lambda line, text=text: text in line, "bob's own line")
+            _say(alice, "typed while cut off")  # queued by switchboard.js
+            one.start()
+
+            _wait_for_line(alice, lambda text: "typed while cut off" in text, "the queued send")
+            _wait_for_line(bob, lambda text: "typed while cut off" in text, "it at bob")
+            expected = ["before the cut", *said, "typed while cut off"]
+            for driver in (alice, bob):
+                chat = driver.find_elements(By.CSS_SELECTOR, "#log p:not(.system)")
+                texts = [line.text.split(": ", 1)[1] for line in chat]
+                assert texts == expected, texts
+            assert not any("could not be recovered" in line for line in _log_lines(alice))
+            _wait(alice, lambda d: _connected_as(d) == alice_name, "the same name again")
+        finally:
+            one.stop()
+            two.stop()

@@ -32,7 +32,9 @@ from typing import Any
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.groups import GroupMemberships
+from switchboard.layers.history_store import MemoryHistoryStore
 from switchboard.layers.local import LocalQueue
+from switchboard.layers.presence_store import MemoryPresenceStore
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -66,6 +68,20 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         # Sweeping more often than messages can expire would only burn CPU.
         self.sweep_interval = min(max(float(expiry), 0.01), 60.0)
+        self._presence: MemoryPresenceStore | None = None
+        self._history: MemoryHistoryStore | None = None
+
+    # -- optional stores (switchboard.presence, switchboard.history) -------------
+
+    def presence_store(self) -> MemoryPresenceStore:
+        if self._presence is None:
+            self._presence = MemoryPresenceStore(self)
+        return self._presence
+
+    def history_store(self) -> MemoryHistoryStore:
+        if self._history is None:
+            self._history = MemoryHistoryStore(self)
+        return self._history
 
     # -- channels ----------------------------------------------------------
 
@@ -178,8 +194,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # -- housekeeping ------------------------------------------------------
 
     async def flush(self) -> None:
-        """Drop every message and group; receivers already waiting keep waiting."""
+        """Drop every message, group, presence entry and history; receivers already waiting
+        keep waiting."""
         self.groups.clear()
+        self._presence = self._history = None
         for name, chan in list(self.channels.items()):
             chan.clear()
             if not chan.waiters:

@@ -158,11 +158,14 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 class RedisServer:
-    """One redis-server on a free loopback port, without persistence.
+    """One redis-server on a free loopback port, without persistence unless ``aof=True``.
 
     ``restart()`` keeps the port and comes back empty, like a crashed server restarted without
-    persistence. ``kill()`` is a crash (SIGKILL); ``stop()`` a clean shutdown. Usable as a
-    context manager. Extra ``redis.conf`` directives go in ``extra_args`` as ``--name value``.
+    persistence. With ``aof=True`` every write is appended to an AOF in ``dir`` and fsynced
+    (``appendfsync always``), and ``restart()`` (or ``kill()`` then ``start()``) reloads it: the
+    data survives even a crash. ``kill()`` is a crash (SIGKILL); ``stop()`` a clean shutdown.
+    Usable as a context manager. Extra ``redis.conf`` directives go in ``extra_args`` as
+    ``--name value``.
     """
 
     def __init__(
@@ -173,8 +176,10 @@ class RedisServer:
         cluster: bool = False,
         name: str = "redis",
         start: bool = True,
+        aof: bool = False,
     ) -> None:
         self.host = HOST
+        self.aof = aof
         self._fixed_port = port is not None
         self.cluster = cluster
         self.port = port if port is not None else free_port(cluster_bus=cluster)
@@ -199,7 +204,8 @@ class RedisServer:
 
     def _args(self) -> list[str]:
         args = ["--bind", self.host, "--port", str(self.port), "--dir", self.dir]
-        args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        persistence = ["yes", "--appendfsync", "always"] if self.aof else ["no"]
+        args += ["--save", "", "--appendonly", *persistence, "--daemonize", "no"]
         args += ["--protected-mode", "no", "--loglevel", "warning"]
         # Replicas sync at once instead of after the default 5 s wait for more replicas.
         args += ["--repl-diskless-sync-delay", "0"]
@@ -274,7 +280,8 @@ class RedisServer:
             self._reap(proc)
 
     def restart(self, timeout: float = START_TIMEOUT) -> RedisServer:
-        """Stop (if running) and start again on the same port, with no data."""
+        """Stop (if running) and start again on the same port: with no data, or with what the
+        AOF holds when ``aof=True``."""
         self.stop()
         self._fixed_port = True
         # A node that keeps its nodes.conf would come back with its old cluster identity.

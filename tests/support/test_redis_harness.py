@@ -251,3 +251,24 @@ def test_sentinel_fails_over_when_the_master_crashes() -> None:
         assert sentinel.wait_for_new_master(timeout=20) == sentinel.replica.address
         # down-after-milliseconds is 1 s: the harness keeps crash failovers quick.
         assert time.monotonic() - started < 10
+
+
+def test_aof_server_keeps_its_data_across_a_crash_and_a_restart() -> None:
+    with RedisServer(aof=True, name="aof") as server:
+        with server.client() as r:
+            r.set("kept", "1")
+        server.kill()  # a crash right after the write: appendfsync always has it on disk
+        server.start()
+        with server.client() as r:
+            assert r.get("kept") == b"1"
+            assert r.config_get("appendonly")["appendonly"] == "yes"
+            r.set("also", "2")
+        server.restart()
+        with server.client() as r:
+            assert (r.get("kept"), r.get("also")) == (b"1", b"2")
+    with RedisServer(name="no-aof") as server:
+        with server.client() as r:
+            r.set("lost", "1")
+        server.restart()
+        with server.client() as r:
+            assert r.get("lost") is None

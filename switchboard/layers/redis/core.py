@@ -331,6 +331,8 @@ class RedisChannelLayer(BaseChannelLayer):
     (SSUBSCRIBE/SPUBLISH, one subscriber connection per node owning a slot in use).
     ``sentinels`` + ``service_name`` (+ ``sentinel_kwargs``): find the master via Sentinel;
     after a failover every connection re-discovers the master.
+    ``presence_timeout``: seconds after which a dead process's presence entries vanish
+    (:mod:`switchboard.layers.redis.presence`).
     ``at_least_once_channels``: glob patterns of worker channels delivered through
     Redis Streams; receivers call ``await layer.ack(channel, message)`` after handling
     (or the next ``receive`` on that channel acknowledges the previous message);
@@ -372,6 +374,7 @@ class RedisChannelLayer(BaseChannelLayer):
         random_prefix_length: int = 12,  # accepted for channels_redis settings; unused
         serializer_format: str = "msgpack",
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        presence_timeout: float = 15.0,
     ) -> None:
         super().__init__(
             expiry=expiry,
@@ -421,6 +424,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self._states_lock = threading.Lock()
         # Process tokens of loops that ended: their channels go to the first loop receiving.
         self._orphans: set[str] = set()
+        self.presence_timeout = presence_timeout
+        self._presence: Any = None
+        self._history: Any = None
 
     # -- per-loop state ---------------------------------------------------------
 
@@ -504,6 +510,24 @@ class RedisChannelLayer(BaseChannelLayer):
         # The name is a Cluster hash tag: a channel's list and stream share one slot, and
         # the slot depends on the channel alone (never on the prefix).
         return f"{self.prefix}:{kind}:{{{name}}}"
+
+    # -- optional stores (switchboard.presence, switchboard.history) -------------
+
+    def presence_store(self) -> Any:
+        """This layer's presence (see :mod:`switchboard.layers.redis.presence`)."""
+        if self._presence is None:
+            from switchboard.layers.redis.presence import RedisPresenceStore
+
+            self._presence = RedisPresenceStore(self, self.presence_timeout)
+        return self._presence
+
+    def history_store(self) -> Any:
+        """This layer's reliable-group history (see :mod:`switchboard.layers.redis.history`)."""
+        if self._history is None:
+            from switchboard.layers.redis.history import RedisHistoryStore
+
+            self._history = RedisHistoryStore(self)
+        return self._history
 
     # -- the API ----------------------------------------------------------------
 
