@@ -1,7 +1,7 @@
 """The tests the tutorial and the testing guide show (docs/ includes the marked sections).
 
 They run against the real chat example in examples/chat (and the tutorial's first consumer in
-tests/tutorial_steps/), so the documented code and tests stay true. The chat speaks the
+tests/docs_samples/), so the documented code and tests stay true. The chat speaks the
 protocol of switchboard.realtime: ``{"sb": ...}`` control frames around the application's JSON.
 """
 
@@ -133,7 +133,7 @@ ChatLiveServerTests = override_settings(
 
 # The tutorial's first consumer (step 2, before presence and history): the same room, plain
 # group messages and no control frames.
-from tests.tutorial_steps.first_consumers import ChatConsumer as FirstChatConsumer  # noqa: E402
+from tests.docs_samples.first_consumers import ChatConsumer as FirstChatConsumer  # noqa: E402
 
 first_application = URLRouter(
     [re_path(r"^ws/chat/(?P<room>[A-Za-z0-9_-]{1,64})/$", FirstChatConsumer.as_asgi())]
