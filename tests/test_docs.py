@@ -46,6 +46,24 @@ def test_documentation_builds_strictly_and_renders_code_and_reference(tmp_path: 
     assert "AllowedHostsOriginValidator(" in tutorial
     assert "async def test_a_message_reaches_everyone_in_the_room" in tutorial
     assert "--8<--" not in tutorial  # every snippet was resolved (and its markers removed)
+    # The tutorial builds up to the real example: its first consumer, then the final one on
+    # RealtimeConsumer with switchboard.js, and the tests of the realtime protocol.
+    assert "class ChatConsumer(AsyncJsonWebsocketConsumer):" in tutorial
+    assert "class ChatConsumer(RealtimeConsumer):" in tutorial
+    assert 'import { Switchboard } from "{% static' in tutorial
+    assert "async def test_a_client_that_reconnects_gets_what_it_missed" in tutorial
+
+    for page, included in [
+        ("topics/realtime", "class Scoreboard(RealtimeConsumer):"),
+        ("topics/streams", "class PostBinding(WebsocketBinding):"),
+        ("topics/streams", "max_concurrent_messages = 8"),
+    ]:
+        text = _text(tmp_path / page / "index.html")
+        assert included in text and "--8<--" not in text, page
+    realtime = _text(tmp_path / "reference" / "realtime" / "index.html")
+    assert "A client remembers, per topic, the epoch" in realtime  # the protocol docstring
+    streams = _text(tmp_path / "reference" / "streams" / "index.html")
+    assert "Data binding whose hooks" in streams and "Groups joined for a subscription" in streams
 
     layers = _text(tmp_path / "reference" / "layers" / "index.html")
     # mkdocstrings rendered the docstrings themselves, not just headings.
@@ -53,6 +71,7 @@ def test_documentation_builds_strictly_and_renders_code_and_reference(tmp_path: 
     assert "at_least_once_channels" in layers
     server = _text(tmp_path / "reference" / "server" / "index.html")
     assert "Serve app (an ASGI callable" in server
+    assert "What runs where (and so: thread-safety and database connections)" in server
 
 
 def _python_blocks(markdown: str) -> list[tuple[int, str]]:
