@@ -144,7 +144,7 @@ def _get(url: str) -> tuple[int, Message, str]:
 async def _next(ws, kind: str) -> dict:
     while True:
         event = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        if event["type"] == kind:
+        if event.get("type", event.get("sb")) == kind:
             return event
 
 
@@ -155,9 +155,12 @@ async def _chat_round_trip(address: str, text: str) -> None:
     async with connect(room, origin=origin) as alice, connect(room, origin=origin) as bob:
         alice_name = (await _next(alice, "welcome"))["username"]
         await _next(bob, "welcome")
+        for client in (alice, bob):  # the chat's room is a reliable group (switchboard.realtime)
+            await client.send(json.dumps({"sb": "sub", "topic": "chat_lobby"}))
+            await _next(client, "subscribed")
         await alice.send(json.dumps({"message": text}))
         for client in (alice, bob):
-            event = await _next(client, "message")
+            event = (await _next(client, "pub"))["data"]
             assert (event["username"], event["message"]) == (alice_name, text)
 
 
