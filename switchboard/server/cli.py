@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d.threads,
         metavar="N",
-        help="threads per process running WSGI and native Django HTTP requests (default: the "
-        "SWITCHBOARD_HTTP_THREADS environment variable, else 4)",
+        help="threads per process running WSGI and native Django HTTP requests (default: "
+        "Django's SWITCHBOARD_HTTP_THREADS setting for the native path, else 4)",
     )
     return parser
 
