@@ -14,6 +14,7 @@ from typing import Any
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE, MessageCodec
 from switchboard.layers.drops import DropCounter
+from switchboard.layers.stats import LayerStats
 
 __all__ = ["BaseChannelLayer", "ChannelFull"]
 
@@ -55,6 +56,12 @@ class BaseChannelLayer:
         self.codec = MessageCodec(max_message_size)
         # Messages dropped where no sender can be told: counted, logged rate-limited.
         self.drops = DropCounter(logging.getLogger(type(self).__module__))
+        self.stats = LayerStats()  # counters read by switchboard.metrics
+
+    def queued_messages(self) -> int:
+        """Messages waiting in this process's local queues (a metrics gauge; may be called
+        from another thread, so implementations copy before they iterate)."""
+        return 0
 
     @property
     def max_message_size(self) -> int | None:

@@ -93,6 +93,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         codec = self.codec
         if not self._deliver(channel, codec.decode(codec.pack(message)), time.monotonic()):
             raise ChannelFull(channel)
+        self.stats.sends += 1
 
     def _deliver(self, name: str, message: dict[str, Any], now: float) -> bool:
         """Store or hand over an already-copied message; False when the channel is full."""
@@ -172,14 +173,18 @@ class InMemoryChannelLayer(BaseChannelLayer):
         data = self.codec.pack(message)
         decode = self.codec.decode
         members = self.groups.members(group)
+        self.stats.group_sends += 1
         if not members:
             decode(data)  # nobody to copy it for, but a bad message fails all the same
             return
         now = time.monotonic()
         deliver = self._deliver
+        missed = 0
         for channel in members:
             if not deliver(channel, decode(data), now):
+                missed += 1
                 self.drops.note("full", channel)  # like Channels: a full member misses it
+        self.stats.fanout_deliveries += len(members) - missed
 
     async def release_channel(self, channel: str) -> None:
         """Forget ``channel``: out of every group, its waiting messages dropped.
@@ -192,6 +197,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
             del self.channels[channel]
 
     # -- housekeeping ------------------------------------------------------
+
+    def queued_messages(self) -> int:
+        # list() copies in one step, so a scrape from another thread never sees the dict
+        # change size under it.
+        return sum(len(chan) for chan in list(self.channels.values()))
 
     async def flush(self) -> None:
         """Drop every message, group, presence entry and history; receivers already waiting

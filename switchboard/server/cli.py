@@ -1,7 +1,8 @@
 """``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``).
 
 Exit status: 0 after a graceful stop, 1 when the address cannot be listened on, 2 for a bad
-command line or an application that cannot be imported or is not an ASGI application.
+command line, an application that cannot be imported or is not an ASGI application, or
+``--metrics-port`` without ``prometheus_client``.
 """
 
 from __future__ import annotations
@@ -215,6 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.access_log,
         help="log one line per HTTP request and WebSocket handshake (default: on)",
     )
+    metrics = p.add_argument_group("metrics (Prometheus; needs switchboard[metrics])")
+    metrics.add_argument(
+        "--metrics-port",
+        type=int,
+        default=d.metrics_port,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics; with --workers N, worker k "
+        "serves on PORT+k (default: off)",
+    )
+    metrics.add_argument(
+        "--metrics-host",
+        default=d.metrics_host,
+        metavar="HOST",
+        help="interface the metrics endpoint binds; it has no authentication, so keep it "
+        "private (default: %(default)s)",
+    )
     procs.add_argument(
         "--interface",
         choices=("auto", "asgi", "wsgi"),
@@ -235,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from switchboard.metrics import MetricsUnavailableError
     from switchboard.server.server import ListenError, run
 
     args = vars(build_parser().parse_args(argv))
@@ -243,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, ".")
     try:
         run(app, **args)
-    except (AppImportError, AppShapeError) as exc:
+    except (AppImportError, AppShapeError, MetricsUnavailableError) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return EXIT_APP_ERROR
     except ListenError as exc:

@@ -65,6 +65,9 @@ class Config:
     date_header: bool = True
     interface: str = "auto"  # "auto" | "asgi" | "wsgi" (see server/interfaces.py)
     threads: int | None = None  # pool size for WSGI / native Django HTTP (server/wsgi.py)
+    # Prometheus metrics over HTTP (switchboard.metrics.endpoint); worker k uses port + k.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def load(self) -> Any:
         """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted, Django's

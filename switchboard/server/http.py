@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from switchboard.server import access_log
 from switchboard.server.config import Config
 from switchboard.server.http11_framing import (
     FIELD_BYTES,
@@ -40,7 +41,7 @@ __all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_respo
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
-access_logger = logging.getLogger("switchboard.server.access")
+access_logger = access_log.access_logger
 
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
@@ -114,6 +115,8 @@ class _Request:
         "trailers",
         "emit_trailers",
         "body_done",
+        "sent",
+        "began",
     )
 
     def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
@@ -142,6 +145,8 @@ class _Request:
         self.trailers = 0  # 0, _TRAILERS_WANTED or _TRAILERS_NEXT
         self.emit_trailers = False  # the trailer fields go on the wire (else they're dropped)
         self.body_done = False  # the final http.request (more_body=False) was handed over
+        self.sent = 0  # bytes of the response written (access log)
+        self.began = 0.0  # loop time of the complete request head, when access-logged
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -152,6 +157,7 @@ class _Request:
         if self.expect_continue and not self.started and not self.disconnected:
             self.expect_continue = False
             proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            proto.state.bytes_out += 25
         if not self.body_done:
             while not self.disconnected and not self.body and not self.complete:
                 proto.resume_reading()
@@ -198,7 +204,10 @@ class _Request:
             more = message.get("more_body", False)
             if body.__class__ is not bytes and not isinstance(body, _BYTES_LIKE):
                 raise InvalidResponse(f"http.response.body must be bytes, not {type(body)!r}")
-            proto.transport.write(self._frame(body, more))
+            data = self._frame(body, more)
+            proto.transport.write(data)
+            self.sent += len(data)
+            proto.state.bytes_out += len(data)
             if proto.writing_paused:
                 await proto.drain()
             if more:
@@ -328,12 +337,14 @@ class _Request:
             chunked = self.chunked and not self.no_content
             prefix = b"%x\r\n" % size if chunked and size else b""
             if head is not None or prefix:
-                proto.transport.write((head or b"") + prefix)
+                self._write((head or b"") + prefix)
             if not self.no_content and size:
                 await self._stream_file(file, size)
+                self.sent += size
+                proto.state.bytes_out += size
             if chunked:
                 end = b"0\r\n" if self.emit_trailers else b"0\r\n\r\n"
-                proto.transport.write(b"\r\n" + end if size else end)
+                self._write(b"\r\n" + end if size else end)
             if proto.writing_paused:
                 await proto.drain()
 
@@ -378,13 +389,19 @@ class _Request:
             if not more:
                 out.append(b"\r\n")  # ends the chunked body
             if out:
-                proto.transport.write(b"".join(out))
+                self._write(b"".join(out))
                 if proto.writing_paused:
                     await proto.drain()
         if not more:
             self.finished = True
             self.wake()
             proto.request_done(self)
+
+    def _write(self, data: bytes) -> None:
+        """Write part of the response, counted (not for the per-message body path)."""
+        self.proto.transport.write(data)
+        self.sent += len(data)
+        self.proto.state.bytes_out += len(data)
 
     def _accepts_trailers(self) -> bool:
         """Did the client say ``TE: trailers``? (RFC 9110 section 10.1.4)."""
@@ -463,12 +480,14 @@ class HttpProtocol(asyncio.Protocol):
         self.ws_leftover: bytes | None = None  # ...and waits for the responses in flight
         self.refused_upgrade: _Request | None = None  # an Upgrade answered as plain HTTP
         self.resume_body: _Request | None = None  # see _refuse_upgrade
+        self.log_access = False  # asked once per connection (access_log.enabled)
 
     # -- connection ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
+        self.log_access = access_log.enabled(self.config)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
@@ -482,7 +501,7 @@ class HttpProtocol(asyncio.Protocol):
             self.config.limit_concurrency is not None
             and len(self.state.connections) > self.config.limit_concurrency
         ):
-            self.transport.write(plain_response(503, "Service Unavailable"))
+            self._write_error(plain_response(503, "Service Unavailable"))
             self.close()
             return
         self._arm_keep_alive()
@@ -514,6 +533,7 @@ class HttpProtocol(asyncio.Protocol):
                 req.wake()
 
     def data_received(self, data: bytes) -> None:
+        self.state.bytes_in += len(data)
         if self.closing or self.input_closed:
             return
         # The keep-alive timer is not stopped by bytes arriving, only by a complete request
@@ -605,6 +625,8 @@ class HttpProtocol(asyncio.Protocol):
             self.refused_upgrade = req
         self.parsing = req
         self.state.total_requests += 1
+        if self.log_access:
+            req.began = self.loop.time()
         if self.current is None:
             self._start(req)
         else:
@@ -681,7 +703,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             from switchboard.server.websocket import WebSocketProtocol
         except ImportError:  # pragma: no cover - module ships with the package
-            self.transport.write(plain_response(501, "WebSocket support is not available"))
+            self._write_error(plain_response(501, "WebSocket support is not available"))
             self.close()
             return
         ws = WebSocketProtocol(self.config, self.state, self.app_state)
@@ -718,6 +740,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
             self._abandon(req)
+            self._done(req)
             return
         if not req.finished and not req.disconnected:
             if not req.wrote:
@@ -726,15 +749,15 @@ class HttpProtocol(asyncio.Protocol):
                     "sending its response" if req.started else "starting a response",
                 )
             self._abandon(req)
-        if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                req.scope["client"][0] if req.scope["client"] else "-",
-                req.scope["method"],
-                req.scope["path"],
-                req.scope["http_version"],
-                req.status,
-            )
+        self._done(req)
+
+    def _done(self, req: _Request) -> None:
+        """Count the response (by status class) and write its access-log line."""
+        status = req.status
+        self.state.http_responses[status // 100 if 100 <= status < 600 else 0] += 1
+        if self.log_access:
+            seconds = self.loop.time() - req.began
+            access_logger.info(access_log.http_line(req.scope, status, req.sent, seconds))
 
     def _abandon(self, req: _Request) -> None:
         """The response of ``req`` can't be completed: a 500 if none of it was written yet,
@@ -744,7 +767,7 @@ class HttpProtocol(asyncio.Protocol):
         if not req.wrote and not req.disconnected and not self.closing:
             req.wrote = True
             req.status = 500
-            self.transport.write(plain_response(500, "Internal Server Error", head=req.is_head))
+            req._write(plain_response(500, "Internal Server Error", head=req.is_head))
         self.close()
 
     def request_done(self, req: _Request) -> None:
@@ -757,7 +780,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.queue:
             self._start(self.queue.popleft())
         elif self.failure is not None:
-            self.transport.write(self.failure)
+            self._write_error(self.failure)
             self.close()
             return
         elif self.ws_leftover is not None:
@@ -777,17 +800,22 @@ class HttpProtocol(asyncio.Protocol):
             self.queue.remove(bad)  # queued: it never reaches the app
         response = plain_response(status, text, head=bad is not None and bad.is_head)
         if current is None:
-            self.transport.write(response)
+            self._write_error(response)
             self.close()
         elif current is bad:
             # The app sees http.disconnect; its own response can't go out any more.
             if not current.wrote:
                 current.wrote = True
-                self.transport.write(response)
+                current._write(response)
             self.close()
         else:
             self.failure = response
             self.pause_reading()
+
+    def _write_error(self, response: bytes) -> None:
+        """An error response of the server's own (no application saw the request)."""
+        self.transport.write(response)
+        self.state.bytes_out += len(response)
 
     # -- timers, flow control, shutdown -----------------------------------
 

@@ -16,7 +16,7 @@ from switchboard.server.config import Config
 from switchboard.server.http import HttpProtocol
 from switchboard.server.lifespan import Lifespan
 from switchboard.server.logging_setup import configure_logging
-from switchboard.server.state import ServerState
+from switchboard.server.state import ServerState, add_serving, remove_serving
 
 logger = logging.getLogger("switchboard.server")
 
@@ -124,6 +124,7 @@ class Server:
         else:
             server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
         self.servers.append(server)
+        add_serving(self.state)
         self._tick()
         logger.info("Listening on %s (Ctrl-C to quit)", listening_address(sock, config.fd))
 
@@ -198,6 +199,7 @@ class Server:
             logger.error("Lifespan shutdown did not finish in time; shutting down without it")
         for server in self.servers:
             await _within(server.wait_closed(), hard_deadline)
+        remove_serving(state)
 
     async def serve(self, sock: socket.socket | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -279,13 +281,30 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve_forever(config: Config, sock: socket.socket | None = None) -> None:
+def serve_forever(
+    config: Config,
+    sock: socket.socket | None = None,
+    worker: int | None = None,
+    metrics_sock: socket.socket | None = None,
+) -> None:
+    """Serve in this process; ``worker``: its slot under --workers (a metrics label),
+    ``metrics_sock``: the bound socket of its --metrics-port endpoint."""
     logger.info("Started server process [%d]", os.getpid())
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    server = Server(config)
+    server.state.worker = worker
+    endpoint = None
+    if metrics_sock is not None:
+        from switchboard.metrics.endpoint import MetricsEndpoint
+
+        endpoint = MetricsEndpoint.for_server(metrics_sock, server.state)
+        endpoint.start()
     try:
-        loop.run_until_complete(Server(config).serve(sock))
+        loop.run_until_complete(server.serve(sock))
     finally:
+        if endpoint is not None:
+            endpoint.close()
         loop.close()
     logger.info("Finished server process [%d]", os.getpid())
 
@@ -293,17 +312,38 @@ def serve_forever(config: Config, sock: socket.socket | None = None) -> None:
 def run(app: Any, **options: Any) -> None:
     """Serve ``app`` (an ASGI callable or ``"module:attr"``) until SIGTERM/SIGINT.
 
-    Raises ``AppImportError``/``AppShapeError`` for an unusable application and
-    :class:`ListenError` when the address cannot be listened on, before serving anything.
+    Raises ``AppImportError``/``AppShapeError`` for an unusable application,
+    :class:`ListenError` when the address (or the metrics port) cannot be listened on, and
+    ``MetricsUnavailableError`` for ``metrics_port`` without ``prometheus_client``, before
+    serving anything.
     """
     from switchboard.server.supervisor import run_supervised
 
     config = Config(app=app, **options)
     configure_logging(config.log_level)
+    if config.metrics_port is not None:
+        from switchboard.metrics import require_prometheus
+
+        require_prometheus()
     if config.workers > 1:
         run_supervised(config)
     else:
         # Import and vet the app before binding, as the supervisor does, and bind before
         # lifespan startup so a busy port does not run (and strand) the app's startup.
         config.load()
-        serve_forever(config, bind_socket(config))
+        sock = bind_socket(config)
+        try:
+            metrics = bind_metrics_sockets(config)
+        except ListenError:
+            sock.close()
+            raise
+        serve_forever(config, sock, metrics_sock=metrics[0] if metrics else None)
+
+
+def bind_metrics_sockets(config: Config) -> list[socket.socket]:
+    """The --metrics-port sockets, one per worker slot (none without --metrics-port)."""
+    if config.metrics_port is None:
+        return []
+    from switchboard.metrics.endpoint import bind_metrics_sockets as bind
+
+    return bind(config.metrics_host, config.metrics_port, max(config.workers, 1))

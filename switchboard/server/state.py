@@ -9,11 +9,30 @@ from typing import Any
 
 
 class ServerState:
+    """Connections, tasks and the counters behind the server's metrics.
+
+    The counters are plain ints that the protocols bump as things happen (an increment is all
+    the hot path pays); ``switchboard.metrics`` reads them when it is scraped, possibly from
+    another thread, which is safe for ints under the GIL.
+    """
+
     def __init__(self, server_header: bool = True, date_header: bool = True) -> None:
         self.connections: set[Any] = set()
         self.tasks: set[asyncio.Task] = set()
-        self.total_requests = 0
         self.shutting_down = False
+        # The worker slot under --workers (a metrics label), None for a single process.
+        self.worker: int | None = None
+        self.total_requests = 0  # HTTP requests whose head was parsed
+        # HTTP responses by status class: index status // 100 (0: the request got none).
+        self.http_responses = [0] * 6
+        self.websockets = 0  # open connections on the WebSocket protocol (also in connections)
+        self.ws_accepted = 0
+        self.ws_handshake_failures = 0  # handshakes answered with anything but 101
+        self.ws_messages_in = 0
+        self.ws_messages_out = 0
+        self.ws_closes: dict[int, int] = {}  # accepted connections ended, by close code
+        self.bytes_in = 0  # read from client sockets (HTTP and WebSocket, framing included)
+        self.bytes_out = 0  # written to client sockets
         self._server_header = server_header
         self._date_header = date_header
         self.default_headers: list[tuple[bytes, bytes]] = []
@@ -27,3 +46,23 @@ class ServerState:
         if self._date_header:
             headers.append((b"date", formatdate(time.time(), usegmt=True).encode()))
         self.default_headers = headers
+
+
+# States of the servers running in this process (Server.startup/shutdown keep it), so that a
+# metrics view inside the application can find them without a reference to the server.
+_serving: list[ServerState] = []
+
+
+def serving_states() -> list[ServerState]:
+    """The states of the servers this process runs right now."""
+    return list(_serving)
+
+
+def add_serving(state: ServerState) -> None:
+    if state not in _serving:
+        _serving.append(state)
+
+
+def remove_serving(state: ServerState) -> None:
+    if state in _serving:
+        _serving.remove(state)

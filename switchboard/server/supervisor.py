@@ -13,10 +13,22 @@ logger = logging.getLogger("switchboard.server")
 
 
 def run_supervised(config: Config) -> None:
-    from switchboard.server.server import FORCE_EXIT_MARGIN, bind_socket, serve_forever
+    from switchboard.server.server import (
+        FORCE_EXIT_MARGIN,
+        ListenError,
+        bind_metrics_sockets,
+        bind_socket,
+        serve_forever,
+    )
 
     config.load()  # fail fast in the parent on a bad import string
     sock = bind_socket(config)
+    try:
+        # Bound here, like the server's socket: a replacement worker inherits its slot's.
+        metrics_socks = bind_metrics_sockets(config)
+    except ListenError:
+        sock.close()
+        raise
     children: dict[int, int] = {}  # pid -> slot, until reaped
     stopping = False
     # A worker ends itself within timeout_graceful_shutdown + FORCE_EXIT_MARGIN (+ a little);
@@ -31,8 +43,12 @@ def run_supervised(config: Config) -> None:
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
             code = 0
+            for other, metrics_sock in enumerate(metrics_socks):
+                if other != slot:
+                    metrics_sock.close()  # this process's copy only
             try:
-                serve_forever(config, sock)
+                mine = metrics_socks[slot] if metrics_socks else None
+                serve_forever(config, sock, worker=slot, metrics_sock=mine)
             except BaseException:  # noqa: BLE001
                 logger.exception("Worker %d crashed", os.getpid())
                 code = 1
@@ -99,6 +115,8 @@ def run_supervised(config: Config) -> None:
             spawn(slot)
     signal.setitimer(signal.ITIMER_REAL, 0)
     sock.close()
+    for metrics_sock in metrics_socks:
+        metrics_sock.close()
 
 
 def _signal_unless_reaped(pid: int, sig: int) -> bool:

@@ -35,6 +35,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from switchboard.server import access_log
+
 try:
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets built without its C extension
@@ -42,7 +44,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
-access_logger = logging.getLogger("switchboard.server.access")
+access_logger = access_log.access_logger
 
 Message = MutableMapping[str, Any]
 
@@ -136,6 +138,11 @@ class WebSocketProtocol(asyncio.Protocol):
         "fast_in",
         "inbuf",
         "max_size",
+        "log_access",
+        "began",
+        "close_prefix",
+        "received",
+        "sent",
     )
 
     def __init__(self, config: Any, server_state: Any, app_state: dict | None = None) -> None:
@@ -177,15 +184,25 @@ class WebSocketProtocol(asyncio.Protocol):
         self.fast_in = False
         self.inbuf = b""
         self.max_size: int = config.ws_max_size or 1 << 62
+        self.log_access = False  # asked once, at the handshake (access_log.enabled)
+        self.began = 0.0  # loop time of the handshake, then of the 101, when access-logged
+        self.close_prefix = ""  # the start of the close line, kept after the scope is gone
+        self.received = 0  # messages, for the close line
+        self.sent = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.server_state.connections.add(self)
+        self.server_state.websockets += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server_state.connections.discard(self)
+        state = self.server_state
+        state.connections.discard(self)
+        state.websockets -= 1
+        if self.accepted:
+            self._count_close()
         self.closed_transport = True
         for handle in (self.timer, self.ping_timer, self.pong_timer, self.close_timer):
             if handle is not None:
@@ -212,6 +229,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._release_drain()
 
     def data_received(self, data: bytes) -> None:
+        self.server_state.bytes_in += len(data)
         if self.fast_in:
             self._receive_fast(data)
         elif self.accepted:
@@ -243,6 +261,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.app_state is not None and "state" not in scope:
             scope["state"] = self.app_state.copy()
         self.scope = scope
+        if access_log.enabled(config):
+            self.log_access = True
+            self.began = self.loop.time()
         if leftover:
             self.pending.append(leftover)
             self._pause_reading()
@@ -277,7 +298,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.phase = CLOSED
             self.disconnect = {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
             self._write_response(response)
-            self._log_access(response.status_code)
+            self._handshake_done(response.status_code)
             return
         self.request, self.response = request, response
         timeout = config.ws_handshake_timeout
@@ -312,8 +333,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = OPEN
         self.accepted = True
         self.fast = self.fast_in = not ws.extensions
-        self.transport.write(response.serialize())  # type: ignore[union-attr]
-        self._log_access(101)
+        head = response.serialize()
+        self.transport.write(head)  # type: ignore[union-attr]
+        self.server_state.bytes_out += len(head)
+        self._handshake_done(101)
         self.request = self.response = None
         interval = self.config.ws_ping_interval
         if interval:
@@ -332,12 +355,14 @@ class WebSocketProtocol(asyncio.Protocol):
         self._add_headers(response.headers, ())
         self._close_app_side(ABNORMAL, "")
         self._write_response(response)
-        self._log_access(int(status))
+        self._handshake_done(int(status))
 
     def _write_response(self, response: Response) -> None:
         transport = self.transport
         if transport is not None and not self.closed_transport:
-            transport.write(response.serialize())
+            data = response.serialize()
+            transport.write(data)
+            self.server_state.bytes_out += len(data)
             transport.close()
         self.request = self.response = None
 
@@ -349,16 +374,43 @@ class WebSocketProtocol(asyncio.Protocol):
         for name, value in extra:
             target[name.decode("latin-1")] = value.decode("latin-1")
 
-    def _log_access(self, status: int) -> None:
-        if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
+    def _handshake_done(self, status: int) -> None:
+        """The handshake was answered ``status``: counted, and logged."""
+        state = self.server_state
+        if status == 101:
+            state.ws_accepted += 1
+        else:
+            state.ws_handshake_failures += 1
+        if self.log_access:
+            now = self.loop.time()
             scope = self.scope
-            client = scope.get("client")
-            access_logger.info(
-                '%s - "WebSocket %s" %d',
-                f"{client[0]}:{client[1]}" if client else "-",
-                scope.get("path", ""),
-                status,
+            access_logger.info(access_log.ws_handshake_line(scope, status, now - self.began))
+            if status == 101:
+                self.began = now
+                self.close_prefix = access_log.ws_close_prefix(scope)
+
+    def _count_close(self) -> None:
+        """An accepted connection ended: its close code counted, its close line logged.
+
+        The code is that of the first close frame of the closing handshake, and the side
+        that sent it closed the connection; with no close frame at all it is 1006."""
+        ws = self.ws
+        assert ws is not None
+        rcvd, sent = ws.close_rcvd, ws.close_sent
+        if rcvd is not None and (sent is None or ws.close_rcvd_then_sent):
+            code, by = rcvd.code, "client"
+        elif sent is not None:
+            code, by = sent.code, "server"
+        else:
+            code, by = ABNORMAL, None
+        closes = self.server_state.ws_closes
+        closes[code] = closes.get(code, 0) + 1
+        if self.log_access:
+            seconds = self.loop.time() - self.began
+            line = access_log.ws_close_line(
+                self.close_prefix, code, by, seconds, self.received, self.sent
             )
+            access_logger.info(line)
 
     # -- incoming frames --------------------------------------------------------------------
 
@@ -429,6 +481,7 @@ class WebSocketProtocol(asyncio.Protocol):
             elif opcode == 9:
                 if self.transport is not None and not self.closed_transport:
                     self.transport.write(bytes((0x8A, length)) + payload)
+                    self.server_state.bytes_out += 2 + length
             elif self.pong_timer is not None and payload == self.ping_payload:
                 self.pong_timer.cancel()
                 self.pong_timer = None
@@ -512,9 +565,11 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closed_transport:
             return
+        state = self.server_state
         for chunk in writes:
             if chunk:
                 transport.write(chunk)
+                state.bytes_out += len(chunk)
             else:
                 # End of stream: after a closing handshake the server closes TCP first.
                 transport.close()
@@ -559,6 +614,8 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- application side -------------------------------------------------------------------
 
     def _deliver(self, message: Message) -> None:
+        self.received += 1
+        self.server_state.ws_messages_in += 1
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -634,12 +691,17 @@ class WebSocketProtocol(asyncio.Protocol):
                 if payload is None:
                     raise TypeError("websocket.send needs 'bytes' or 'text'")
                 first = 0x82
+            self.sent += 1
+            state = self.server_state
+            state.ws_messages_out += 1
             if self.fast:
                 size = len(payload)
+                header = _frame_header(first, size)
+                state.bytes_out += len(header) + size
                 if size <= _CONCAT_LIMIT:
-                    self.transport.write(_frame_header(first, size) + payload)  # type: ignore[union-attr]
+                    self.transport.write(header + payload)  # type: ignore[union-attr]
                 else:
-                    self.transport.writelines((_frame_header(first, size), payload))  # type: ignore[union-attr]
+                    self.transport.writelines((header, payload))  # type: ignore[union-attr]
             else:
                 ws = self.ws
                 assert ws is not None
@@ -766,6 +828,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._close(1011, "")
 
     def _abort(self) -> None:
+        if self.phase is RESPONSE:  # a denial response cut short: no handshake line
+            self.server_state.ws_handshake_failures += 1
         self._close_app_side(ABNORMAL, "")
         if self.transport is not None and not self.closed_transport:
             self.transport.abort()

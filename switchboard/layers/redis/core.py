@@ -136,7 +136,9 @@ class _LoopState:
             key = self.shards.index(shard)
         sub = self.subscribers.get(key)
         if sub is None:
-            sub = Subscriber(shard, self.on_message, sharded=shard.cluster, node=node)
+            sub = Subscriber(
+                shard, self.on_message, sharded=shard.cluster, node=node, stats=self.layer.stats
+            )
             self.subscribers[key] = sub
             sub.start()
         return sub
@@ -236,6 +238,7 @@ class _LoopState:
         drops = self.layer.drops
         tokens = self.tokens
         now = time.time()
+        missed = 0  # not put here: dropped, or forwarded to another process
         for i in range(start, end):
             member = members[i]
             if direct or process_token(member) in tokens:
@@ -244,9 +247,13 @@ class _LoopState:
                     q = queues[member] = LocalQueue(capacity_of(member), drops)
                 # A full member misses the message (like Channels); the sender cannot be told.
                 if not q.put(expires, message, now):
+                    missed += 1
                     drops.note("full", member)
             else:
+                missed += 1
                 self.spawn(self.layer.send(member, message))
+        if not direct:
+            self.layer.stats.fanout_deliveries += end - start - missed
 
     def spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -561,12 +568,15 @@ class RedisChannelLayer(BaseChannelLayer):
                     if len(q) >= q.capacity:
                         raise ChannelFull(channel)
                     state.backlog.append([[channel], 0, expires, message, True])
+                    self.stats.sends += 1
                     return
                 if not q.put(expires, message, now):
                     raise ChannelFull(channel)
+                self.stats.sends += 1
                 return
             data = self._serializer.seal(channel, expires, codec.encode(message))
             if await state.publish(token, f"{self.prefix}:p:{token}", data):
+                self.stats.sends += 1
                 return
             # Nobody listens for that token right now: its loop ended (sync code runs each
             # async_to_sync on a loop of its own) or its process is gone. Keep the message in
@@ -579,6 +589,7 @@ class RedisChannelLayer(BaseChannelLayer):
             )
             if not stored:
                 raise ChannelFull(channel)
+            self.stats.sends += 1
             return
         data = self._serializer.seal(channel, expires, codec.encode(message))
         index = state.shard_for(channel)
@@ -593,6 +604,7 @@ class RedisChannelLayer(BaseChannelLayer):
         stored = await state.eval(index, script, key, data, self.get_capacity(channel), ttl)
         if not stored:
             raise ChannelFull(channel)
+        self.stats.sends += 1
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel, receive=True)
@@ -816,6 +828,13 @@ class RedisChannelLayer(BaseChannelLayer):
         # Wait for Redis to accept the PUBLISH: returning earlier lost messages whenever the
         # caller's loop ended right after (async_to_sync from views, tasks, commands).
         await state.publish(routing_key, self._key("g", group), data)
+        self.stats.group_sends += 1
+
+    def queued_messages(self) -> int:
+        # Copies before iterating: a scrape may run in another thread.
+        return sum(
+            len(q) for state in list(self._states.values()) for q in list(state.queues.values())
+        )
 
     async def flush(self) -> None:
         """Delete this prefix's keys on every shard and empty this process's queues/groups."""

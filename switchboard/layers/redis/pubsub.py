@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.layers.redis.connection import Shard, backoff_delays
+from switchboard.layers.stats import LayerStats
 
 logger = logging.getLogger("switchboard.layers.redis")
 
@@ -39,8 +40,10 @@ class Subscriber:
         on_message: Callable[[bytes, bytes], None],
         sharded: bool = False,
         node: tuple[str, int] | None = None,
+        stats: LayerStats | None = None,
     ) -> None:
         self.shard = shard
+        self.stats = stats  # the layer's: reconnects counted there too
         self.node = node
         self.on_message = on_message
         self.wanted: set[bytes] = set()
@@ -128,6 +131,8 @@ class Subscriber:
                 self.connected.set()
                 if not first:
                     self.reconnects += 1
+                    if self.stats is not None:
+                        self.stats.reconnects += 1
                     logger.warning(
                         "Reconnected to Redis %s; re-subscribed %d channel(s)/group(s)",
                         self._where,

@@ -10,9 +10,11 @@ provides a command of that name. ``--noasgi`` falls back to Django's WSGI server
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
 import os
 import sys
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -124,13 +126,21 @@ class Command(DjangoRunserver):
 
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
+        server = Server(config)
+        stop_at_exit = None
+        if threading.current_thread() is not threading.main_thread():
+            # Under the autoreloader we run in a daemon thread: Ctrl-C, SIGTERM or a reload
+            # end the main thread, and the process would exit with the sockets cut (1006).
+            stop_at_exit = _graceful_stop_at_exit(server, loop, threading.current_thread())
         try:
             # In the main thread (--noreload) the server turns SIGINT/SIGTERM into a graceful
-            # stop; under the autoreloader the main thread owns signals and ends the process.
-            loop.run_until_complete(Server(config).serve(sock))
+            # stop itself.
+            loop.run_until_complete(server.serve(sock))
         except KeyboardInterrupt:
             pass
         finally:
+            if stop_at_exit is not None:
+                atexit.unregister(stop_at_exit)
             loop.close()
         shutdown_message = options.get("shutdown_message", "")
         if shutdown_message:
@@ -162,6 +172,29 @@ class Command(DjangoRunserver):
                 )
             )
         self.stdout.flush()
+
+
+def _graceful_stop_at_exit(
+    server: Server, loop: asyncio.AbstractEventLoop, thread: threading.Thread
+) -> Any:
+    """Register an exit hook that stops ``server`` gracefully: WebSockets get their 1001.
+
+    ``atexit`` hooks run while daemon threads are still alive. The reloader's parent kills
+    this process 0.25 s after its own Ctrl-C, so the close frames must go out at once; the
+    rest of the graceful stop gets what time is left, bounded by the shutdown budget.
+    """
+
+    def stop() -> None:
+        if loop.is_closed() or not thread.is_alive():
+            return
+        try:
+            loop.call_soon_threadsafe(server.request_exit)
+        except RuntimeError:  # the loop closed meanwhile
+            return
+        thread.join(server.config.timeout_graceful_shutdown + 1.0)
+
+    atexit.register(stop)
+    return stop
 
 
 def _configure_logging() -> None:

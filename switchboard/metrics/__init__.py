@@ -1,0 +1,38 @@
+"""Prometheus metrics for the server and the channel layers.
+
+Needs ``prometheus_client``: ``pip install "switchboard[metrics]"``.
+
+Nothing is counted through ``prometheus_client`` as things happen: the server keeps plain
+integer counters on its :class:`~switchboard.server.state.ServerState` and every layer on its
+:class:`~switchboard.layers.stats.LayerStats`; the collectors here read them when Prometheus
+scrapes. Two ways to expose them:
+
+* ``switchboard serve --metrics-port PORT`` (:mod:`switchboard.metrics.endpoint`): a small
+  HTTP endpoint in a thread of each server process, answering even while the event loop is
+  busy. With ``--workers N``, worker ``k`` answers on ``PORT + k`` with a ``worker="k"`` label.
+* ``path("metrics/", switchboard.metrics.django.metrics_view)``: the same metrics from inside a
+  Django project, for the process that serves the request.
+
+This package does not import Django, except :mod:`switchboard.metrics.django`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INSTALL_HINT", "MetricsUnavailableError", "require_prometheus"]
+
+INSTALL_HINT = 'pip install "switchboard[metrics]"'
+
+
+class MetricsUnavailableError(RuntimeError):
+    """Metrics were asked for but ``prometheus_client`` is not installed."""
+
+
+def require_prometheus() -> None:
+    """Raise :class:`MetricsUnavailableError` (with the install hint) unless the
+    ``prometheus_client`` package can be imported."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise MetricsUnavailableError(
+            f"metrics need the prometheus_client package ({exc}); install it with: {INSTALL_HINT}"
+        ) from exc

@@ -1,0 +1,75 @@
+"""One access-log format for HTTP requests and WebSocket connections.
+
+Every line starts with the client and the request line, as an operator greps for them::
+
+    127.0.0.1:53412 - "GET /path?q=1 HTTP/1.1" 200 1234 3.2ms
+    127.0.0.1:53412 - "WEBSOCKET /ws/chat/ HTTP/1.1" 101 - 4.1ms
+    127.0.0.1:53412 - "WEBSOCKET /ws/chat/" closed 1001 by server after 12.3s, 40 in / 52 out
+
+HTTP: status, bytes written for the response (head included, like nginx's ``$bytes_sent``)
+and the time from the end of the request head to the end of the application. WebSocket: the
+handshake's status (101, or the refusal's status) and the time the application took to answer
+it; then, for an accepted connection, a line when it closes: the close code of the closing
+handshake's first close frame, which side sent it (``abnormally`` when the connection ended
+without one: code 1006), how long it was open and the messages received and sent.
+
+The lines go to the ``switchboard.server.access`` logger at INFO. Protocols ask
+:func:`enabled` once per request or connection, so a server with the access log off pays
+nothing more per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["access_logger", "enabled", "http_line", "ws_close_line", "ws_handshake_line"]
+
+access_logger = logging.getLogger("switchboard.server.access")
+
+
+def enabled(config: Any) -> bool:
+    """Should this request/connection be logged? (``--access-log`` and the logger's level)."""
+    return bool(config.access_log) and access_logger.isEnabledFor(logging.INFO)
+
+
+def client_text(client: Any) -> str:
+    """``host:port`` (``[v6]:port``) of ``scope["client"]``, ``-`` when there is none."""
+    if not client:
+        return "-"
+    host, port = client[0], client[1]
+    if port is None:
+        return str(host)
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def target_text(scope: dict[str, Any]) -> str:
+    """The request target as the application saw it: path (with root_path) and query."""
+    query = scope.get("query_string")
+    path = scope.get("path", "")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def http_line(scope: dict[str, Any], status: int, size: int, seconds: float) -> str:
+    client = client_text(scope.get("client"))
+    request = f"{scope.get('method', '-')} {target_text(scope)} HTTP/{scope.get('http_version')}"
+    return f'{client} - "{request}" {status} {size} {seconds * 1000.0:.1f}ms'
+
+
+def ws_handshake_line(scope: dict[str, Any], status: int, seconds: float) -> str:
+    client = client_text(scope.get("client"))
+    request = f"WEBSOCKET {target_text(scope)} HTTP/{scope.get('http_version', '1.1')}"
+    return f'{client} - "{request}" {status} - {seconds * 1000.0:.1f}ms'
+
+
+def ws_close_prefix(scope: dict[str, Any]) -> str:
+    """What the close line starts with; kept at the handshake, after which the scope goes."""
+    return f'{client_text(scope.get("client"))} - "WEBSOCKET {target_text(scope)}"'
+
+
+def ws_close_line(
+    prefix: str, code: int, by: str | None, seconds: float, received: int, sent: int
+) -> str:
+    """``by``: ``"client"`` or ``"server"``, ``None`` when no close frame was exchanged."""
+    who = f"by {by}" if by else "abnormally"
+    return f"{prefix} closed {code} {who} after {seconds:.1f}s, {received} in / {sent} out"
