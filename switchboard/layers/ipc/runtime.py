@@ -1,0 +1,81 @@
+"""Where the IPC layer's sockets live, and who may connect to them.
+
+Everything is in one private directory per layer ``prefix`` and project: ``path`` if the
+configuration names one, else ``$XDG_RUNTIME_DIR/switchboard-<hash>`` (a per-user tmpfs on
+systemd hosts), else ``<tmp>/switchboard-<uid>/<hash>``. The hash covers the prefix and the
+current directory, so serve workers, ``runworker`` and ``manage.py shell`` started from the
+same project meet, and two projects on one host do not.
+
+Other users can neither read nor inject messages: the directory is ``0700`` and must be ours
+(a directory somebody else made in ``/tmp`` is refused, not used), each socket is ``0600``,
+and every accepted connection's peer must run as our uid (``SO_PEERCRED``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import stat
+import struct
+import tempfile
+
+__all__ = ["UnsafeRuntimeDir", "default_path", "ensure_private_dir", "peer_is_us"]
+
+
+class UnsafeRuntimeDir(PermissionError):
+    """The runtime directory is not ours alone; the layer will not use it."""
+
+
+def default_path(prefix: str, project_dir: str | None = None) -> str:
+    where = os.path.realpath(project_dir or os.getcwd())
+    digest = hashlib.sha256(f"{prefix}\0{where}".encode()).hexdigest()[:16]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, f"switchboard-{digest}")
+    return os.path.join(tempfile.gettempdir(), f"switchboard-{os.getuid()}", digest)
+
+
+def ensure_private_dir(path: str) -> str:
+    """Create ``path`` (and a missing per-user parent) as 0700; refuse it unless it is a real
+    directory owned by us that nobody else can enter."""
+    parent = os.path.dirname(path)
+    if os.path.basename(parent).startswith("switchboard-"):
+        _make_private(parent)
+    _make_private(path)
+    return path
+
+
+def _make_private(path: str) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeRuntimeDir(f"IPC channel layer: {path} is not a directory")
+    if info.st_uid != os.getuid():
+        raise UnsafeRuntimeDir(f"IPC channel layer: {path} belongs to uid {info.st_uid}, not us")
+    if info.st_mode & 0o077:
+        raise UnsafeRuntimeDir(
+            f"IPC channel layer: {path} is open to other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); make it 0700"
+        )
+
+
+_PEERCRED = getattr(socket, "SO_PEERCRED", None)
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def peer_is_us(sock: socket.socket) -> bool:
+    """Whether the process at the other end of a Unix socket runs as our uid.
+
+    Where the platform cannot tell (no SO_PEERCRED), the 0700 directory is the only guard.
+    """
+    if _PEERCRED is None:
+        return True
+    try:
+        _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, _PEERCRED, _UCRED.size))
+    except OSError:
+        return False
+    return uid == os.getuid()
