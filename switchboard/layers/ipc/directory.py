@@ -103,20 +103,20 @@ Parked = tuple[float, Any, str]
 
 
 class Mailboxes:
-    """Parked messages by channel, each box bounded by its channel's capacity."""
+    """Parked messages by channel, each box bounded by the capacity its sender gives (the
+    senders' layer configuration, which the hub's process need not share)."""
 
-    __slots__ = ("boxes", "capacity_of")
+    __slots__ = ("boxes",)
 
-    def __init__(self, capacity_of: Callable[[str], int]) -> None:
-        self.capacity_of = capacity_of
+    def __init__(self) -> None:
         self.boxes: dict[str, deque[Parked]] = {}
 
-    def park(self, channel: str, expires: float, message: Any, sender: str, now: float) -> bool:
-        """False when the box is full of unexpired messages (nothing stored)."""
+    def park(self, channel: str, capacity: int, expires: float, message: Any, sender: str) -> bool:
+        """False when the box holds ``capacity`` messages (nothing stored)."""
         box = self.boxes.get(channel)
         if box is None:
             box = self.boxes[channel] = deque()
-        if len(box) >= self.capacity_of(channel):
+        if len(box) >= capacity:
             return False
         box.append((expires, message, sender))
         return True

@@ -115,7 +115,6 @@ class Hub:
         self,
         directory: str,
         lock_fd: int,
-        capacity_of: Callable[[str], int],
         drops: DropCounter,
         max_frame: int | None,
     ) -> None:
@@ -125,7 +124,7 @@ class Hub:
         self.drops = drops
         self.max_frame = max_frame
         self.table = ProcessTable()
-        self.mailboxes = Mailboxes(capacity_of)
+        self.mailboxes = Mailboxes()
         self.by_token: dict[str, HubConnection] = {}
         self.conns: set[HubConnection] = set()
         self.barriers: dict[int, _Barrier] = {}
@@ -193,8 +192,8 @@ class Hub:
             self._hand_over(conn, lambda name: name == channel)
             self._broadcast_update(conn, seq, token, [], [channel], replace=False)
         elif kind == wire.PARK:
-            _, seq, channel, expires, message = frame
-            self._park(conn, seq, channel, expires, message)
+            _, seq, channel, capacity, expires, message = frame
+            self._park(conn, seq, channel, capacity, expires, message)
         elif kind == wire.FLUSH:
             settled: dict[tuple[str, str], int] = {}
             for channel, parked in self.mailboxes.clear():
@@ -285,7 +284,13 @@ class Hub:
         return None
 
     def _park(
-        self, conn: HubConnection, seq: int, channel: str, expires: float, message: Any
+        self,
+        conn: HubConnection,
+        seq: int,
+        channel: str,
+        capacity: int,
+        expires: float,
+        message: Any,
     ) -> None:
         target = self._receiver_of(channel)
         if target is not None:
@@ -298,7 +303,7 @@ class Hub:
             self.drops.note("expired", channel)
             conn.write(wire.control(wire.OK, seq))
             return
-        stored = self.mailboxes.park(channel, expires, message, conn.token or "", now)
+        stored = self.mailboxes.park(channel, capacity, expires, message, conn.token or "")
         conn.write(wire.control(wire.OK if stored else wire.FULL, seq))
 
     def _hand_over(self, conn: HubConnection, match: Callable[[str], bool]) -> None:

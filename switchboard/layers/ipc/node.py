@@ -305,13 +305,7 @@ class Node:
             if self.hub is None:
                 fd = try_lock(lock_path)
                 if fd is not None:
-                    hub = Hub(
-                        self.directory,
-                        fd,
-                        self.layer.get_capacity,
-                        self.layer.drops,
-                        self.layer.max_message_size,
-                    )
+                    hub = Hub(self.directory, fd, self.layer.drops, self.layer.max_message_size)
                     try:
                         await hub.start()
                     except BaseException:
@@ -397,7 +391,9 @@ class Node:
         seq = next(self._seq)
         future: asyncio.Future[bool] = self.loop.create_future()
         self.pending[seq] = (wire.PARK, future)
-        self.link.write(wire.park_frame(seq, channel, expires, message_data))  # type: ignore[union-attr]
+        capacity = self.layer.get_capacity(channel)
+        frame = wire.park_frame(seq, channel, capacity, expires, message_data)
+        self.link.write(frame)  # type: ignore[union-attr]
         try:
             stored = await future
         finally:

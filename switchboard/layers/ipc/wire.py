@@ -16,7 +16,8 @@ Control frames (a process and the hub, see hub.py)::
     -> [JOIN, seq, group]          first local member of group
     -> [LEAVE, group]              last local member gone
     -> [RECEIVE, seq, channel]     this process reads worker channel ``channel``
-    -> [PARK, seq, channel, expires_at, message]     hold it until somebody receives it
+    -> [PARK, seq, channel, capacity, expires_at, message]   hold it until somebody receives
+                                   it (within the sender's capacity for that channel)
     -> [ACK, bseq]                 replica updated (answers UPDATE)
     -> [FLUSH, seq]                drop every parked message
     <- [OK, seq] / [FULL, seq]     answers
@@ -69,13 +70,14 @@ def group_frame(group: str, expires: float, message_data: bytes) -> bytes:
     return b"".join((_GROUP, pack_value(group), pack_value(expires), message_data))
 
 
-def park_frame(seq: int, channel: str, expires: float, message_data: bytes) -> bytes:
+def park_frame(seq: int, channel: str, capacity: int, expires: float, message_data: bytes) -> bytes:
     return b"".join(
         (
-            b"\x95",
+            b"\x96",
             pack_value(PARK),
             pack_value(seq),
             pack_value(channel),
+            pack_value(capacity),
             pack_value(expires),
             message_data,
         )
