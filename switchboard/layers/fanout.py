@@ -113,14 +113,14 @@ class LocalDelivery:
         now = time.time()
         for i in range(start, end):
             member = members[i]
-            if direct or self.is_local(member):
-                q = queues.get(member)
-                if q is None:
-                    q = queues[member] = LocalQueue(self.capacity_of(member), drops)
-                if not q.put(expires, message, now):
-                    drops.note("full", member)
-            else:
-                self.forward(member, expires, message)
+            q = queues.get(member)  # a queue is only ever made for a local channel
+            if q is None:
+                if not direct and not self.is_local(member):
+                    self.forward(member, expires, message)
+                    continue
+                q = queues[member] = LocalQueue(self.capacity_of(member), drops)
+            if not q.put(expires, message, now):
+                drops.note("full", member)
 
     def sweep(self) -> None:
         """Drop expired messages and forget idle queues, so dead channels cost nothing."""

@@ -217,15 +217,17 @@ class IPCChannelLayer(BaseChannelLayer):
         worker channel by any process, each message by one of them.
         """
         self.require_valid_channel_name(channel, receive=True)
-        node = await self._ready()
-        inbox = node.inbox
-        await self._register(node, channel)
-        q = inbox.local.queue(channel)
-        try:
-            return await q.get(time.time, self.expiry)
-        finally:
-            if q.idle and inbox.local.queues.get(channel) is q:
-                del inbox.local.queues[channel]
+        node = self._nodes.get(asyncio.get_running_loop())
+        if node is None or not node.ready:
+            node = await self._ready()
+        local = node.inbox.local
+        # A queue exists only for a channel received here: the common case checks nothing more.
+        # Idle queues are kept for the next receive and dropped by the periodic sweep.
+        q = local.queues.get(channel)
+        if q is None:
+            await self._register(node, channel)
+            q = local.queue(channel)
+        return await q.get(time.time, self.expiry)
 
     async def _register(self, node: Node, channel: str) -> None:
         token = process_token(channel)
