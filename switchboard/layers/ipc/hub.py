@@ -158,9 +158,11 @@ class Hub:
             # Unlinked while we still hold the lock, so it never removes a successor's socket.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+        retiring = wire.control(wire.RETIRING)
         for conn in list(self.conns):
             if conn.transport is not None:
-                conn.transport.abort()
+                conn.write(retiring)
+                conn.transport.close()
         if self.lock_fd is not None:
             os.close(self.lock_fd)  # releases the lock: another process takes over
             self.lock_fd = None
@@ -270,6 +272,23 @@ class Hub:
             del self.by_token[token]
             self.table.remove(token)
             self._send_others(conn, wire.control(wire.GONE, token))
+            self._remove_dead_socket(token)
+
+    def _remove_dead_socket(self, token: str) -> None:
+        """A process killed outright leaves its socket file behind: remove it once nobody
+        listens there (a new event loop of that process may already have bound it again)."""
+        path = os.path.join(self.directory, f"n-{token}.sock")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError:
+            pass  # gone already, or busy (EAGAIN): someone listens
+        finally:
+            probe.close()
 
     # -- parked messages --------------------------------------------------------
 

@@ -197,6 +197,7 @@ class Node:
         self.incoming: set[_Incoming] = set()
         self.hub: Hub | None = None
         self.link: _HubLink | None = None
+        self.hub_retiring = False  # the hub said it closes normally: no warning
         self.linked: asyncio.Future[None] = loop.create_future()
         self._seq = itertools.count(1)
         # seq -> (request kind, future of True for OK / False for FULL)
@@ -352,7 +353,9 @@ class Node:
             return
         if self.linked.done():
             self.linked = self.loop.create_future()
-        logger.warning("IPC channel layer lost its hub (process %d); electing another", os.getpid())
+        log = logger.info if self.hub_retiring else logger.warning
+        self.hub_retiring = False
+        log("IPC channel layer (process %d) lost its hub; electing another", os.getpid())
         drops = self.layer.drops
         # What the dead hub held for us is gone: counted, not silent.
         for channel, count in self.inbox.parked.items():
@@ -429,6 +432,8 @@ class Node:
                 if peer is not None and peer.transport is not None:
                     peer.flush()
                     peer.transport.close()
+            elif kind == wire.RETIRING:
+                self.hub_retiring = True
             elif kind == wire.SETTLED:
                 _, channel, count = frame
                 parked = self.inbox.parked

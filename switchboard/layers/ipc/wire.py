@@ -25,6 +25,7 @@ Control frames (a process and the hub, see hub.py)::
     <- [LEFT, token, group]        that process has no member in group any more
     <- [GONE, token]               that process left
     <- [SETTLED, channel, count]   parked messages of yours were handed over or expired
+    <- [RETIRING]                  the hub is closing normally (its event loop or layer ends)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ UPDATE = 22
 GONE = 23
 SETTLED = 24
 LEFT = 25
+RETIRING = 26
 
 _ARRAY4 = b"\x94"
 _MSG = _ARRAY4 + pack_value(MSG)

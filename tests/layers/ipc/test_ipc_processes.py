@@ -174,3 +174,20 @@ async def test_parked_messages_reach_the_first_receiver_in_another_process(runti
         await wait_for(lambda: not layer._node().inbox.parked, what="settled")
     finally:
         await layer.close()
+
+
+async def test_a_killed_process_socket_file_is_removed_by_the_hub(runtime, processes):
+    layer = IPCChannelLayer(path=runtime)
+    try:
+        await layer.new_channel()  # this process holds the hub
+        peer = start_peer_process("ipc", runtime, "doomed.control")
+        processes.append(peer)
+
+        def sockets() -> int:
+            return len([n for n in os.listdir(runtime) if n.startswith("n-")])
+
+        await wait_for(lambda: sockets() == 2, what="the peer's socket")
+        os.kill(peer.pid, signal.SIGKILL)
+        await wait_for(lambda: sockets() == 1, what="its socket file removed")
+    finally:
+        await layer.close()
