@@ -21,14 +21,13 @@ import fcntl
 import itertools
 import logging
 import os
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 from switchboard.layers.codec import pack_value
 from switchboard.layers.ipc import wire
 from switchboard.layers.ipc.directory import Mailboxes, ProcessTable
-from switchboard.layers.ipc.runtime import peer_is_us
+from switchboard.layers.ipc.runtime import listen_unix, peer_is_us, remove_if_dead
 from switchboard.layers.naming import process_token
 
 if TYPE_CHECKING:
@@ -41,6 +40,9 @@ __all__ = ["Hub", "try_lock"]
 logger = logging.getLogger("switchboard.layers.ipc")
 
 SWEEP_INTERVAL = 1.0
+# Looking for a dead process's socket file: this many times, this many seconds apart.
+REAP_ATTEMPTS = 10
+REAP_DELAY = 0.2
 
 
 def try_lock(path: str) -> int | None:
@@ -135,19 +137,13 @@ class Hub:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         # We hold the lock: whatever socket file is there belongs to a dead hub.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(self.path)
-            os.chmod(self.path, 0o600)
-            sock.listen(512)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        sock = listen_unix(self.path)
         self.server = await loop.create_unix_server(lambda: HubConnection(self), sock=sock)
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        # Processes killed while no hub watched them (with the previous hub) left files.
+        for name in os.listdir(self.directory):
+            if name.startswith("n-") and name.endswith(".sock"):
+                remove_if_dead(os.path.join(self.directory, name))
         logger.info("IPC channel layer hub started in process %d (%s)", os.getpid(), self.path)
 
     async def close(self) -> None:
@@ -272,23 +268,18 @@ class Hub:
             del self.by_token[token]
             self.table.remove(token)
             self._send_others(conn, wire.control(wire.GONE, token))
-            self._remove_dead_socket(token)
+            self._reap(token, REAP_ATTEMPTS)
 
-    def _remove_dead_socket(self, token: str) -> None:
-        """A process killed outright leaves its socket file behind: remove it once nobody
-        listens there (a new event loop of that process may already have bound it again)."""
-        path = os.path.join(self.directory, f"n-{token}.sock")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.setblocking(False)
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        except OSError:
-            pass  # gone already, or busy (EAGAIN): someone listens
-        finally:
-            probe.close()
+    def _reap(self, token: str, attempts: int) -> None:
+        """Remove the socket file a process killed outright leaves behind. A dying process
+        closes its files one by one, so its listener may still answer a moment after its hub
+        connection ended: look again a little later, unless the token came back (a new event
+        loop of that process listens there again)."""
+        if token in self.by_token or self.lock_fd is None:
+            return  # back, or we are no longer the hub
+        if remove_if_dead(os.path.join(self.directory, f"n-{token}.sock")) or attempts <= 1:
+            return
+        asyncio.get_running_loop().call_later(REAP_DELAY, self._reap, token, attempts - 1)
 
     # -- parked messages --------------------------------------------------------
 

@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import logging
 import os
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.ipc import wire
 from switchboard.layers.ipc.directory import ProcessTable
 from switchboard.layers.ipc.hub import Hub, try_lock
-from switchboard.layers.ipc.runtime import ensure_private_dir, peer_is_us
+from switchboard.layers.ipc.runtime import ensure_private_dir, listen_unix, peer_is_us
 from switchboard.layers.naming import ChannelNamer, process_token
 
 if TYPE_CHECKING:
@@ -226,17 +225,8 @@ class Node:
                 f"IPC channel layer path {self.directory!r} is too long for Unix sockets; "
                 "set a shorter CONFIG 'path'"
             )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)  # our own token's, from a loop of ours that ended
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(self.socket_path)
-            os.chmod(self.socket_path, 0o600)
-            sock.listen(512)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        # Replaces our own token's file from a loop of ours that ended, if any.
+        sock = listen_unix(self.socket_path)
         self.server = await self.loop.create_unix_server(lambda: _Incoming(self), sock=sock)
         await self._link_up()
         self.ready = True

@@ -13,6 +13,7 @@ and every accepted connection's peer must run as our uid (``SO_PEERCRED``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -20,7 +21,14 @@ import stat
 import struct
 import tempfile
 
-__all__ = ["UnsafeRuntimeDir", "default_path", "ensure_private_dir", "peer_is_us"]
+__all__ = [
+    "UnsafeRuntimeDir",
+    "default_path",
+    "ensure_private_dir",
+    "listen_unix",
+    "nobody_listens",
+    "peer_is_us",
+]
 
 
 class UnsafeRuntimeDir(PermissionError):
@@ -61,6 +69,54 @@ def _make_private(path: str) -> None:
             f"IPC channel layer: {path} is open to other users (mode "
             f"{stat.S_IMODE(info.st_mode):o}); make it 0700"
         )
+
+
+def listen_unix(path: str) -> socket.socket:
+    """A listening, non-blocking socket at ``path`` (0600), which replaces any file there.
+
+    Bound under a temporary name and renamed into place once listening: a socket file at a
+    final name always has a listener behind it unless its process died, so "connection
+    refused" there reliably means a dead process (see :func:`nobody_listens`).
+    """
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(temporary)
+        os.chmod(temporary, 0o600)
+        sock.listen(512)
+        sock.setblocking(False)
+        os.replace(temporary, path)
+    except OSError:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return sock
+
+
+def nobody_listens(path: str) -> bool:
+    """Whether ``path`` is a socket file left by a dead process (the connection is refused)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False  # no such file, or a busy listener (EAGAIN)
+    finally:
+        probe.close()
+    return False
+
+
+def remove_if_dead(path: str) -> bool:
+    """Remove ``path`` if it is a dead process's socket; True once no such file is left."""
+    if nobody_listens(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return not os.path.exists(path)
 
 
 _PEERCRED = getattr(socket, "SO_PEERCRED", None)

@@ -16,7 +16,7 @@ from switchboard.layers.ipc import IPCChannelLayer
 from tests.layers.conftest import ROOT, start_peer_process, stop_process
 
 CHAT = Path(__file__).with_name("chat_process.py")
-WAIT = 60
+WAIT = 8
 
 
 @pytest.fixture
@@ -186,7 +186,10 @@ async def test_a_killed_process_socket_file_is_removed_by_the_hub(runtime, proce
         def sockets() -> int:
             return len([n for n in os.listdir(runtime) if n.startswith("n-")])
 
-        await wait_for(lambda: sockets() == 2, what="the peer's socket")
+        from tests.layers.conftest import RemoteLayer
+
+        assert await RemoteLayer(layer, "doomed.control").pid() == peer.pid  # registered
+        assert sockets() == 2
         os.kill(peer.pid, signal.SIGKILL)
         await wait_for(lambda: sockets() == 1, what="its socket file removed")
     finally:
