@@ -16,7 +16,7 @@ from switchboard.layers.ipc import IPCChannelLayer
 from tests.layers.conftest import ROOT, start_peer_process, stop_process
 
 CHAT = Path(__file__).with_name("chat_process.py")
-WAIT = 8
+WAIT = 60
 
 
 @pytest.fixture
