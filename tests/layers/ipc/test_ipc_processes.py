@@ -194,3 +194,34 @@ async def test_a_killed_process_socket_file_is_removed_by_the_hub(runtime, proce
         await wait_for(lambda: sockets() == 1, what="its socket file removed")
     finally:
         await layer.close()
+
+
+SYNC_SENDER = """
+import sys
+from asgiref.sync import async_to_sync
+from switchboard.layers.ipc import IPCChannelLayer
+
+layer = IPCChannelLayer(path=sys.argv[1])
+# Each async_to_sync call runs on an event loop of its own, ended right after: what it sent
+# must still arrive.
+for n in range(3):
+    async_to_sync(layer.group_send)("room", {"type": "chat", "n": n})
+async_to_sync(layer.send)("later.jobs", {"type": "job"})
+"""
+
+
+async def test_sync_code_in_a_short_lived_process_sends_to_groups_and_workers(runtime):
+    layer = IPCChannelLayer(path=runtime)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SYNC_SENDER, runtime, env=dict(os.environ, PYTHONPATH=str(ROOT))
+        )
+        assert await asyncio.wait_for(proc.wait(), WAIT) == 0
+        got = [(await asyncio.wait_for(layer.receive(channel), WAIT))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]
+        # Nobody received "later.jobs" while the sender lived: the hub (here) kept it.
+        assert (await asyncio.wait_for(layer.receive("later.jobs"), WAIT))["type"] == "job"
+    finally:
+        await layer.close()
