@@ -6,6 +6,9 @@ member, or a process channel whose sender's PUBLISH had already succeeded) and `
 most once per ``interval`` seconds, a warning naming the latest channel of each kind. Drops
 that follow a log line are reported when the interval ends (a loop timer), not left waiting
 for a further drop that may never come.
+
+Layers may count other kinds too (the IPC layer's ``lost``: messages its hub process held for
+a receiver when it died); such a kind appears in ``totals`` and in the log once it happens.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ class DropCounter:
         self._timer: asyncio.TimerHandle | None = None
 
     def note(self, kind: str, channel: str | None = None, count: int = 1) -> None:
-        self.totals[kind] += count
-        self._pending[kind] += count
+        self.totals[kind] = self.totals.get(kind, 0) + count
+        self._pending[kind] = self._pending.get(kind, 0) + count
         if channel is not None:
             self._latest[kind] = channel
         wait = self._last_log + self.interval - time.monotonic()
@@ -56,14 +59,20 @@ class DropCounter:
             return
         since = time.monotonic() - self._last_log
         window = f"in the last {since:.0f}s" if since != float("inf") else "so far"
+        others = "".join(
+            f"; {count} {kind} (latest: {self._latest.get(kind) or '-'})"
+            for kind, count in pending.items()
+            if kind not in KINDS and count
+        )
         self.logger.warning(
             "Channel layer dropped %d message(s) for full channels (latest: %s) and %d "
-            "unread past their expiry (latest: %s) %s",
+            "unread past their expiry (latest: %s) %s%s",
             pending["full"],
             self._latest["full"] or "-",
             pending["expired"],
             self._latest["expired"] or "-",
             window,
+            others,
         )
         self._last_log = time.monotonic()
         self._pending = dict.fromkeys(KINDS, 0)

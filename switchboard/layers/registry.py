@@ -7,6 +7,8 @@ free of Django; ``switchboard.conf`` supplies Django's ``CHANNEL_LAYERS`` settin
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,10 +18,49 @@ from switchboard.layers.base import BaseChannelLayer
 
 ConfigSource = Callable[[], Mapping[str, Any] | None]
 
-# With no configuration at all, every process gets the embedded in-memory layer.
+logger = logging.getLogger("switchboard.layers")
+
+# With no configuration at all, a process gets the embedded in-memory layer...
 EMBEDDED_DEFAULT: dict[str, Any] = {
     DEFAULT_CHANNEL_LAYER: {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"}
 }
+# ...unless it is one of several serve workers: they would each have a layer of their own and
+# silently miss each other's messages, so they share the IPC layer instead.
+IPC_DEFAULT: dict[str, Any] = {
+    DEFAULT_CHANNEL_LAYER: {"BACKEND": "switchboard.layers.ipc.IPCChannelLayer"}
+}
+# Set by ``switchboard serve --workers N`` (N > 1) before it forks: the server knows nothing of
+# layers, so it only says how many processes serve; the choice of layer is made here.
+WORKERS_ENV = "SWITCHBOARD_WORKERS"
+
+
+def serving_workers() -> int:
+    """How many server worker processes this process is one of (1 when not said)."""
+    try:
+        return max(1, int(os.environ.get(WORKERS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def embedded_default() -> dict[str, Any]:
+    """The layers used when no configuration is given at all."""
+    return IPC_DEFAULT if serving_workers() > 1 else EMBEDDED_DEFAULT
+
+
+_announced = False
+
+
+def announce_embedded_default(configs: Mapping[str, Any] | None) -> None:
+    """Log, once per process, that the IPC layer was chosen for want of a configuration."""
+    global _announced
+    if configs is None and serving_workers() > 1 and not _announced:
+        _announced = True
+        logger.info(
+            "No CHANNEL_LAYERS setting and %d server workers: using the IPC channel layer "
+            "(switchboard.layers.ipc.IPCChannelLayer) so the workers share channels and groups; "
+            "set CHANNEL_LAYERS to choose another",
+            serving_workers(),
+        )
 
 
 def _django_settings_source() -> Mapping[str, Any] | None:
@@ -51,7 +92,7 @@ class ChannelLayerManager:
     @property
     def configs(self) -> Mapping[str, Any]:
         configs = self.config_source()
-        return EMBEDDED_DEFAULT if configs is None else configs
+        return embedded_default() if configs is None else configs
 
     def make_backend(self, alias: str) -> BaseChannelLayer:
         try:
@@ -62,6 +103,8 @@ class ChannelLayerManager:
             ) from None
         if not isinstance(entry, Mapping) or "BACKEND" not in entry:
             raise InvalidChannelLayerError(f"Channel layer {alias!r} has no BACKEND")
+        if entry is IPC_DEFAULT.get(alias):
+            announce_embedded_default(None)
         backend = import_by_path(entry["BACKEND"])
         config = entry.get("CONFIG", {}) or {}
         try:

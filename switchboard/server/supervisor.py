@@ -21,6 +21,9 @@ def run_supervised(config: Config) -> None:
         serve_forever,
     )
 
+    # Said before the app (and Django) is imported: with no CHANNEL_LAYERS setting, the
+    # layer registry then gives the workers a layer they share (see layers/registry.py).
+    os.environ["SWITCHBOARD_WORKERS"] = str(config.workers)
     config.load()  # fail fast in the parent on a bad import string
     sock = bind_socket(config)
     try:

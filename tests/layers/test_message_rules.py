@@ -43,7 +43,12 @@ async def test_receivers_get_what_a_remote_process_would():
     message = {"type": "m", "t": (1, "a"), "b": b"\x00", "n": None, "f": 1.5, "k": {b"raw": 1}}
     await layer.send("c", message)
     assert await layer.receive("c") == {
-        "type": "m", "t": [1, "a"], "b": b"\x00", "n": None, "f": 1.5, "k": {b"raw": 1}
+        "type": "m",
+        "t": [1, "a"],
+        "b": b"\x00",
+        "n": None,
+        "f": 1.5,
+        "k": {b"raw": 1},
     }
 
 
@@ -51,8 +56,10 @@ async def test_max_message_size_is_checked_at_send():
     layer = InMemoryChannelLayer(max_message_size=1000)
     await layer.group_add("g", "c")
     await layer.send("c", {"type": "m", "text": "x" * 900})
-    for call in (layer.send("c", {"type": "m", "text": "x" * 1000}),
-                 layer.group_send("g", {"type": "m", "text": "x" * 1000})):
+    for call in (
+        layer.send("c", {"type": "m", "text": "x" * 1000}),
+        layer.group_send("g", {"type": "m", "text": "x" * 1000}),
+    ):
         with pytest.raises(ChannelMessageTooLarge) as caught:
             await call
         assert caught.value.limit == 1000 and caught.value.size > 1000

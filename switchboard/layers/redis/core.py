@@ -37,7 +37,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
+from switchboard.layers.fanout import LocalDelivery
+from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.local import LocalQueue
+from switchboard.layers.naming import new_token, process_token
 from switchboard.layers.redis import streams
 from switchboard.layers.redis.connection import Shard, backoff_delays, parse_host
 from switchboard.layers.redis.pubsub import Subscriber
@@ -48,8 +51,6 @@ logger = logging.getLogger("switchboard.layers.redis")
 
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError)
 
-# Local deliveries per loop turn when fanning a group message out to this process's members.
-FANOUT_SLICE = 128
 
 # Longest single BLPOP / XREADGROUP BLOCK wait, in seconds.
 BLOCK_SECONDS = 1
@@ -60,15 +61,6 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-
-
-def process_token(channel: str) -> str | None:
-    """A process channel's owner: the text between the last "." and the "!"."""
-    bang = channel.find("!")
-    if bang < 0:
-        return None
-    dot = channel.rfind(".", 0, bang)
-    return channel[dot + 1 : bang]
 
 
 class _Script:
@@ -85,15 +77,15 @@ class _LoopState:
     def __init__(self, layer: RedisChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
         self.layer = layer
         self.loop = loop
-        self.pid = secrets.token_hex(8)
+        self.pid = new_token()
         # Process tokens whose channels this loop delivers: its own, plus those adopted from
         # loops of the same layer that ended (see RedisChannelLayer._adopt).
         self.tokens = {self.pid}
         self.shards: list[Shard] = layer._build_shards()
         self.subscribers: dict[int, Subscriber] = {}
-        self.queues: dict[str, LocalQueue] = {}
-        # Local fan-outs waiting for their turn: [members, next index, expires, message, direct]
-        self.backlog: deque[list[Any]] = deque()
+        self.local = LocalDelivery(
+            layer.get_capacity, layer.drops, self.is_local, self._forward, layer.stats
+        )
         self.groups = layer._new_groups()
         # pub/sub channel name (bytes) -> group name, or None for our process channel.
         self.routes: dict[bytes, str | None] = {}
@@ -167,12 +159,16 @@ class _LoopState:
 
     # -- local delivery -------------------------------------------------------
 
+    @property
+    def queues(self) -> dict[str, LocalQueue]:
+        return self.local.queues
+
+    @property
+    def backlog(self) -> deque[list[Any]]:
+        return self.local.backlog
+
     def queue(self, channel: str) -> LocalQueue:
-        q = self.queues.get(channel)
-        if q is None:
-            layer = self.layer
-            q = self.queues[channel] = LocalQueue(layer.get_capacity(channel), layer.drops)
-        return q
+        return self.local.queue(channel)
 
     def is_local(self, channel: str) -> bool:
         return process_token(channel) in self.tokens
@@ -193,67 +189,12 @@ class _LoopState:
             if not members and self.groups.is_empty(group):
                 # Every membership expired (group_expiry): stop listening to the group.
                 self.spawn(self.layer._unsubscribe_group(self, group, only_if_empty=True))
-        # One deserialized dict shared by every local member (see module docstring).
-        backlog = self.backlog
-        if not backlog and len(members) <= FANOUT_SLICE:
-            self._deliver(members, 0, len(members), expires, message, direct=group is None)
-            return
-        backlog.append([members, 0, expires, message, group is None])
-        if len(backlog) == 1:
-            self.loop.call_soon(self._drain)
+        # One deserialized dict shared by every local member (see fanout.py).
+        self.local.fan_out(members, expires, message, direct=group is None)
 
-    def _drain(self) -> None:
-        """Deliver queued fan-outs, FIFO, at most FANOUT_SLICE puts per loop turn.
-
-        A group of thousands handled in one callback would hold the loop for milliseconds:
-        the sender's group_send (waiting on Redis's reply) and every other connection would
-        wait behind it. Slices keep each member's order, since jobs finish in arrival order.
-        """
-        backlog = self.backlog
-        budget = FANOUT_SLICE
-        while backlog and budget > 0:
-            job = backlog[0]
-            members, start, expires, message, direct = job
-            end = min(len(members), start + budget)
-            self._deliver(members, start, end, expires, message, direct)
-            budget -= end - start
-            if end == len(members):
-                backlog.popleft()
-            else:
-                job[1] = end
-        if backlog and not self.closed:
-            self.loop.call_soon(self._drain)
-
-    def _deliver(
-        self,
-        members: list[str],
-        start: int,
-        end: int,
-        expires: float,
-        message: dict[str, Any],
-        direct: bool,
-    ) -> None:
-        queues = self.queues
-        capacity_of = self.layer.get_capacity
-        drops = self.layer.drops
-        tokens = self.tokens
-        now = time.time()
-        missed = 0  # not put here: dropped, or forwarded to another process
-        for i in range(start, end):
-            member = members[i]
-            if direct or process_token(member) in tokens:
-                q = queues.get(member)
-                if q is None:
-                    q = queues[member] = LocalQueue(capacity_of(member), drops)
-                # A full member misses the message (like Channels); the sender cannot be told.
-                if not q.put(expires, message, now):
-                    missed += 1
-                    drops.note("full", member)
-            else:
-                missed += 1
-                self.spawn(self.layer.send(member, message))
-        if not direct:
-            self.layer.stats.fanout_deliveries += end - start - missed
+    def _forward(self, member: str, expires: float, message: dict[str, Any]) -> None:
+        # A member of a local group that another process reads (group_add made here).
+        self.spawn(self.layer.send(member, message))
 
     def spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -269,17 +210,13 @@ class _LoopState:
         return max(1.0, min(self.layer.expiry, 30.0))
 
     def _sweep(self) -> None:
-        """Drop expired messages and forget idle queues so dead channels cost nothing."""
-        now = time.time()
-        for name, q in list(self.queues.items()):
-            q.sweep(now)
-            if q.idle:
-                del self.queues[name]
+        self.local.sweep()
         if not self.closed:
             self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
 
     async def close(self) -> None:
         self.closed = True
+        self.local.closed = True
         if self.guard is not asyncio.current_task():
             self.guard.cancel()
         self._sweeper.cancel()
@@ -462,10 +399,9 @@ class RedisChannelLayer(BaseChannelLayer):
             shards.append(Shard(options, sentinel=sentinel, service_name=master_name))
         return shards
 
-    def _new_groups(self):
-        from switchboard.layers.redis.groups import LocalGroups
-
-        return LocalGroups(self.group_expiry)
+    def _new_groups(self) -> GroupMemberships:
+        # Wall-clock time, like the messages this process receives from others.
+        return GroupMemberships(self.group_expiry, time.time)
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -562,15 +498,8 @@ class RedisChannelLayer(BaseChannelLayer):
                 # Encoded and decoded although it never leaves the process: the same checks
                 # as a remote send, and the receiver's copy is its own.
                 message = codec.decode(codec.pack(message))
-                q = state.queue(channel)
-                if state.backlog:
-                    # Behind fan-outs still being delivered, so it cannot overtake them.
-                    if len(q) >= q.capacity:
-                        raise ChannelFull(channel)
-                    state.backlog.append([[channel], 0, expires, message, True])
-                    self.stats.sends += 1
-                    return
-                if not q.put(expires, message, now):
+                # Behind fan-outs still being delivered, so it cannot overtake them.
+                if not state.local.put(channel, expires, message):
                     raise ChannelFull(channel)
                 self.stats.sends += 1
                 return
@@ -798,9 +727,7 @@ class RedisChannelLayer(BaseChannelLayer):
         without local members are unsubscribed) and its waiting messages dropped."""
         state = self._state()
         emptied = state.groups.release(channel)
-        q = state.queues.get(channel)
-        if q is not None and not q.waiters:
-            del state.queues[channel]
+        state.local.release(channel)
         for group in emptied:
             # Routes go first, synchronously: even if this is cancelled half-way, no message
             # reaches the released channel, and a group left subscribed unsubscribes itself
@@ -851,9 +778,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 await shard.client.unlink(*batch)
         for group in state.groups.clear():
             await self._unsubscribe_group(state, group)
-        for q in state.queues.values():
-            q.clear()
-        state.backlog.clear()
+        state.local.clear()
         state.streams_ready.clear()
         state.unacked.clear()
         state.last_durable.clear()

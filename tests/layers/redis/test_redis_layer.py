@@ -369,7 +369,7 @@ async def test_group_send_from_sync_code_is_not_lost(redis_server):
 
 
 async def test_large_local_fan_out_is_sliced_but_keeps_every_members_order(make_layer):
-    from switchboard.layers.redis.core import FANOUT_SLICE
+    from switchboard.layers.fanout import FANOUT_SLICE
 
     layer = make_layer()
     members = [await layer.new_channel() for _ in range(FANOUT_SLICE * 4 + 7)]

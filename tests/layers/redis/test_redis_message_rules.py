@@ -56,7 +56,9 @@ async def test_local_delivery_hands_over_what_a_remote_process_would_get(layers)
     await here.send(channel, message)
     message["nested"]["k"].append("changed by the sender")
     assert await asyncio.wait_for(here.receive(channel), 3) == {
-        "type": "m", "pair": [1, 2], "nested": {"k": [1]}
+        "type": "m",
+        "pair": [1, 2],
+        "nested": {"k": [1]},
     }
 
 
@@ -68,8 +70,10 @@ async def test_an_oversized_group_send_is_refused_and_subscribers_stay_connected
     with pytest.raises(ChannelMessageTooLarge) as caught:
         await here.group_send("big", {"type": "m", "blob": b"x" * size})
     assert caught.value.limit == 2 * 1024 * 1024
-    for call in (here.send(member, {"type": "m", "blob": b"x" * size}),
-                 here.send("jobs", {"type": "m", "blob": b"x" * size})):
+    for call in (
+        here.send(member, {"type": "m", "blob": b"x" * size}),
+        here.send("jobs", {"type": "m", "blob": b"x" * size}),
+    ):
         with pytest.raises(ChannelMessageTooLarge):
             await call
     await here.group_send("big", {"type": "m", "n": 1})
