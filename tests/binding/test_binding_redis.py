@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from switchboard.layers import channel_layers, get_channel_layer
 from tests.binding.test_binding import Client, application
-from tests.layers.redis.conftest import _shared_redis_servers, redis_server  # noqa: F401
+from tests.layers.conftest import _shared_redis_servers, redis_server  # noqa: F401
 from tests.support.serving import serving
 
 ROOT = Path(__file__).resolve().parents[2]

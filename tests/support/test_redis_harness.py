@@ -219,7 +219,7 @@ def test_sentinel_failover_promotes_the_replica() -> None:
 
 
 def test_shared_fixture_servers_are_reused_emptied_and_revived() -> None:
-    from tests.layers.redis.conftest import _shared
+    from tests.layers.conftest import _shared
 
     pool: list[RedisServer] = []
     try:
