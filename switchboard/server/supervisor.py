@@ -16,6 +16,9 @@ def run_supervised(config: Config) -> None:
     from switchboard.server.server import FORCE_EXIT_MARGIN, bind_socket, serve_forever
 
     config.load()  # fail fast in the parent on a bad import string
+    from switchboard.server.tls import create_ssl_context
+
+    create_ssl_context(config)  # ... and on unusable certificate files
     sock = bind_socket(config)
     children: dict[int, int] = {}  # pid -> slot, until reaped
     stopping = False
