@@ -208,15 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
         "by ALPN; SIGHUP reloads the certificate files. In the clear, HTTP/2 clients with "
         "prior knowledge (h2c) are served too.",
     )
-    tls.add_argument("--ssl-certfile", metavar="PATH", help="certificate chain, PEM")
     tls.add_argument(
-        "--ssl-keyfile", metavar="PATH", help="private key, PEM (default: in --ssl-certfile)"
+        "--ssl-certfile",
+        metavar="PATH",
+        help="server certificate chain, PEM; turns TLS on (default: none, plain TCP)",
     )
-    tls.add_argument("--ssl-keyfile-password", metavar="PASSWORD", help="the key's password")
+    tls.add_argument(
+        "--ssl-keyfile",
+        metavar="PATH",
+        help="private key, PEM (default: none, the key is in --ssl-certfile)",
+    )
+    tls.add_argument(
+        "--ssl-keyfile-password",
+        metavar="PASSWORD",
+        help="password of an encrypted key (default: none)",
+    )
     tls.add_argument(
         "--ssl-ca-certs",
         metavar="PATH",
-        help="CA certificates that client certificates are verified against",
+        help="CA certificates that client certificates are verified against (default: none)",
     )
     tls.add_argument(
         "--ssl-cert-reqs",
@@ -229,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument(
         "--ssl-ciphers",
         metavar="LIST",
-        help="OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)",
+        help="OpenSSL cipher list for TLS 1.2 (default: none, OpenSSL's own)",
     )
     tls.add_argument(
         "--http2",
