@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hyperframe.frame import Frame, GoAwayFrame
 
 
 @dataclass
@@ -159,6 +160,7 @@ class RawH2:
         self.events: list[h2.events.Event] = []
         self.closed = False
         self.auto_ack = True  # give window back for DATA as it arrives
+        self.received = bytearray()  # everything the server sent, for goaway()
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -187,6 +189,7 @@ class RawH2:
         if not data:
             self.closed = True
             return []
+        self.received += data
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -258,10 +261,19 @@ class RawH2:
                 body += e.data
         return headers, body
 
-    def goaway(self) -> h2.events.ConnectionTerminated | None:
-        for e in self.events:
-            if isinstance(e, h2.events.ConnectionTerminated):
-                return e
+    def goaway(self) -> GoAwayFrame | None:
+        """The server's first GOAWAY, read off the raw bytes: h2's client state machine stops
+        reporting anything once a frame it dislikes arrives."""
+        data = bytes(self.received)
+        pos = 0
+        while pos + 9 <= len(data):
+            frame, length = Frame.parse_frame_header(memoryview(data[pos : pos + 9]))
+            if pos + 9 + length > len(data):
+                break
+            if isinstance(frame, GoAwayFrame):
+                frame.parse_body(memoryview(data[pos + 9 : pos + 9 + length]))
+                return frame
+            pos += 9 + length
         return None
 
     def wait_closed(self, timeout: float = 10.0) -> bool:

@@ -214,40 +214,46 @@ class H2Protocol(asyncio.Protocol):
             self._close_transport()
             return
         for event in events:
-            kind = event.__class__
-            if kind is RequestReceived:
-                self._request(event)
-            elif kind is DataReceived:
-                self._data(event)
-            elif kind is StreamEnded:
-                stream = self.streams.get(event.stream_id)
-                if stream is not None:
-                    stream.end()
-            elif kind is WindowUpdated:
-                self._window(event.stream_id)
-            elif kind is StreamReset:
-                self._reset(event)
-            elif kind is PingReceived:
-                if not self.guard.ping.allow():
-                    self._calm("PING flood")
-            elif kind is RemoteSettingsChanged:
-                if not self.guard.settings.allow():
-                    self._calm("SETTINGS flood")
-                elif SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                    self._window(0)
-            elif kind is ConnectionTerminated:
-                self.close()
-            # TrailersReceived: ASGI has no message for request trailers; they are dropped
-            # (the StreamEnded that comes with them ends the body).
+            try:
+                self._event(event)
+            except H2Error as exc:
+                # A stream that a later frame of the same batch closed: nothing to do for it.
+                logger.debug("HTTP/2 event %r not handled: %s", event, exc)
             if self.closing:
                 return
         self.flush()
 
+    def _event(self, event: Any) -> None:
+        kind = event.__class__
+        if kind is RequestReceived:
+            self._request(event)
+        elif kind is DataReceived:
+            self._data(event)
+        elif kind is StreamEnded:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.end()
+        elif kind is WindowUpdated:
+            self._window(event.stream_id)
+        elif kind is StreamReset:
+            self._reset(event)
+        elif kind is PingReceived:
+            if not self.guard.ping.allow():
+                self._calm("PING flood")
+        elif kind is RemoteSettingsChanged:
+            if not self.guard.settings.allow():
+                self._calm("SETTINGS flood")
+            elif SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                self._window(0)
+        elif kind is ConnectionTerminated:
+            self.close()
+        # TrailersReceived: ASGI has no message for request trailers; they are dropped
+        # (the StreamEnded that comes with them ends the body).
+
     def _request(self, event: RequestReceived) -> None:
         sid = event.stream_id
-        conn = self.conn
         if self.goaway_sent or self.running >= self.max_streams:
-            conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            self._refuse(sid, ErrorCodes.REFUSED_STREAM)
             if not self.guard.reset.allow():
                 self._calm("too many streams refused (rapid reset?)")
             return
@@ -291,11 +297,21 @@ class H2Protocol(asyncio.Protocol):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def _refuse(self, sid: int, code: ErrorCodes) -> None:
+        # The client may have reset the stream already, later in the same batch of frames.
+        try:
+            self.conn.reset_stream(sid, code)
+        except H2Error:
+            pass
+
     def _websocket(self, sid: int, protocol: str, scope: dict[str, Any]) -> None:
         if protocol.lower() != "websocket":
             # RFC 8441 section 4: a protocol we do not speak; 501 like an unknown method.
             self.running -= 1
-            self.conn.send_headers(sid, [(b":status", b"501"), (b"content-length", b"0")], True)
+            try:
+                self.conn.send_headers(sid, [(b":status", b"501"), (b"content-length", b"0")], True)
+            except H2Error:
+                pass
             return
         del scope["method"]  # a websocket scope has none (ASGI spec)
         scope["scheme"] = "wss" if self.tls is not None else "ws"
