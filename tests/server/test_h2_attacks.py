@@ -78,7 +78,7 @@ def test_rapid_reset_is_cut_off(server: tuple[Serving, int]) -> None:
 
     def run(client: RawH2) -> None:
         nonlocal sent
-        for batch in range(100):
+        for _batch in range(100):
             for _ in range(50):
                 sid = client.conn.get_next_available_stream_id()
                 client.conn.send_headers(
