@@ -527,7 +527,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.closing or self.input_closed:
             return
         if self.h2c_probe is not None:
-            data, self.h2c_probe = self.h2c_probe + data, None
+            if self.h2c_probe:
+                data = self.h2c_probe + data
+            self.h2c_probe = None
             preface = starts_with_preface(data)
             if preface is None:
                 self.h2c_probe = data
