@@ -5,9 +5,9 @@ Usage: ./scripts/bench server_h2 [--quick] [--rounds 3] [--duration 3]
 
 Each server runs bench.apps:hello_app in its own process with one worker and no access log;
 h2load (one thread, ``-c 10 -m 10``) loads it over loopback. Server CPU per request is the
-server process's user+system time over the requests h2load completed. The certificate is a
-throwaway self-signed one made with the openssl CLI. Rounds alternate between servers and
-medians are compared; on a shared machine the ratios are noisy.
+server's user+system time (its process tree) over the requests h2load completed. The
+certificate is a throwaway self-signed one made with the openssl CLI. Rounds alternate
+between servers and medians are compared; on a shared machine the ratios are noisy.
 """
 
 from __future__ import annotations
@@ -88,6 +88,14 @@ def h2load(url: str, args: list[str], timeout: float) -> tuple[float, int]:
     return (float(rate.group(1)) if rate else 0.0), (int(done.group(1)) if done else 0)
 
 
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def measure(name: str, tls: bool, mode: str, duration: float, paths: tuple[str, str]) -> tuple:
     """One server process, one load; (req/s, server CPU microseconds per request)."""
     port = free_port()
@@ -104,10 +112,11 @@ def measure(name: str, tls: bool, mode: str, duration: float, paths: tuple[str, 
             load += ["--warm-up-time", "1"]
             if mode == "h1":
                 load.append("--h1")
-        before = server.cpu_times()
+        # hypercorn serves from a child process: count the whole tree.
+        tree = [server, *server.children(recursive=True)]
+        before = _cpu(tree)
         rate, done = h2load(url, load, duration + 60)
-        after = server.cpu_times()
-        cpu = (after.user + after.system) - (before.user + before.system)
+        cpu = _cpu(tree) - before
         return rate, (cpu / done * 1e6 if done else float("nan"))
     finally:
         proc.terminate()
@@ -147,7 +156,7 @@ def main() -> None:
         f"\nh2load -t1, median of {args.rounds} x {args.duration:g}s, {os.cpu_count()} CPUs "
         "(shared machine: ratios are noisy)"
     )
-    print(f"{'':32}{'A':>20}{'B':>20}{'A/B':>8}{'CPU/req A':>12}{'CPU/req B':>12}")
+    print(f"{'':32}{'A':>28}{'B':>28}{'A/B':>8}{'CPU/req A':>12}{'CPU/req B':>12}")
     for label, _, _, (a, b) in rows:
         ra, ca = (statistics.median(x) for x in zip(*results[(label, a)], strict=True))
         rb, cb = (statistics.median(x) for x in zip(*results[(label, b)], strict=True))
