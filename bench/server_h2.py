@@ -161,7 +161,7 @@ def main() -> None:
         ra, ca = (statistics.median(x) for x in zip(*results[(label, a)], strict=True))
         rb, cb = (statistics.median(x) for x in zip(*results[(label, b)], strict=True))
         print(
-            f"{label:32}{f'{a} {ra:,.0f}/s':>20}{f'{b} {rb:,.0f}/s':>20}"
+            f"{label:32}{f'{a} {ra:,.0f}/s':>28}{f'{b} {rb:,.0f}/s':>28}"
             f"{(ra / rb if rb else float('nan')):7.2f}x{ca:10,.0f}us{cb:10,.0f}us"
         )
 
