@@ -22,6 +22,13 @@ ensure_redis_server() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
 }
+ensure_h2_clients() {
+  # curl (--http2) for the HTTP/2 tests; h2load (nghttp2-client) for bench/server_h2.py.
+  if ! command -v curl >/dev/null 2>&1 || ! command -v h2load >/dev/null 2>&1; then
+    echo "installing curl and nghttp2-client (apt-get)…" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl nghttp2-client >/dev/null
+  fi
+}
 ensure_browser() {
   # Headless Chromium and its WebDriver for the browser tests (Selenium).
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

@@ -1,8 +1,8 @@
 """``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``).
 
 Exit status: 0 after a graceful stop, 1 when the address cannot be listened on, 2 for a bad
-command line, an application that cannot be imported or is not an ASGI application, or
-``--metrics-port`` without ``prometheus_client``.
+command line, an application that cannot be imported or is not an ASGI application,
+``--metrics-port`` without ``prometheus_client``, or TLS files that cannot be used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from switchboard.server.app_check import AppShapeError
 from switchboard.server.config import AppImportError, Config
 from switchboard.server.logging_setup import LOG_LEVELS
+from switchboard.server.tls import TLSConfigError
 
 EXIT_LISTEN_ERROR = 1
 EXIT_APP_ERROR = 2
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve",
         help="serve an ASGI application",
-        description="Serve an ASGI application over HTTP/1.1 and WebSocket.",
+        description="Serve an ASGI application over HTTP/1.1, HTTP/2 and WebSocket.",
         epilog="Exit status: 0 after a graceful stop (SIGTERM or Ctrl-C), 1 when the address "
         "cannot be listened on, 2 for a bad command line or application.",
     )
@@ -201,6 +202,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="offer the permessage-deflate compression extension (default: off)",
     )
 
+    tls = p.add_argument_group(
+        "TLS and HTTP/2",
+        "With --ssl-certfile the server speaks TLS (https, wss), offering HTTP/2 and HTTP/1.1 "
+        "by ALPN; SIGHUP reloads the certificate files. In the clear, HTTP/2 clients with "
+        "prior knowledge (h2c) are served too.",
+    )
+    tls.add_argument(
+        "--ssl-certfile",
+        metavar="PATH",
+        help="server certificate chain, PEM; turns TLS on (default: none, plain TCP)",
+    )
+    tls.add_argument(
+        "--ssl-keyfile",
+        metavar="PATH",
+        help="private key, PEM (default: none, the key is in --ssl-certfile)",
+    )
+    tls.add_argument(
+        "--ssl-keyfile-password",
+        metavar="PASSWORD",
+        help="password of an encrypted key (default: none)",
+    )
+    tls.add_argument(
+        "--ssl-ca-certs",
+        metavar="PATH",
+        help="CA certificates that client certificates are verified against (default: none)",
+    )
+    tls.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        choices=(0, 1, 2),
+        default=d.ssl_cert_reqs,
+        help="client certificates: 0 not asked for, 1 optional, 2 required "
+        "(default: %(default)s)",
+    )
+    tls.add_argument(
+        "--ssl-ciphers",
+        metavar="LIST",
+        help="OpenSSL cipher list for TLS 1.2 (default: none, OpenSSL's own)",
+    )
+    tls.add_argument(
+        "--http2",
+        action=argparse.BooleanOptionalAction,
+        default=d.http2,
+        help="serve HTTP/2: ALPN h2 over TLS, prior-knowledge h2c in the clear (default: on)",
+    )
+    tls.add_argument(
+        "--h2-max-concurrent-streams",
+        type=int,
+        default=d.h2_max_concurrent_streams,
+        metavar="N",
+        help="streams a client may have open on one HTTP/2 connection (default: %(default)s)",
+    )
+
     logs = p.add_argument_group("logging (stderr)")
     logs.add_argument(
         "--log-level",
@@ -261,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, ".")
     try:
         run(app, **args)
-    except (AppImportError, AppShapeError, MetricsUnavailableError) as exc:
+    except (AppImportError, AppShapeError, MetricsUnavailableError, TLSConfigError) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return EXIT_APP_ERROR
     except ListenError as exc:

@@ -68,6 +68,16 @@ class Config:
     # Prometheus metrics over HTTP (switchboard.metrics.endpoint); worker k uses port + k.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # TLS (server/tls.py); uvicorn's option names. ssl_cert_reqs is an ssl.VerifyMode value.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE
+    ssl_ciphers: str | None = None  # OpenSSL's defaults
+    # HTTP/2 (server/h2/): ALPN h2 over TLS, prior-knowledge h2c in the clear.
+    http2: bool = True
+    h2_max_concurrent_streams: int = 100
 
     def load(self) -> Any:
         """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted, Django's

@@ -20,6 +20,7 @@ import httptools
 
 from switchboard.server import access_log
 from switchboard.server.config import Config
+from switchboard.server.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
 from switchboard.server.http11_framing import (
     FIELD_BYTES,
     KNOWN_NAMES,
@@ -36,6 +37,7 @@ from switchboard.server.http11_framing import (
 )
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
+from switchboard.server.tls import tls_extension
 
 __all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_response"]
 
@@ -481,6 +483,9 @@ class HttpProtocol(asyncio.Protocol):
         self.refused_upgrade: _Request | None = None  # an Upgrade answered as plain HTTP
         self.resume_body: _Request | None = None  # see _refuse_upgrade
         self.log_access = False  # asked once per connection (access_log.enabled)
+        self.tls: dict[str, Any] | None = None  # the ASGI tls extension, on TLS connections
+        # The first bytes, until they tell whether they are the HTTP/2 preface (h2c).
+        self.h2c_probe: bytes | None = b"" if config.http2 else None
 
     # -- connection ------------------------------------------------------
 
@@ -497,12 +502,17 @@ class HttpProtocol(asyncio.Protocol):
         elif isinstance(local, str):
             self.server = (local, None)  # type: ignore[assignment]
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        if self.scheme == "https":
+            self.tls = tls_extension(transport)
         if (
             self.config.limit_concurrency is not None
             and len(self.state.connections) > self.config.limit_concurrency
         ):
             self._write_error(plain_response(503, "Service Unavailable"))
             self.close()
+            return
+        if self.config.http2 and self.tls is not None and alpn_chose_h2(transport):
+            hand_over(self)
             return
         self._arm_keep_alive()
 
@@ -536,6 +546,17 @@ class HttpProtocol(asyncio.Protocol):
         self.state.bytes_in += len(data)
         if self.closing or self.input_closed:
             return
+        if self.h2c_probe is not None:
+            if self.h2c_probe:
+                data = self.h2c_probe + data
+            self.h2c_probe = None
+            preface = starts_with_preface(data)
+            if preface is None:
+                self.h2c_probe = data
+                return
+            if preface:
+                hand_over(self, data)
+                return
         # The keep-alive timer is not stopped by bytes arriving, only by a complete request
         # head (on_headers_complete): a client trickling its headers gets no more time than
         # an idle one.
@@ -604,6 +625,8 @@ class HttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
         }
+        if self.tls is not None:
+            scope["extensions"]["tls"] = self.tls
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)
         upgrade = parser.should_upgrade()
@@ -716,6 +739,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.set_protocol(ws)
         ws.connection_made(self.transport)
         ws.handshake(scope, leftover)
+        if self.tls is not None:
+            scope.setdefault("extensions", {})["tls"] = self.tls
 
     # -- request lifecycle -----------------------------------------------
 

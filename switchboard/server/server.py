@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Awaitable
@@ -17,6 +18,7 @@ from switchboard.server.http import HttpProtocol
 from switchboard.server.lifespan import Lifespan
 from switchboard.server.logging_setup import configure_logging
 from switchboard.server.state import ServerState, add_serving, remove_serving
+from switchboard.server.tls import create_ssl_context, reload_certificates
 
 logger = logging.getLogger("switchboard.server")
 
@@ -77,7 +79,7 @@ def _configured_address(config: Config) -> str:
     return f"{host}:{config.port}"
 
 
-def listening_address(sock: socket.socket, fd: int | None = None) -> str:
+def listening_address(sock: socket.socket, fd: int | None = None, scheme: str = "http") -> str:
     """What to tell an operator: ``http://127.0.0.1:8000``, ``unix:/path``, ``fd 3 (...)``."""
     name = sock.getsockname()
     if sock.family == socket.AF_UNIX:
@@ -85,7 +87,7 @@ def listening_address(sock: socket.socket, fd: int | None = None) -> str:
         where = f"unix:{path}"
     else:
         host, port = name[:2]
-        where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        where = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     return where if fd is None else f"fd {fd} ({where})"
 
 
@@ -101,6 +103,7 @@ class Server:
         self._exit_requested_at: float | None = None  # time.monotonic()
         self._watchdog: ExitWatchdog | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.ssl_context: ssl.SSLContext | None = None
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -109,6 +112,7 @@ class Server:
     async def startup(self, sock: socket.socket | None = None) -> None:
         config = self.config
         config.load()
+        self.ssl_context = create_ssl_context(config)
         loop = asyncio.get_running_loop()
         self._exit_event = asyncio.Event()
         self.lifespan = Lifespan(config.app, config.lifespan)
@@ -119,14 +123,19 @@ class Server:
             return HttpProtocol(config, self.state, app_state, loop)
 
         sock = sock or bind_socket(config)
+        tls = self.ssl_context
         if sock.family == socket.AF_UNIX:
-            server = await loop.create_unix_server(factory, sock=sock, backlog=config.backlog)
+            server = await loop.create_unix_server(
+                factory, sock=sock, backlog=config.backlog, ssl=tls
+            )
         else:
-            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog, ssl=tls)
         self.servers.append(server)
         add_serving(self.state)
         self._tick()
-        logger.info("Listening on %s (Ctrl-C to quit)", listening_address(sock, config.fd))
+        scheme = "https" if tls else "http"
+        where = listening_address(sock, config.fd, scheme)
+        logger.info("Listening on %s (Ctrl-C to quit)", where)
 
     def _tick(self) -> None:
         self.state.refresh_headers()
@@ -150,6 +159,11 @@ class Server:
                 self._watchdog.arm(self._exit_requested_at + budget)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.request_exit)
+
+    def _on_sighup(self, _signum: int, _frame: object) -> None:
+        # Certificates renewed on disk: new connections get them, open ones keep theirs.
+        if self.ssl_context is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(reload_certificates, self.ssl_context, self.config)
 
     def _shutdown_budget(self) -> float:
         return self.config.timeout_graceful_shutdown + FORCE_EXIT_MARGIN
@@ -210,6 +224,8 @@ class Server:
             self._watchdog = ExitWatchdog()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
+            if self.ssl_context is not None and hasattr(signal, "SIGHUP"):
+                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_sighup)
         # else the caller stops us with request_exit() and owns the process's exit
         assert self._exit_event is not None
         if self.should_exit:
@@ -331,6 +347,7 @@ def run(app: Any, **options: Any) -> None:
         # Import and vet the app before binding, as the supervisor does, and bind before
         # lifespan startup so a busy port does not run (and strand) the app's startup.
         config.load()
+        create_ssl_context(config)  # unusable certificate files: fail before binding
         sock = bind_socket(config)
         try:
             metrics = bind_metrics_sockets(config)

@@ -25,6 +25,9 @@ def run_supervised(config: Config) -> None:
     # layer registry then gives the workers a layer they share (see layers/registry.py).
     os.environ["SWITCHBOARD_WORKERS"] = str(config.workers)
     config.load()  # fail fast in the parent on a bad import string
+    from switchboard.server.tls import create_ssl_context
+
+    create_ssl_context(config)  # ... and on unusable certificate files
     sock = bind_socket(config)
     try:
         # Bound here, like the server's socket: a replacement worker inherits its slot's.

@@ -1,0 +1,465 @@
+"""HTTP/2 connections on the ``h2`` library: one protocol object per connection, one ASGI
+application task per stream.
+
+The connection routes ``h2`` events to its streams (``stream.HttpStream`` for requests,
+``websocket.StreamTransport`` for RFC 8441 WebSockets), writes what ``h2`` has to send once
+per batch, and defends itself:
+
+* at most ``h2_max_concurrent_streams`` streams per connection, counting those whose client
+  reset them while their application still runs (what rapid reset, CVE-2023-44487, abuses):
+  streams beyond are refused (REFUSED_STREAM), and refusing or seeing resets too fast ends
+  the connection with ENHANCE_YOUR_CALM (``limits.FloodGuard``);
+* header lists above ``max_header_size`` (the HPACK bomb) and runs of CONTINUATION frames
+  are refused by ``h2`` itself, which ends the connection with a GOAWAY;
+* PING, SETTINGS and empty DATA floods draw on rate limits; and while the client does not
+  read what we write (the transport's buffer is full) nothing more is read from it, so
+  replies cannot pile up;
+* request data is acknowledged (flow-control window given back) only as applications read it.
+
+Graceful shutdown sends GOAWAY, lets the streams in flight finish and refuses new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import unquote
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error, ProtocolError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+from switchboard.server.config import Config
+from switchboard.server.h2.fields import parse_request, split_path
+from switchboard.server.h2.limits import FloodGuard
+from switchboard.server.h2.stream import HttpStream
+from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
+from switchboard.server.proxy import apply_proxy_headers
+from switchboard.server.state import ServerState
+from switchboard.server.tls import tls_extension
+
+logger = logging.getLogger("switchboard.server")
+
+# The connection's receive window: room for every stream's default window at once, so one
+# stream whose application does not read cannot starve the others.
+STREAM_WINDOW = 65535
+# Seconds a closing connection gets to deliver its GOAWAY to a client that does not read.
+CLOSE_GRACE = 2.0
+
+_SCOPE_ASGI = {"version": "3.0", "spec_version": "2.4"}
+
+
+class H2Protocol(asyncio.Protocol):
+    def __init__(
+        self,
+        config: Config,
+        state: ServerState,
+        app_state: dict[str, Any] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.config = config
+        self.app = config.app
+        self.state = state
+        self.app_state = app_state if app_state is not None else {}
+        self.loop = loop or asyncio.get_event_loop()
+        self.max_streams = config.h2_max_concurrent_streams
+        conn = H2Connection(
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Response fields are checked (and lower-cased) by fields.response_head.
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        conn.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams,
+                SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_size,
+                SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441 WebSockets
+            },
+        )
+        # Enforced from the first frame, not only once the client acknowledges our SETTINGS.
+        conn.decoder.max_header_list_size = config.max_header_size
+        self.conn = conn
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.tls: dict[str, Any] | None = None
+        self.streams: dict[int, HttpStream | StreamTransport] = {}
+        self.running = 0  # application tasks and WebSockets still alive on this connection
+        self.guard = FloodGuard()
+        self.closing = False
+        self.goaway_sent = False
+        self.writing_paused = False
+        self.reading_paused = False
+        self.drain_waiters: list[asyncio.Future] = []
+        self.flush_scheduled = False
+        self.idle_handle: asyncio.TimerHandle | None = None
+
+    # -- connection -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        if isinstance(local, tuple):
+            self.server = (str(local[0]), int(local[1]))
+        elif isinstance(local, str):
+            self.server = (local, None)  # type: ignore[assignment]
+        self.tls = tls_extension(transport)
+        self.scheme = "https" if self.tls is not None else "http"
+        conn = self.conn
+        conn.initiate_connection()
+        conn.increment_flow_control_window(STREAM_WINDOW * self.max_streams - 65535)
+        self.flush()
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.connections.discard(self)
+        self._cancel_idle()
+        for stream in list(self.streams.values()):
+            stream.disconnect()
+        self.streams.clear()
+        self._release_drain()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self._cancel_idle()
+        try:
+            self.conn.close_connection(last_stream_id=self.conn.highest_inbound_stream_id)
+        except H2Error:
+            pass
+        self._close_transport()
+
+    def _calm(self, why: str) -> None:
+        """The client abuses the connection: GOAWAY ENHANCE_YOUR_CALM and close."""
+        if self.closing:
+            return
+        logger.warning("Closing HTTP/2 connection from %s: %s", self._peer(), why)
+        self.closing = True
+        self._cancel_idle()
+        try:
+            self.conn.close_connection(
+                ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.conn.highest_inbound_stream_id
+            )
+        except H2Error:
+            pass
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        self.flush()
+        for stream in list(self.streams.values()):
+            stream.disconnect()
+        self.streams.clear()
+        transport = self.transport
+        transport.close()
+        if self.writing_paused:  # a client that does not read would hold the close forever
+            self.loop.call_later(CLOSE_GRACE, transport.abort)
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+
+    def shutdown(self) -> None:
+        """GOAWAY now; close once the streams in flight are done."""
+        if self.closing or self.goaway_sent:
+            return
+        self.goaway_sent = True
+        self.flush()
+        # Written by hand: h2 sends nothing more at all after its own GOAWAY, and the streams
+        # in flight still need their responses (RFC 9113 section 6.8).
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.conn.highest_inbound_stream_id
+        frame.error_code = ErrorCodes.NO_ERROR
+        self.transport.write(frame.serialize())
+        self._maybe_done()
+
+    # -- incoming frames --------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:
+            # h2 has queued the GOAWAY (PROTOCOL_ERROR, ENHANCE_YOUR_CALM for header lists
+            # too long, CONTINUATION runs...): send it and close.
+            logger.info("HTTP/2 protocol error from %s: %s", self._peer(), exc)
+            self.closing = True
+            self._close_transport()
+            return
+        for event in events:
+            try:
+                self._event(event)
+            except H2Error as exc:
+                # A stream that a later frame of the same batch closed: nothing to do for it.
+                logger.debug("HTTP/2 event %r not handled: %s", event, exc)
+            if self.closing:
+                return
+        self.flush()
+
+    def _event(self, event: Any) -> None:
+        kind = event.__class__
+        if kind is RequestReceived:
+            self._request(event)
+        elif kind is DataReceived:
+            self._data(event)
+        elif kind is StreamEnded:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.end()
+        elif kind is WindowUpdated:
+            self._window(event.stream_id)
+        elif kind is StreamReset:
+            self._reset(event)
+        elif kind is PingReceived:
+            if not self.guard.ping.allow():
+                self._calm("PING flood")
+        elif kind is RemoteSettingsChanged:
+            if not self.guard.settings.allow():
+                self._calm("SETTINGS flood")
+            elif SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                self._window(0)
+        elif kind is ConnectionTerminated:
+            self.close()
+        # TrailersReceived: ASGI has no message for request trailers; they are dropped
+        # (the StreamEnded that comes with them ends the body).
+
+    def _request(self, event: RequestReceived) -> None:
+        sid = event.stream_id
+        if self.goaway_sent or self.running >= self.max_streams:
+            self._refuse(sid, ErrorCodes.REFUSED_STREAM)
+            if not self.guard.reset.allow():
+                self._calm("too many streams refused (rapid reset?)")
+            return
+        self._cancel_idle()
+        head = parse_request(event.headers)
+        raw_path, query = split_path(head.path)
+        path = raw_path.decode("ascii", "replace")
+        if "%" in path:
+            path = unquote(path)
+        root = self.config.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": _SCOPE_ASGI.copy(),
+            "http_version": "2",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": head.method,
+            "root_path": root,
+            "path": root + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": head.headers,
+            "state": self.app_state.copy(),
+        }
+        if self.config.proxy_headers:
+            apply_proxy_headers(scope, self.config.trusted_proxies)
+        self.state.total_requests += 1
+        self.running += 1
+        if head.method == "CONNECT" and head.protocol is not None:
+            self._websocket(sid, head.protocol, scope)
+            return
+        extensions: dict[str, Any] = {"http.response.pathsend": {}, "http.response.trailers": {}}
+        if self.tls is not None:
+            extensions["tls"] = self.tls
+        scope["extensions"] = extensions
+        stream = HttpStream(self, sid, scope)
+        self.streams[sid] = stream
+        task = self.loop.create_task(stream.run())
+        tasks = self.state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _refuse(self, sid: int, code: ErrorCodes) -> None:
+        # The client may have reset the stream already, later in the same batch of frames.
+        try:
+            self.conn.reset_stream(sid, code)
+        except H2Error:
+            pass
+
+    def _websocket(self, sid: int, protocol: str, scope: dict[str, Any]) -> None:
+        if protocol.lower() != "websocket":
+            # RFC 8441 section 4: a protocol we do not speak; 501 like an unknown method.
+            self.running -= 1
+            try:
+                self.conn.send_headers(sid, [(b":status", b"501"), (b"content-length", b"0")], True)
+            except H2Error:
+                pass
+            return
+        del scope["method"]  # a websocket scope has none (ASGI spec)
+        scope["scheme"] = "wss" if self.tls is not None else "ws"
+        transport = StreamTransport(self, sid)
+        ws = H2WebSocketProtocol(self.config, self.state, self.app_state)
+        transport.protocol = ws
+        self.streams[sid] = transport
+        ws.connection_made(transport)  # type: ignore[arg-type]
+        ws.handshake(scope)
+        if self.tls is not None:
+            scope.setdefault("extensions", {})["tls"] = self.tls
+
+    def _data(self, event: DataReceived) -> None:
+        sid = event.stream_id
+        flow = event.flow_controlled_length
+        stream = self.streams.get(sid)
+        if not event.data and not event.stream_ended and not self.guard.empty.allow():
+            self._calm("empty DATA flood")
+            return
+        if stream is None:
+            self.ack(sid, flow)  # the stream is done with: nobody will read it
+            return
+        if not stream.data(event.data, flow):
+            assert isinstance(stream, HttpStream)
+            stream.refuse_body()
+
+    def _reset(self, event: StreamReset) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:
+            stream.disconnect()
+        if event.remote_reset and not self.guard.reset.allow():
+            self._calm("too many streams reset (rapid reset)")
+
+    def _window(self, sid: int) -> None:
+        if sid:
+            stream = self.streams.get(sid)
+            if stream is not None:
+                stream.wake_window()
+        else:
+            for stream in list(self.streams.values()):
+                stream.wake_window()
+
+    def ack(self, sid: int, size: int) -> None:
+        """The application read ``size`` flow-controlled bytes of stream ``sid``: give the
+        client that much window back (h2 batches the WINDOW_UPDATEs)."""
+        if size and not self.closing:
+            try:
+                self.conn.acknowledge_received_data(size, sid)
+            except H2Error:
+                return
+            self.schedule_flush()
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def response_done(self, stream: HttpStream) -> None:
+        """The stream's response ended (or was cut off)."""
+        if stream.complete or stream.disconnected:
+            self.streams.pop(stream.stream_id, None)
+
+    def app_done(self, stream: HttpStream) -> None:
+        self.running -= 1
+        if not stream.complete and not stream.disconnected and not self.closing:
+            # The app answered without reading the whole request: tell the client to stop
+            # sending it (RFC 9113 section 8.1).
+            stream.disconnect()
+            try:
+                self.conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            except H2Error:
+                pass
+            self.schedule_flush()
+        if stream.disconnected or stream.finished:
+            self.streams.pop(stream.stream_id, None)
+        self._maybe_done()
+
+    def stream_gone(self, transport: StreamTransport) -> None:
+        """A WebSocket stream has closed."""
+        if self.streams.get(transport.stream_id) is transport:
+            del self.streams[transport.stream_id]
+        self.running -= 1
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.running or self.closing:
+            return
+        if self.goaway_sent:
+            self.close()
+        elif not self.streams:
+            self._arm_idle()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        data = self.conn.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def schedule_flush(self) -> None:
+        """Write at the end of this loop iteration: responses of many streams finishing
+        together leave in one write."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        # Read nothing more until the client reads: whatever it sends may need a reply.
+        if not self.reading_paused and not self.closing:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        for stream in self.streams.values():
+            if isinstance(stream, StreamTransport) and stream.protocol is not None:
+                if not stream.write_paused:
+                    stream.write_paused = True
+                    stream.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.reading_paused and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        self._release_drain()
+        self._window(0)
+
+    async def drain(self) -> None:
+        if self.writing_paused and not self.closing:
+            waiter = self.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+    def _release_drain(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- idle connections ---------------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        self.idle_handle = self.loop.call_later(self.config.timeout_keep_alive, self._idle)
+
+    def _cancel_idle(self) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+
+    def _idle(self) -> None:
+        self.idle_handle = None
+        if not self.running and not self.streams:
+            self.close()
