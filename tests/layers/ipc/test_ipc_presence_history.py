@@ -5,6 +5,7 @@ Real OS processes, SIGKILL and the server: tests/realtime/test_realtime_ipc.py."
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -120,13 +121,16 @@ async def test_hub_handover_rebuilds_presence_and_drops_the_old_hubs_entries(tmp
         await a.presence_store().track("room", "a", "alice", {})
         await b.presence_store().track("room", "b", "bob", {})
         watch = await _watch(b, "room")
-        # The hub's layer closes without untracking: its own connection to the hub ends first,
-        # so its entry's leave is announced at once; nobody else's (the others' connections
-        # the closing hub ends are handed to the next hub, not gone). A hub killed outright
-        # (tests/realtime/test_realtime_ipc.py) is declared gone after presence_timeout.
+        # The hub's layer closes without untracking. The connections the closing hub ends are
+        # handed to the next hub, not processes leaving: no leave for them. Its own process
+        # never says hello to the next hub, which declares it gone after presence_timeout
+        # (as when it is killed: tests/realtime/test_realtime_ipc.py).
         await hub.close()
+        closed = time.monotonic()
         diff = await _diff(b, watch)
+        took = time.monotonic() - closed
         assert set(diff["leaves"]) == {"hal"} and not diff["joins"], diff
+        assert 0.8 * 0.5 < took < 0.8 + 5, took
         for layer in (a, b):
             assert await _keys(layer, "room") == {"alice": 1, "bob": 1}
         with pytest.raises(asyncio.TimeoutError):  # announced once, even after the grace
