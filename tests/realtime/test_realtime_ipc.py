@@ -100,9 +100,7 @@ async def _subscribe(client: Client, **position) -> dict:
     return await client.until(lambda f: f.get("sb") == "subscribed")
 
 
-async def test_presence_across_two_processes_and_a_sigkilled_one_disappears(
-    start_server, runtime
-):
+async def test_presence_across_two_processes_and_a_sigkilled_one_disappears(start_server, runtime):
     a = start_server("a")
     alice = await Client.open(a, "alice")
     await alice.send({"sb": "presence", "topic": "room"})

@@ -139,7 +139,6 @@ class Hub:
         directory: str,
         lock_fd: int,
         drops: DropCounter,
-        max_frame: int | None,
         presence: PresenceTable | None = None,
         announce: Announce | None = None,
         presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
@@ -148,7 +147,6 @@ class Hub:
         self.path = os.path.join(directory, "hub.sock")
         self.lock_fd: int | None = lock_fd
         self.drops = drops
-        self.max_frame = max_frame
         self.table = ProcessTable()
         self.mailboxes = Mailboxes()
         self.by_token: dict[str, HubConnection] = {}

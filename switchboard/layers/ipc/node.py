@@ -317,7 +317,6 @@ class Node:
                         self.directory,
                         fd,
                         self.layer.drops,
-                        self.layer.max_message_size,
                         presence=self.presence.copy(),  # where the last hub left presence
                         announce=self._announce,
                         presence_timeout=self.layer.presence_timeout,
