@@ -1,7 +1,8 @@
 """The ASGI application the realtime end-to-end tests serve with ``switchboard serve``.
 
 Configured from the environment (so the test decides per server process):
-``RT_REDIS_URL`` (the Redis layer; else in-memory), ``RT_PRESENCE_TIMEOUT`` (seconds),
+``RT_REDIS_URL`` (the Redis layer), ``RT_IPC_PATH`` (the IPC layer in that runtime directory;
+with neither, in-memory), ``RT_PRESENCE_TIMEOUT`` (seconds),
 ``RT_HISTORY_SIZE``. WebSocket ``/ws/?user=<name>``: a :class:`RealtimeConsumer` on topic
 ``room`` (presence tracked under ``user``); ``{"publish": data}`` publishes ``data`` to
 ``room``. HTTP: ``/switchboard.js`` (the shipped client) and ``/`` (an empty page that
@@ -25,6 +26,14 @@ if not settings.configured:
             "CONFIG": {
                 "hosts": [redis_url],
                 "presence_timeout": float(os.environ.get("RT_PRESENCE_TIMEOUT", "15")),
+            },
+        }
+    elif os.environ.get("RT_IPC_PATH"):
+        layer = {
+            "BACKEND": "switchboard.layers.ipc.IPCChannelLayer",
+            "CONFIG": {
+                "path": os.environ["RT_IPC_PATH"],
+                "presence_timeout": float(os.environ.get("RT_PRESENCE_TIMEOUT", "5")),
             },
         }
     else:

@@ -1,5 +1,5 @@
-"""History stores on their own: count and age bounds, epochs, on the in-memory layer and on a
-real redis-server."""
+"""History stores on their own: count and age bounds, epochs, on the in-memory layer, the IPC
+layer and a real redis-server."""
 
 from __future__ import annotations
 
@@ -10,13 +10,24 @@ import pytest
 from switchboard.layers.inmemory import InMemoryChannelLayer
 
 
-@pytest.fixture(params=["inmemory", "redis"])
-def layer(request):
+@pytest.fixture(params=["inmemory", "ipc", "redis"])
+async def layer(request, tmp_path):
     if request.param == "inmemory":
-        return InMemoryChannelLayer()
+        yield InMemoryChannelLayer()
+        return
+    if request.param == "ipc":
+        from switchboard.layers.ipc import IPCChannelLayer
+
+        # Two layers as two processes would be: the logs live in the first one's hub.
+        hub, layer = (IPCChannelLayer(path=str(tmp_path / "rt")) for _ in range(2))
+        await hub.new_channel()
+        yield layer
+        await layer.close()
+        await hub.close()
+        return
     from switchboard.layers.redis import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[request.getfixturevalue("redis_server").url])
+    yield RedisChannelLayer(hosts=[request.getfixturevalue("redis_server").url])
 
 
 async def test_offsets_count_bound_and_latest(layer):

@@ -1,4 +1,4 @@
-"""Settings for the chat example: SQLite next to this project, the embedded in-memory layer.
+"""Settings for the chat example: SQLite next to this project, the embedded default layer.
 
 Environment overrides: CHAT_DATABASE (SQLite file path), CHAT_REDIS_URL (use the Redis layer),
 DJANGO_DEBUG ("0" turns debug off), DJANGO_SECRET_KEY.
@@ -65,18 +65,15 @@ DATABASES = {
     }
 }
 
-# One process needs only the in-memory layer. Set CHAT_REDIS_URL (redis://host:port/0) to share
-# rooms between several server processes or machines through Redis.
+# No CHANNEL_LAYERS: Switchboard's embedded default, the in-memory layer for one process and the
+# IPC layer when `serve --workers N` runs several (they then share rooms, history and presence).
+# Set CHAT_REDIS_URL (redis://host:port/0) to share them between machines through Redis.
 if os.environ.get("CHAT_REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "switchboard.layers.redis.RedisChannelLayer",
             "CONFIG": {"hosts": [os.environ["CHAT_REDIS_URL"]]},
         }
-    }
-else:
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"},
     }
 
 LANGUAGE_CODE = "en-us"

@@ -11,6 +11,9 @@ restores the table. A change that needs every replica updated (a process's first
 group, a new worker-channel receiver) is answered only once every connected process has
 acknowledged it, so a ``group_send`` made anywhere after ``group_add`` returned reaches the
 new member.
+
+It also orders presence (presence.py: a table replicated to every process the same way) and
+holds the history logs (history.py), answering requests over the same connections.
 """
 
 from __future__ import annotations
@@ -27,13 +30,25 @@ from typing import TYPE_CHECKING, Any
 from switchboard.layers.codec import pack_value
 from switchboard.layers.ipc import wire
 from switchboard.layers.ipc.directory import Mailboxes, ProcessTable
+from switchboard.layers.ipc.history import HubHistory
+from switchboard.layers.ipc.presence import (
+    DEFAULT_PRESENCE_TIMEOUT,
+    Item,
+    PresenceTable,
+    pack_items,
+    unpack_items,
+)
 from switchboard.layers.ipc.runtime import listen_unix, peer_is_us, remove_if_dead
 from switchboard.layers.naming import process_token
+from switchboard.layers.presence_store import PresenceEntry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from switchboard.layers.drops import DropCounter
+
+    # Broadcasts presence diffs (joins, leaves) from the hub's process.
+    Announce = Callable[[list[Item], list[Item]], None]
 
 __all__ = ["Hub", "try_lock"]
 
@@ -73,7 +88,8 @@ class HubConnection(asyncio.Protocol):
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.reader = wire.FrameReader(hub.max_frame)
+        # Unbounded: control frames carry a process's presence entries, all at once.
+        self.reader = wire.FrameReader()
         self.transport: asyncio.Transport | None = None
         self.token: str | None = None
 
@@ -111,20 +127,26 @@ class HubConnection(asyncio.Protocol):
 
 
 class Hub:
-    """Serves ``hub.sock`` while holding the lock ``lock_fd``."""
+    """Serves ``hub.sock`` while holding the lock ``lock_fd``.
+
+    ``presence``: the hosting process's replica, where a successor hub starts from;
+    ``announce`` broadcasts the presence diffs only the hub knows of (deaths);
+    ``presence_timeout``: how long inherited processes have to announce themselves again.
+    """
 
     def __init__(
         self,
         directory: str,
         lock_fd: int,
         drops: DropCounter,
-        max_frame: int | None,
+        presence: PresenceTable | None = None,
+        announce: Announce | None = None,
+        presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
     ) -> None:
         self.directory = directory
         self.path = os.path.join(directory, "hub.sock")
         self.lock_fd: int | None = lock_fd
         self.drops = drops
-        self.max_frame = max_frame
         self.table = ProcessTable()
         self.mailboxes = Mailboxes()
         self.by_token: dict[str, HubConnection] = {}
@@ -133,6 +155,15 @@ class Hub:
         self._bseq = itertools.count(1)
         self.server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.presence = presence if presence is not None else PresenceTable()
+        self.announce: Announce = announce or (lambda joins, leaves: None)
+        self.presence_timeout = presence_timeout
+        # Processes known from the previous hub that have not said hello to this one yet.
+        self.inherited = set(self.presence.tokens())
+        self._inherited_timer: asyncio.TimerHandle | None = None
+        self.history = HubHistory()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -140,6 +171,8 @@ class Hub:
         sock = listen_unix(self.path)
         self.server = await loop.create_unix_server(lambda: HubConnection(self), sock=sock)
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        if self.inherited:
+            self._inherited_timer = loop.call_later(self.presence_timeout, self._expire_inherited)
         # Processes killed while no hub watched them (with the previous hub) left files.
         for name in os.listdir(self.directory):
             if name.startswith("n-") and name.endswith(".sock"):
@@ -147,8 +180,14 @@ class Hub:
         logger.info("IPC channel layer hub started in process %d (%s)", os.getpid(), self.path)
 
     async def close(self) -> None:
+        # The connections closed below are not processes leaving: the next hub inherits them.
+        self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._inherited_timer is not None:
+            self._inherited_timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         if self.server is not None:
             self.server.close()
             # Unlinked while we still hold the lock, so it never removes a successor's socket.
@@ -168,8 +207,9 @@ class Hub:
     def handle(self, conn: HubConnection, frame: list[Any]) -> None:
         kind = frame[0]
         if kind == wire.HELLO:
-            _, seq, token, _pid, groups, receivers = frame
-            self._hello(conn, seq, token, groups, receivers)
+            _, seq, token, _pid, groups, receivers, *rest = frame
+            presence = unpack_items(rest[0]) if rest else []
+            self._hello(conn, seq, token, groups, receivers, presence)
             return
         token = conn.token
         if token is None:
@@ -198,12 +238,33 @@ class Hub:
                 for _expires, _message, sender in parked:
                     settled[(sender, channel)] = settled.get((sender, channel), 0) + 1
             self._settle(settled)
+            self.history.clear()
             conn.write(wire.control(wire.OK, frame[1]))
+        elif kind == wire.TRACK:
+            _, seq, topic, ref, key, meta = frame
+            self.presence.put(token, topic, PresenceEntry(ref, key, meta))
+            tracked = (wire.TRACKED, token, topic, ref, key, meta)
+            self._barrier(conn, seq, lambda bseq: wire.control(tracked[0], bseq, *tracked[1:]))
+        elif kind == wire.UNTRACK:
+            _, seq, topic, ref = frame
+            self.presence.drop(topic, ref)
+            self._barrier(conn, seq, lambda bseq: wire.control(wire.UNTRACKED, bseq, topic, ref))
+        elif kind in (wire.APPEND, wire.RECOVER, wire.LATEST):
+            # Answered in arrival order: the store's coroutines never wait.
+            task = asyncio.get_running_loop().create_task(self._history(conn, frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             raise ValueError(f"unknown frame kind {kind}")
 
     def _hello(
-        self, conn: HubConnection, seq: int, token: str, groups: list[str], receivers: list[str]
+        self,
+        conn: HubConnection,
+        seq: int,
+        token: str,
+        groups: list[str],
+        receivers: list[str],
+        presence: list[Item],
     ) -> None:
         conn.token = token
         old = self.by_token.get(token)
@@ -220,9 +281,27 @@ class Hub:
                     )
                 )
         self.table.set(token, groups, receivers)
+        self._hello_presence(conn, token, presence)
         wanted = set(receivers)
         self._hand_over(conn, lambda name: process_token(name) == token or name in wanted)
         self._broadcast_update(conn, seq, token, groups, receivers, replace=True)
+
+    def _hello_presence(self, conn: HubConnection, token: str, presence: list[Item]) -> None:
+        """The newcomer's replica gets everyone's entries; everyone gets the newcomer's (before
+        the UPDATE whose acknowledgements answer the HELLO, so they are in place by then)."""
+        self.inherited.discard(token)
+        for other in self.presence.tokens():
+            if other != token:
+                items = pack_items(self.presence.of(other))
+                conn.write(wire.control(wire.PRESENCE, 0, other, items))
+        had = bool(self.presence.of(token))
+        new = self.presence.set(token, presence)
+        if presence or had:
+            self._send_others(conn, wire.control(wire.PRESENCE, 0, token, pack_items(presence)))
+        if new:
+            # Back after being declared gone (or tracked while the previous hub died): joins
+            # again. A repeated join changes nothing at the receivers.
+            self.announce(new, [])
 
     def _broadcast_update(
         self,
@@ -233,13 +312,21 @@ class Hub:
         receivers: list[str],
         replace: bool,
     ) -> None:
+        self._barrier(
+            conn,
+            seq,
+            lambda bseq: wire.control(wire.UPDATE, bseq, token, groups, receivers, replace),
+        )
+
+    def _barrier(self, conn: HubConnection, seq: int, make: Callable[[int], bytes]) -> None:
+        """Send every other process the frame ``make(bseq)``; answer ``seq`` once all ACK it."""
         others = {c for c in self.conns if c is not conn and c.token is not None}
         if not others:
             conn.write(wire.control(wire.OK, seq))
             return
         bseq = next(self._bseq)
         self.barriers[bseq] = _Barrier(conn, seq, others)
-        frame = wire.control(wire.UPDATE, bseq, token, groups, receivers, replace)
+        frame = make(bseq)
         for other in others:
             other.write(frame)
 
@@ -251,7 +338,7 @@ class Hub:
                 del self.barriers[bseq]
                 barrier.requester.write(wire.control(wire.OK, barrier.seq))
 
-    def _send_others(self, conn: HubConnection, frame: bytes) -> None:
+    def _send_others(self, conn: HubConnection | None, frame: bytes) -> None:
         for other in self.conns:
             if other is not conn and other.token is not None:
                 other.write(frame)
@@ -264,11 +351,37 @@ class Hub:
             elif conn in barrier.waiting:
                 self._acked(conn, bseq)
         token = conn.token
-        if token is not None and self.by_token.get(token) is conn:
+        if token is not None and self.by_token.get(token) is conn and not self.closing:
             del self.by_token[token]
-            self.table.remove(token)
-            self._send_others(conn, wire.control(wire.GONE, token))
+            self._gone(token, conn)
             self._reap(token, REAP_ATTEMPTS)
+
+    def _gone(self, token: str, conn: HubConnection | None = None) -> None:
+        """``token``'s process left: out of the tables and replicas, its leaves broadcast."""
+        self.table.remove(token)
+        left = self.presence.remove(token)
+        self._send_others(conn, wire.control(wire.GONE, token))
+        if left:
+            self.announce([], left)
+
+    def _expire_inherited(self) -> None:
+        """Processes the previous hub knew that never came back are dead (the old hub's own
+        among them): their entries go, their leaves are broadcast once, from here."""
+        self._inherited_timer = None
+        for token in list(self.inherited):
+            if token not in self.by_token:
+                self._gone(token)
+        self.inherited.clear()
+
+    async def _history(self, conn: HubConnection, frame: list[Any]) -> None:
+        try:
+            payload = await self.history.answer(frame)
+        except (ValueError, TypeError, IndexError) as exc:
+            logger.warning("IPC hub: bad history request %r: %r", frame[:3], exc)
+            if conn.transport is not None:
+                conn.transport.close()
+            return
+        conn.write(wire.control(wire.REPLY, frame[1], payload))
 
     def _reap(self, token: str, attempts: int) -> None:
         """Remove the socket file a process killed outright leaves behind. A dying process

@@ -24,6 +24,10 @@ For sites on one machine that run several processes (``serve --workers N``, ``ru
   and handed over on registration; if the hub dies holding it, the sender counts it as ``lost``
   in its drop counters (logged), rather than losing it silently.
 
+Presence (presence.py) and history (history.py) are ordered and held by the hub, presence
+replicated in every process like group memberships, history in the hub's memory only (a new hub
+means a new epoch: an explicit resync, never wrong data).
+
 Guarantees: like the Redis layer's pub/sub paths, at most once; ``ChannelFull`` is raised for
 channels this process holds or the hub parks, and a full channel in another process drops and
 counts the message there. Messages are checked and encoded by the layer codec at send time, like
@@ -43,7 +47,9 @@ from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
 from switchboard.layers.ipc import wire
+from switchboard.layers.ipc.history import IPCHistoryStore
 from switchboard.layers.ipc.node import Inbox, Node, PeerUnreachable
+from switchboard.layers.ipc.presence import DEFAULT_PRESENCE_TIMEOUT, IPCPresenceStore
 from switchboard.layers.ipc.runtime import default_path
 from switchboard.layers.naming import process_token
 
@@ -58,6 +64,9 @@ class IPCChannelLayer(BaseChannelLayer):
     process that should meet must agree on it). ``prefix``: keeps several layers (aliases,
     projects) apart when ``path`` is not given. ``expiry``, ``capacity``, ``channel_capacity``,
     ``group_expiry``, ``max_message_size``: as for every layer (see BaseChannelLayer).
+    ``presence_timeout``: after the hub's process dies, how long the next hub waits for each
+    process to announce its presence entries again before it declares the silent ones gone
+    (seconds; other processes' deaths are seen at once).
     """
 
     extensions = ("groups", "flush")
@@ -71,6 +80,7 @@ class IPCChannelLayer(BaseChannelLayer):
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
     ) -> None:
         super().__init__(
             expiry=expiry,
@@ -81,6 +91,11 @@ class IPCChannelLayer(BaseChannelLayer):
         )
         if not prefix:
             raise ValueError("prefix must be a non-empty string")
+        if presence_timeout <= 0:
+            raise ValueError("presence timeout must be positive (seconds)")
+        self.presence_timeout = presence_timeout
+        self._presence: IPCPresenceStore | None = None
+        self._history: IPCHistoryStore | None = None
         self.prefix = prefix
         self.path = os.path.abspath(path) if path else default_path(prefix)
         self._nodes: dict[asyncio.AbstractEventLoop, Node] = {}
@@ -147,6 +162,18 @@ class IPCChannelLayer(BaseChannelLayer):
             os.close(hub.lock_fd)
             hub.lock_fd = None
         self._free.append(node.inbox)
+
+    # -- optional stores (switchboard.presence, switchboard.history) -------------
+
+    def presence_store(self) -> IPCPresenceStore:
+        if self._presence is None:
+            self._presence = IPCPresenceStore(self)
+        return self._presence
+
+    def history_store(self) -> IPCHistoryStore:
+        if self._history is None:
+            self._history = IPCHistoryStore(self)
+        return self._history
 
     # -- channels -------------------------------------------------------------------
 
@@ -355,7 +382,8 @@ class IPCChannelLayer(BaseChannelLayer):
     # -- housekeeping -----------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Drop the messages parked in the hub, and this process's messages and groups."""
+        """Drop the messages parked in the hub and all history, and this process's messages
+        and groups (presence stays: it is the connections that are live)."""
         node = await self._ready()
         await node.request(wire.FLUSH)
         for group in node.inbox.groups.clear():

@@ -5,9 +5,10 @@ to the socket of the process they are for: one hop, one write per peer per loop 
 are batched), a group message sent once per process that has members. The hub (hub.py) is only
 asked about membership changes; its replies keep :attr:`Node.replica` current.
 
-What the node serves (channels, groups, worker channels received, counts of parked messages)
-is an :class:`Inbox`, which outlives the node: when sync code's ``async_to_sync`` ends a loop,
-the next loop's node takes the same inbox and token, so channel names stay valid.
+What the node serves (channels, groups, worker channels received, counts of parked messages,
+presence entries tracked here) is an :class:`Inbox`, which outlives the node: when sync code's
+``async_to_sync`` ends a loop, the next loop's node takes the same inbox and token, so channel
+names stay valid.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.ipc import wire
 from switchboard.layers.ipc.directory import ProcessTable
 from switchboard.layers.ipc.hub import Hub, try_lock
+from switchboard.layers.ipc.presence import PresenceTable, by_topic, pack_items, unpack_items
 from switchboard.layers.ipc.runtime import ensure_private_dir, listen_unix, peer_is_us
 from switchboard.layers.naming import ChannelNamer, process_token
+from switchboard.layers.presence_store import PresenceEntry, broadcast_diff
 
 if TYPE_CHECKING:
     from switchboard.layers.ipc.layer import IPCChannelLayer
+    from switchboard.layers.ipc.presence import Item
 
 __all__ = ["Inbox", "Node", "PeerUnreachable"]
 
@@ -43,6 +47,10 @@ CLOSE_FLUSH_TIMEOUT = 2.0
 MAX_SOCKET_PATH = 107
 
 _UNREACHABLE = (FileNotFoundError, ConnectionRefusedError, ConnectionResetError)
+# Requests a new hub must be asked again (a HELLO covers the others).
+_ASKED_AGAIN = (wire.APPEND, wire.RECOVER, wire.LATEST)
+# Requests whose effect a HELLO restates (it names all we have).
+_COVERED_BY_HELLO = (wire.JOIN, wire.RECEIVE, wire.TRACK, wire.UNTRACK)
 
 
 class PeerUnreachable(ConnectionError):
@@ -61,6 +69,10 @@ class Inbox:
         )
         self.receivers: set[str] = set()  # worker channels this token receives
         self.parked: dict[str, int] = {}  # our messages the hub holds, by channel
+        self.presence: dict[str, dict[str, PresenceEntry]] = {}  # topic -> ref -> entry
+
+    def presence_items(self) -> list[Item]:
+        return [(topic, e) for topic, refs in self.presence.items() for e in refs.values()]
 
     def is_local(self, channel: str) -> bool:
         token = process_token(channel)
@@ -159,7 +171,8 @@ class _Incoming(asyncio.Protocol):
 class _HubLink(asyncio.Protocol):
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.reader = wire.FrameReader(node.layer.max_message_size)
+        # Unbounded: a new process's replica arrives as one frame per process.
+        self.reader = wire.FrameReader()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -193,6 +206,8 @@ class Node:
         self.directory = layer.path
         self.socket_path = os.path.join(self.directory, f"n-{self.token}.sock")
         self.replica = ProcessTable()
+        self.presence = PresenceTable()  # every process's entries, ours included
+        self._presence_heard: set[str] | None = None  # tokens a new hub told us of
         self.peers: dict[str, _Peer] = {}
         self._connecting: dict[str, asyncio.Future[_Peer]] = {}
         self.incoming: set[_Incoming] = set()
@@ -201,8 +216,8 @@ class Node:
         self.hub_retiring = False  # the hub said it closes normally: no warning
         self.linked: asyncio.Future[None] = loop.create_future()
         self._seq = itertools.count(1)
-        # seq -> (request kind, future of True for OK / False for FULL)
-        self.pending: dict[int, tuple[int, asyncio.Future[bool]]] = {}
+        # seq -> (request kind, future of True for OK / False for FULL / a REPLY's payload)
+        self.pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self.joining: dict[str, asyncio.Future[None]] = {}
         self._round_robin = itertools.count()
         self.server: asyncio.AbstractServer | None = None
@@ -298,7 +313,14 @@ class Node:
             if self.hub is None:
                 fd = try_lock(lock_path)
                 if fd is not None:
-                    hub = Hub(self.directory, fd, self.layer.drops, self.layer.max_message_size)
+                    hub = Hub(
+                        self.directory,
+                        fd,
+                        self.layer.drops,
+                        presence=self.presence.copy(),  # where the last hub left presence
+                        announce=self._announce,
+                        presence_timeout=self.layer.presence_timeout,
+                    )
                     try:
                         await hub.start()
                     except BaseException:
@@ -318,19 +340,34 @@ class Node:
             done: asyncio.Future[bool] = self.loop.create_future()
             self.pending[seq] = (wire.HELLO, done)
             groups = [g for g in self.inbox.groups.groups() if not self.inbox.groups.is_empty(g)]
+            mine = self.inbox.presence_items()
+            self.presence.set(self.token, mine)
+            self._presence_heard = set()
             link.write(
                 wire.control(
-                    wire.HELLO, seq, self.token, os.getpid(), groups, sorted(self.inbox.receivers)
+                    wire.HELLO,
+                    seq,
+                    self.token,
+                    os.getpid(),
+                    groups,
+                    sorted(self.inbox.receivers),
+                    pack_items(mine),
                 )
             )
             try:
                 await done
             except ConnectionError:
                 continue  # lost again before the answer: try the next hub
+            # The hub told us of every process it knows before answering: whoever else our
+            # replica still holds is gone (it died with a previous hub).
+            heard, self._presence_heard = self._presence_heard, None
+            for token in self.presence.tokens():
+                if token != self.token and token not in heard:
+                    self.presence.remove(token)
             # Requests made before the HELLO are covered by it (it names all we have), whether
             # or not the hub that died had answered them.
             for pending_seq, (kind, future) in list(self.pending.items()):
-                if pending_seq < seq and kind in (wire.JOIN, wire.RECEIVE) and not future.done():
+                if pending_seq < seq and kind in _COVERED_BY_HELLO and not future.done():
                     future.set_result(True)
                     del self.pending[pending_seq]
             if not self.linked.done():
@@ -363,15 +400,19 @@ class Node:
             elif kind == wire.HELLO and not future.done():
                 del self.pending[seq]
                 future.set_exception(ConnectionError("hub lost"))
+            elif kind in _ASKED_AGAIN and not future.done():
+                del self.pending[seq]
+                future.set_exception(wire.HubLost("hub lost"))
         if self._linker is None or self._linker.done():
             self._linker = self.loop.create_task(self._link_up())
 
-    async def request(self, kind: int, *items: Any) -> bool:
-        """Send a request to the hub and wait for its answer (True: OK, False: FULL)."""
+    async def request(self, kind: int, *items: Any) -> Any:
+        """Send a request to the hub and wait for its answer (True: OK, False: FULL, or a
+        REPLY's payload); raises HubLost if a request of ``_ASKED_AGAIN`` lost its hub."""
         while self.link is None:
             await asyncio.shield(self.linked)
         seq = next(self._seq)
-        future: asyncio.Future[bool] = self.loop.create_future()
+        future: asyncio.Future[Any] = self.loop.create_future()
         self.pending[seq] = (kind, future)
         self.link.write(wire.control(kind, seq, *items))  # type: ignore[union-attr]
         try:
@@ -417,9 +458,16 @@ class Node:
                     self.link.write(wire.control(wire.ACK, bseq))
             elif kind == wire.LEFT:
                 replica.leave(frame[1], frame[2])
+            elif kind == wire.REPLY:
+                entry = self.pending.get(frame[1])
+                if entry is not None and not entry[1].done():
+                    entry[1].set_result(frame[2])
+            elif kind == wire.TRACKED or kind == wire.UNTRACKED or kind == wire.PRESENCE:
+                self._presence_frame(frame)
             elif kind == wire.GONE:
                 token = frame[1]
                 replica.remove(token)
+                self.presence.remove(token)
                 peer = self.peers.pop(token, None)
                 if peer is not None and peer.transport is not None:
                     peer.flush()
@@ -436,6 +484,31 @@ class Node:
                     parked.pop(channel, None)
             else:
                 self.on_data((frame,))
+
+    def _presence_frame(self, frame: list[Any]) -> None:
+        kind, bseq = frame[0], frame[1]
+        if kind == wire.TRACKED:
+            _, _, token, topic, ref, key, meta = frame
+            self.presence.put(token, topic, PresenceEntry(ref, key, meta))
+            if self._presence_heard is not None:
+                self._presence_heard.add(token)
+        elif kind == wire.UNTRACKED:
+            self.presence.drop(frame[2], frame[3])
+        else:
+            _, _, token, items = frame
+            if token != self.token:  # ours are kept here, not learnt
+                self.presence.set(token, unpack_items(items))
+            if self._presence_heard is not None:
+                self._presence_heard.add(token)
+        if bseq and self.link is not None:
+            self.link.write(wire.control(wire.ACK, bseq))
+
+    def _announce(self, joins: list[Item], leaves: list[Item]) -> None:
+        """Presence diffs the hub we host must broadcast (processes that died, came back)."""
+        joined, left = by_topic(joins), by_topic(leaves)
+        for topic in {*joined, *left}:
+            diff = broadcast_diff(self.layer, topic, joined.get(topic, ()), left.get(topic, ()))
+            self.spawn(diff)
 
     # -- peers --------------------------------------------------------------------------
 

@@ -12,20 +12,28 @@ Data frames (any process to any process, and the hub's mailboxes to their receiv
 
 Control frames (a process and the hub, see hub.py)::
 
-    -> [HELLO, seq, token, pid, groups, receivers]   (re)join: these are all of mine
+    -> [HELLO, seq, token, pid, groups, receivers, presence]   (re)join: these are all of
+                                   mine (presence: [[topic, ref, key, meta], ...])
     -> [JOIN, seq, group]          first local member of group
     -> [LEAVE, group]              last local member gone
     -> [RECEIVE, seq, channel]     this process reads worker channel ``channel``
     -> [PARK, seq, channel, capacity, expires_at, message]   hold it until somebody receives
                                    it (within the sender's capacity for that channel)
     -> [ACK, bseq]                 replica updated (answers UPDATE)
-    -> [FLUSH, seq]                drop every parked message
+    -> [FLUSH, seq]                drop every parked message and all history
+    -> [TRACK, seq, topic, ref, key, meta] / [UNTRACK, seq, topic, ref]   presence (presence.py)
+    -> [APPEND, seq, topic, data, size, ttl]   history (history.py); data: the codec's bytes
+    -> [RECOVER, seq, topic, epoch, offset, limit] / [LATEST, seq, topic, limit]
     <- [OK, seq] / [FULL, seq]     answers
     <- [UPDATE, bseq, token, groups, receivers, replace]   replica change for one process
     <- [LEFT, token, group]        that process has no member in group any more
     <- [GONE, token]               that process left
     <- [SETTLED, channel, count]   parked messages of yours were handed over or expired
     <- [RETIRING]                  the hub is closing normally (its event loop or layer ends)
+    <- [TRACKED, bseq, token, topic, ref, key, meta] / [UNTRACKED, bseq, topic, ref]
+                                   presence replica change (ACKed like UPDATE)
+    <- [PRESENCE, bseq, token, entries]   every presence entry of one process (replaces)
+    <- [REPLY, seq, payload]       answers a history request
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import msgpack
 
 from switchboard.layers.codec import pack_value
 
-__all__ = ["FrameReader", "ProtocolError", "control", "group_frame", "msg_frame"]
+__all__ = ["FrameReader", "HubLost", "ProtocolError", "control", "group_frame", "msg_frame"]
 
 # Data
 MSG = 0
@@ -57,6 +65,17 @@ GONE = 23
 SETTLED = 24
 LEFT = 25
 RETIRING = 26
+# Presence and history (process -> hub)
+TRACK = 30
+UNTRACK = 31
+APPEND = 32
+RECOVER = 33
+LATEST = 34
+# Presence and history (hub -> process)
+TRACKED = 40
+UNTRACKED = 41
+PRESENCE = 42
+REPLY = 43
 
 _ARRAY4 = b"\x94"
 _MSG = _ARRAY4 + pack_value(MSG)
@@ -93,6 +112,10 @@ def control(*items: Any) -> bytes:
 
 class ProtocolError(ValueError):
     """The peer sent something that is not a frame: the connection is closed."""
+
+
+class HubLost(ConnectionError):
+    """The hub connection ended before the answer to a request that must be asked again."""
 
 
 class FrameReader:
