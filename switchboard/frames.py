@@ -20,7 +20,7 @@ def layer_store(layer: Any, kind: str) -> Any:
     if getter is None:
         raise InvalidChannelLayerError(
             f"{type(layer).__name__} has no {kind} support: use a layer offering "
-            f"{kind}_store() (in-memory or Redis)"
+            f"{kind}_store() (in-memory, IPC or Redis)"
         )
     return getter()
 
