@@ -11,6 +11,9 @@ Who gets it: a stock project, with no change to ``asgi.py`` beyond ``channels`` 
 ``switchboard serve`` swaps a bare one (the server finds :func:`native_http` by the handler's
 class name and imports this module lazily, so ``switchboard/server/`` never imports Django).
 
+``manage.py runserver`` and ``SwitchboardLiveServerTestCase`` swap a bare handler too, before
+wrapping it for static files (``switchboard.routing.project_application``).
+
 Opting out: ``SWITCHBOARD_NATIVE_HTTP = False`` in settings, ``switchboard serve --interface
 asgi``, or wrap the handler in anything (e.g. a middleware) so it is no longer exactly
 Django's.

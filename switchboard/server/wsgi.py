@@ -16,8 +16,10 @@ What runs where:
 - Extension: an iterable with ``__aiter__`` and no ``__iter__`` is consumed on the event loop
   (no thread held while it waits); its ``close()`` then runs in a pool thread.
 
-The pool is bounded and per process (created lazily, so forked workers each get their own).
-Nothing here knows about any framework.
+The pool is bounded and per process (created lazily, so forked workers each get their own); its
+threads are daemons, so a request stuck forever cannot keep the process alive once the server
+has given up on it. Requests beyond ``concurrency`` wait in the event loop, not in the pool
+(see :class:`WSGIAdapter`). Nothing here knows about any framework.
 """
 
 from __future__ import annotations
