@@ -17,8 +17,13 @@ view at a time; server CPU µs per request comes from the server process tree's 
 Then WebSocket echo (bench.server_ws.bench_echo on the project's consumer) alone and while wrk
 loads /plain/ in the same server process, for the native path and Django's handler.
 
+``--combined``: only that last part, in depth. Per round, against one server process: wrk on
+/plain/ alone, WebSocket echo alone, then both at once; medians (and the spread) of each with
+the ratios "both / alone", plus gunicorn's /plain/ alone as the HTTP floor. ``--env K=V``
+passes settings to the servers (e.g. SWITCHBOARD_SWITCH_INTERVAL) to compare.
+
 Usage: ./scripts/bench django_http [--quick] [--rounds N] [--duration S] [--connections N]
-                                   [--threads N] [--servers a,b,...]
+                                   [--threads N] [--servers a,b,...] [--combined] [--env K=V]
 """
 
 from __future__ import annotations
@@ -142,9 +147,8 @@ def measure_http(server: Running, path: str, duration: float, connections: int):
     return rate, (used / count * 1e6 if count else float("nan"))
 
 
-def measure_ws_under_load(server: Running, duration: float, connections: int, clients: int):
-    """(WS echo msg/s alone, WS msg/s with wrk on /plain/ at once, that wrk's req/s)."""
-    alone = bench_echo(server.port, clients, duration, path="/ws")
+def ws_with_http(server: Running, duration: float, connections: int, clients: int):
+    """(WS echo msg/s, /plain/ req/s), both loading the same server process at once."""
     result: dict[str, float] = {}
 
     def load() -> None:
@@ -155,7 +159,67 @@ def measure_ws_under_load(server: Running, duration: float, connections: int, cl
     time.sleep(0.5)  # wrk connected and loading before the WebSocket clients start
     loaded = bench_echo(server.port, clients, duration, path="/ws")
     thread.join()
-    return alone, loaded, result.get("http", 0.0)
+    return loaded, result.get("http", 0.0)
+
+
+def measure_ws_under_load(server: Running, duration: float, connections: int, clients: int):
+    """(WS echo msg/s alone, WS msg/s with wrk on /plain/ at once, that wrk's req/s)."""
+    alone = bench_echo(server.port, clients, duration, path="/ws")
+    return (alone, *ws_with_http(server, duration, connections, clients))
+
+
+def combined(args: argparse.Namespace, env: dict[str, str], names: list[str]) -> None:
+    """HTTP alone, WebSocket alone, both at once: per server, medians over the rounds."""
+    sb_names = [n for n in names if n in ("switchboard", "sb-stock")] or ["switchboard"]
+    runs: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in sb_names}
+    floor: list[float] = []
+    for r in range(args.rounds):
+        gunicorn = Running("gunicorn", env, None)
+        try:
+            wrk(gunicorn.port, "/plain/", 1, 10)
+            floor.append(wrk(gunicorn.port, "/plain/", args.duration, args.connections)[0])
+        finally:
+            gunicorn.stop()
+        for name in sb_names:
+            server = Running(name, env, args.threads)
+            try:
+                wrk(server.port, "/plain/", 1, 10)
+                bench_echo(server.port, args.ws_clients, 1, path="/ws")
+                http = wrk(server.port, "/plain/", args.duration, args.connections)[0]
+                ws = bench_echo(server.port, args.ws_clients, args.duration, path="/ws")
+                ws_both, http_both = ws_with_http(
+                    server, args.duration, args.connections, args.ws_clients
+                )
+            finally:
+                server.stop()
+            runs[name].append((http, ws, http_both, ws_both))
+            print(f"round {r + 1} {name:12} http {http:7,.0f} alone {http_both:7,.0f} both | "
+                  f"ws {ws:7,.0f} alone {ws_both:7,.0f} both | gunicorn {floor[-1]:,.0f}",
+                  file=sys.stderr)  # fmt: skip
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):7,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
+
+    extra = " ".join(args.env) or "defaults"
+    print(
+        f"\nHTTP (/plain/, wrk -t1 -c{args.connections}) and WebSocket echo ({args.ws_clients} "
+        f"clients) alone and at once, one server process, {args.duration:g}s each, median "
+        f"[min-max] of {args.rounds}; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; {extra}"
+    )
+    print(f"gunicorn -w1 sync /plain/ alone: {spread(floor)} req/s")
+    for name, rows in runs.items():
+        http, ws, http_both, ws_both = ([row[i] for row in rows] for i in range(4))
+        ws_ratio = [b / max(a, 1e-9) for a, b in zip(ws, ws_both, strict=True)]
+        http_ratio = [b / max(a, 1e-9) for a, b in zip(http, http_both, strict=True)]
+        floor_ratio = [b / max(g, 1e-9) for g, b in zip(floor, http_both, strict=True)]
+        print(f"{name}:")
+        print(f"  HTTP req/s alone {spread(http)}  with WS {spread(http_both)}  "
+              f"ratio {statistics.median(http_ratio):.2f}x  "
+              f"with WS / gunicorn {statistics.median(floor_ratio):.2f}x")  # fmt: skip
+        print(f"  WS msg/s   alone {spread(ws)}  with HTTP {spread(ws_both)}  "
+              f"ratio {statistics.median(ws_ratio):.2f}x "
+              f"[{min(ws_ratio):.2f}-{max(ws_ratio):.2f}]")  # fmt: skip
 
 
 def prepare_db(env: dict[str, str]) -> None:
@@ -173,6 +237,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="switchboard --threads")
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--quick", action="store_true", help="one round of 2 s")
+    ap.add_argument("--combined", action="store_true", help="HTTP and WebSocket at once only")
+    ap.add_argument("--env", action="append", default=[], help="K=V for the servers' settings")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2.0
@@ -190,6 +256,10 @@ def main() -> None:
         BENCH_DJANGO_DB=os.path.join(tmp, "db.sqlite3"),
     )
     prepare_db(env)
+    env.update(kv.split("=", 1) for kv in args.env)
+    if args.combined:
+        combined(args, env, names)
+        return
 
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}

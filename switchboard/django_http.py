@@ -11,6 +11,9 @@ Who gets it: a stock project, with no change to ``asgi.py`` beyond ``channels`` 
 ``switchboard serve`` swaps a bare one (the server finds :func:`native_http` by the handler's
 class name and imports this module lazily, so ``switchboard/server/`` never imports Django).
 
+``manage.py runserver`` and ``SwitchboardLiveServerTestCase`` swap a bare handler too, before
+wrapping it for static files (``switchboard.routing.project_application``).
+
 Opting out: ``SWITCHBOARD_NATIVE_HTTP = False`` in settings, ``switchboard serve --interface
 asgi``, or wrap the handler in anything (e.g. a middleware) so it is no longer exactly
 Django's.
@@ -39,6 +42,12 @@ Pool size: ``switchboard serve --threads N``, else ``SWITCHBOARD_HTTP_THREADS``,
 ``switchboard.server.wsgi.DEFAULT_THREADS`` (4: on a 2-core machine CPU-bound views gain
 nothing from more threads, while a few cover views that wait on the database or the network).
 
+Requests in the pool at once: ``SWITCHBOARD_HTTP_CONCURRENCY`` (default 1, ``0`` for no bound
+but the pool's size); the rest wait in the event loop, and a request that runs (or waits on
+I/O) longer than 2 ms lets the next one start. This keeps WebSockets in the same process
+responsive while Django is saturated (``WSGIAdapter`` says why; ``bench/django_http.py
+--combined`` measures it).
+
 Differences from Django's ASGI handler: ``request_started`` is sent with ``environ=`` (as
 under WSGI) rather than ``scope=``; a sync view keeps running if the client disconnects (as
 under WSGI and the ASGI handler alike); a streaming response notices the disconnect at its
@@ -56,7 +65,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http.response import HttpResponseBase
 
-from switchboard.server.wsgi import WSGIAdapter, default_executor
+from switchboard.server.wsgi import DEFAULT_CONCURRENCY, WSGIAdapter, default_executor
 
 __all__ = ["DjangoHTTPApplication", "NativeWSGIHandler", "native_http"]
 
@@ -143,13 +152,21 @@ def _asgiref_runner(threads: int | None) -> Callable[[Callable[[], Any]], Awaita
 class DjangoHTTPApplication(WSGIAdapter):
     """The native path as an ASGI application (HTTP only; lifespan acknowledged)."""
 
-    def __init__(self, handler: WSGIHandler | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        handler: WSGIHandler | None = None,
+        threads: int | None = None,
+        concurrency: int | None = None,
+    ) -> None:
         if threads is None:
             threads = getattr(settings, "SWITCHBOARD_HTTP_THREADS", None)
+        if concurrency is None:
+            concurrency = getattr(settings, "SWITCHBOARD_HTTP_CONCURRENCY", DEFAULT_CONCURRENCY)
         super().__init__(
             handler or NativeWSGIHandler(),
             run_sync=_asgiref_runner(threads),
             spool_max_memory=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
+            concurrency=concurrency,
         )
 
 

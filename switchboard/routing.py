@@ -47,17 +47,22 @@ def get_default_application() -> ASGIApp:
 def project_application(serve_static: bool = True) -> Any:
     """The project's ASGI application, as ``manage.py runserver``-style serving wants it.
 
-    ``settings.ASGI_APPLICATION`` when set, else Django's own ASGI handler. With
-    ``serve_static`` (and ``STATIC_URL`` configured) HTTP requests under ``STATIC_URL`` are
-    answered from the static files finders; every other scope, WebSocket included, goes
+    ``settings.ASGI_APPLICATION`` when set, else Django's own ASGI handler; a bare Django
+    handler becomes the native HTTP path, as under ``switchboard serve`` (the static files
+    handler wraps it below, where the server's swap by exact class would no longer see it).
+    With ``serve_static`` (and ``STATIC_URL`` configured) HTTP requests under ``STATIC_URL``
+    are answered from the static files finders; every other scope, WebSocket included, goes
     straight to the application.
     """
+    from switchboard.django_http import native_http
+
     if getattr(settings, "ASGI_APPLICATION", None):
         application = get_default_application()
     else:
         from django.core.asgi import get_asgi_application
 
         application = get_asgi_application()
+    application = native_http(application)
     if serve_static and settings.STATIC_URL:
         # Imported late: staticfiles need not be installed when static serving is off.
         # The handler only intercepts http scopes under STATIC_URL and passes the rest on.

@@ -41,3 +41,6 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "switchboard.layers.InMemoryChannelLaye
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 # bench/django_http.py's "sb-stock" server: Django's own ASGI handler on Switchboard.
 SWITCHBOARD_NATIVE_HTTP = os.environ.get("SWITCHBOARD_NATIVE_HTTP", "1") != "0"
+# bench/django_http.py --env SWITCHBOARD_HTTP_CONCURRENCY=0: the pool without the loop's gate.
+if "SWITCHBOARD_HTTP_CONCURRENCY" in os.environ:
+    SWITCHBOARD_HTTP_CONCURRENCY = int(os.environ["SWITCHBOARD_HTTP_CONCURRENCY"])

@@ -16,8 +16,10 @@ What runs where:
 - Extension: an iterable with ``__aiter__`` and no ``__iter__`` is consumed on the event loop
   (no thread held while it waits); its ``close()`` then runs in a pool thread.
 
-The pool is bounded and per process (created lazily, so forked workers each get their own).
-Nothing here knows about any framework.
+The pool is bounded and per process (created lazily, so forked workers each get their own); its
+threads are daemons, so a request stuck forever cannot keep the process alive once the server
+has given up on it. Requests beyond ``concurrency`` wait in the event loop, not in the pool
+(see :class:`WSGIAdapter`). Nothing here knows about any framework.
 """
 
 from __future__ import annotations
@@ -26,18 +28,24 @@ import asyncio
 import contextvars
 import io
 import os
+import queue
 import sys
 import tempfile
 import threading
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 __all__ = [
+    "CONCURRENCY_GRACE",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_THREADS",
     "FileWrapper",
     "SyncRunner",
     "WSGIAdapter",
+    "WorkerPool",
     "build_environ",
     "default_executor",
     "is_wsgi_application",
@@ -48,11 +56,15 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 DEFAULT_THREADS = 4  # see the module docs of switchboard.django_http for the measurement
+# Requests that run in the pool at once, and how long one may hold its place before the next
+# starts anyway (see WSGIAdapter): bench/django_http.py --combined has the measurements.
+DEFAULT_CONCURRENCY = 1
+CONCURRENCY_GRACE = 0.002
 SPOOL_MAX_MEMORY = 2_621_440  # Django's FILE_UPLOAD_MAX_MEMORY_SIZE default (2.5 MB)
 _FINITE_JOIN_LIMIT = 1 << 20  # a finite body up to this size goes out as one write
 
 _threads: int | None = None
-_pool: ThreadPoolExecutor | None = None
+_pool: WorkerPool | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
 
@@ -70,15 +82,137 @@ def default_threads() -> int | None:
     return _threads
 
 
-def default_executor(threads: int | None = None) -> ThreadPoolExecutor:
+class WorkerPool(Executor):
+    """A bounded pool of daemon threads, started as work arrives.
+
+    Daemon threads, unlike ``ThreadPoolExecutor``'s (joined at interpreter exit): a request
+    stuck forever must not keep the process alive once the server has given up on it (the
+    live-server thread, ``runserver``'s autoreloader child, a test run).
+    """
+
+    def __init__(self, max_workers: int, name: str = "switchboard-wsgi") -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.max_workers = max_workers
+        self.name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            self._jobs.put((future, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn, args, kwargs = job
+            del job
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+                    future.set_exception(exc)
+                    del exc  # no cycle through the traceback
+                else:
+                    future.set_result(result)
+                    del result
+            del future, fn, args, kwargs
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job[0].cancel()
+        for _ in threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+
+def default_executor(threads: int | None = None) -> WorkerPool:
     """The process-wide pool that runs WSGI applications (a fresh one after ``fork()``)."""
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
-            size = _threads or threads or DEFAULT_THREADS
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="switchboard-wsgi")
+            _pool = WorkerPool(_threads or threads or DEFAULT_THREADS)
             _pool_pid = os.getpid()
         return _pool
+
+
+class _Gate:
+    """Admits requests into the pool from one event loop, ``limit`` at a time, first come first
+    served (see ``WSGIAdapter``'s ``concurrency``)."""
+
+    __slots__ = ("limit", "grace", "running", "waiters", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, grace: float) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.grace = grace
+        self.running = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def run(self, job: Callable[[], Awaitable[Any]]) -> Any:
+        if self.running >= self.limit or self.waiters:
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # our turn came with the cancellation: pass it on
+                elif waiter in self.waiters:
+                    self.waiters.remove(waiter)
+                raise
+        else:
+            self.running += 1
+        held = [True]
+
+        def leave() -> None:
+            if held[0]:
+                held[0] = False
+                self._wake()
+
+        timer = self.loop.call_later(self.grace, leave)
+        try:
+            return await job()
+        finally:
+            timer.cancel()
+            leave()
+
+    def _wake(self) -> None:
+        # Hand the place to the first live waiter (it counts as running already).
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.running -= 1
 
 
 def is_wsgi_application(app: Any) -> bool:
@@ -261,7 +395,7 @@ class _ClientGone(Exception):
 _STREAMED = _Streamed()
 
 
-def _run_in_pool(executor: ThreadPoolExecutor | None) -> SyncRunner:
+def _run_in_pool(executor: Executor | None) -> SyncRunner:
     def run(fn: Callable[[], Any]) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
@@ -275,19 +409,47 @@ class WSGIAdapter:
 
     ``run_sync`` runs a callable in a pool thread and returns an awaitable of its result; the
     default runs it in ``executor`` (or the process-wide pool) with the caller's contextvars.
+
+    ``concurrency``: how many requests start in the pool at once; the others wait in the event
+    loop, in order. Why: a pool thread that finds the next request already queued runs it at
+    once, so the pool keeps the GIL busy back to back, and the loop thread (which lets the
+    GIL go at every callback under uvloop and at every system call) waits up to a switch
+    interval each time it wants it back: WebSockets in the same process slowed to a tenth.
+    Queued in the loop, the next request starts once the loop has taken the last one's
+    answer, so the loop gets its turn in between. A request that has held its place for
+    ``grace`` seconds (waiting on the database or the network, streaming, or just long) lets
+    the next one start, so views that block still run side by side, up to the pool's size.
+    ``0`` starts every request at once (the pool's size is then the only bound).
     """
 
     def __init__(
         self,
         app: WSGIApp,
         *,
-        executor: ThreadPoolExecutor | None = None,
+        executor: Executor | None = None,
         run_sync: SyncRunner | None = None,
         spool_max_memory: int = SPOOL_MAX_MEMORY,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        grace: float = CONCURRENCY_GRACE,
     ) -> None:
+        if concurrency < 0:
+            raise ValueError("concurrency must be 0 (unbounded) or more")
         self.app = app
         self.run_sync = run_sync or _run_in_pool(executor)
         self.spool_max_memory = spool_max_memory
+        self.concurrency = concurrency
+        self.grace = grace
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _gate(self, loop: asyncio.AbstractEventLoop) -> _Gate | None:
+        if not self.concurrency:
+            return None
+        gate = self._gates.get(loop)  # one per loop: a live server and a test may each run one
+        if gate is None:
+            gate = self._gates[loop] = _Gate(loop, self.concurrency, self.grace)
+        return gate
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -301,8 +463,13 @@ class WSGIAdapter:
             return  # the client went away before its request was complete
         loop = asyncio.get_running_loop()
         pathsend = "http.response.pathsend" in (scope.get("extensions") or {})
+
+        def serve() -> Awaitable[Any]:
+            return self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
+
+        gate = self._gate(loop)
         try:
-            outcome = await self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
+            outcome = await (serve() if gate is None else gate.run(serve))
         finally:
             body.close()
         if isinstance(outcome, _Done):

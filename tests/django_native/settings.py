@@ -10,3 +10,5 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.django_native.apps.NativeSiteConfig"]
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("NATIVE_CONN_MAX_AGE", "0"))
 if "SWITCHBOARD_NATIVE_HTTP" in os.environ:
     SWITCHBOARD_NATIVE_HTTP = os.environ["SWITCHBOARD_NATIVE_HTTP"] == "1"
+if "SWITCHBOARD_HTTP_CONCURRENCY" in os.environ:
+    SWITCHBOARD_HTTP_CONCURRENCY = int(os.environ["SWITCHBOARD_HTTP_CONCURRENCY"])

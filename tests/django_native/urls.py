@@ -13,4 +13,7 @@ urlpatterns = [
     path("native/db-state/", views.db_state),
     path("native/endless-sync/", views.endless_sync),
     path("native/endless-async/", views.endless_async),
+    path("native/overlap/", views.overlap),
+    path("native/overlap/max/", views.overlap_max),
+    path("native/stuck/", views.stuck),
 ]

@@ -125,3 +125,37 @@ def endless_async(request: HttpRequest) -> StreamingHttpResponse:
 class EchoConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         await self.send(text_data=text_data, bytes_data=bytes_data)
+
+
+OVERLAP = {"now": 0, "max": 0}
+
+
+def overlap(request: HttpRequest) -> JsonResponse:
+    """Counts how many requests run this view at once; ``?sleep=S`` waits, else spins 0.3 ms."""
+    with _lock:
+        OVERLAP["now"] += 1
+        OVERLAP["max"] = max(OVERLAP["max"], OVERLAP["now"])
+    try:
+        if "sleep" in request.GET:
+            time.sleep(float(request.GET["sleep"]))
+        else:
+            end = time.thread_time() + 0.0003  # CPU time: being preempted does not count
+            while time.thread_time() < end:
+                pass
+    finally:
+        with _lock:
+            OVERLAP["now"] -= 1
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+def overlap_max(request: HttpRequest) -> JsonResponse:
+    with _lock:
+        seen, OVERLAP["max"] = OVERLAP["max"], 0
+    return JsonResponse({"max": seen})
+
+
+def stuck(request: HttpRequest) -> JsonResponse:
+    """Never answers: the server must still stop, and its process exit."""
+    (settings.SITE_DIR / "stuck-started").write_text(threading.current_thread().name)
+    while True:
+        time.sleep(1)
