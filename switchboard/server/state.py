@@ -58,6 +58,12 @@ def serving_states() -> list[ServerState]:
     return list(_serving)
 
 
+def websockets_open() -> bool:
+    """Does any server of this process hold an open WebSocket? (Read without a lock: a stale
+    answer only delays or hastens a scheduling choice.)"""
+    return any(state.websockets for state in _serving)
+
+
 def add_serving(state: ServerState) -> None:
     if state not in _serving:
         _serving.append(state)

@@ -38,6 +38,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from switchboard.server.state import websockets_open
+
 __all__ = [
     "CONCURRENCY_GRACE",
     "DEFAULT_CONCURRENCY",
@@ -419,7 +421,9 @@ class WSGIAdapter:
     answer, so the loop gets its turn in between. A request that has held its place for
     ``grace`` seconds (waiting on the database or the network, streaming, or just long) lets
     the next one start, so views that block still run side by side, up to the pool's size.
-    ``0`` starts every request at once (the pool's size is then the only bound).
+    ``0`` starts every request at once (the pool's size is then the only bound). The limit
+    applies only while this process holds open WebSockets: with none, nothing needs the loop's
+    turn, and requests go to the pool at once.
     """
 
     def __init__(
@@ -467,7 +471,11 @@ class WSGIAdapter:
         def serve() -> Awaitable[Any]:
             return self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
 
+        # The gate only matters while WebSockets share the loop: without any, requests go
+        # straight to the pool and HTTP keeps its full speed.
         gate = self._gate(loop)
+        if gate is not None and not gate.waiters and not websockets_open():
+            gate = None
         try:
             outcome = await (serve() if gate is None else gate.run(serve))
         finally:
