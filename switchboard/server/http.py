@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 from collections import deque
 from typing import Any, BinaryIO
 from urllib.parse import unquote
@@ -19,7 +18,10 @@ from urllib.parse import unquote
 import httptools
 
 from switchboard.server import access_log
+from switchboard.server.asgi_types import Message, Scope
 from switchboard.server.config import Config
+from switchboard.server.errors import ClientDisconnected, caused_by_disconnect
+from switchboard.server.flow import FlowControl
 from switchboard.server.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
 from switchboard.server.http11_framing import (
     FIELD_BYTES,
@@ -35,6 +37,7 @@ from switchboard.server.http11_framing import (
     plain_response,
     request_content_length,
 )
+from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
 from switchboard.server.tls import tls_extension
@@ -47,8 +50,6 @@ access_logger = access_log.access_logger
 
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
-# http.response.pathsend without sendfile(2): read this much at a time in a worker thread.
-FILE_CHUNK = 256 * 1024
 
 # ``_Request.trailers``: the app asked for trailers; its final body message has been sent.
 _TRAILERS_WANTED = 1
@@ -56,36 +57,6 @@ _TRAILERS_NEXT = 2
 # Framing fields can't be trailers (RFC 9110 section 6.5.1); we drop them rather than lie.
 _NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b"host"))
 _BYTES_LIKE = (bytes, bytearray, memoryview)
-
-
-class ClientDisconnected(OSError):
-    """The client is gone; raised by ``send`` after the connection closed."""
-
-
-def _caused_by_disconnect(exc: BaseException | None) -> bool:
-    """Is ``exc`` (or what it was raised from) our ``ClientDisconnected``?"""
-    for _ in range(8):
-        if exc is None:
-            return False
-        if isinstance(exc, ClientDisconnected):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _open_regular_file(path: Any) -> tuple[BinaryIO, int]:
-    """Open ``path`` for http.response.pathsend; only regular files (a FIFO or a device could
-    block forever or never end). O_NONBLOCK keeps opening a FIFO from blocking."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidResponse(f"http.response.pathsend: {path!r} is not a regular file")
-        return os.fdopen(fd, "rb", buffering=0), info.st_size
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class _Request:
@@ -121,7 +92,7 @@ class _Request:
         "began",
     )
 
-    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
+    def __init__(self, proto: HttpProtocol, scope: Scope, keep_alive: bool) -> None:
         self.proto = proto
         self.scope = scope
         self.body: deque[bytes] = deque()
@@ -154,7 +125,7 @@ class _Request:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         proto = self.proto
         if self.expect_continue and not self.started and not self.disconnected:
             self.expect_continue = False
@@ -162,7 +133,7 @@ class _Request:
             proto.state.bytes_out += 25
         if not self.body_done:
             while not self.disconnected and not self.body and not self.complete:
-                proto.resume_reading()
+                proto.flow.resume_reading()
                 self.waiter = proto.loop.create_future()
                 await self.waiter
             if self.body:
@@ -170,7 +141,7 @@ class _Request:
                 self.body.clear()
                 self.body_size = 0
                 if proto.current is self:
-                    proto.resume_reading()
+                    proto.flow.resume_reading()
                 self.body_done = self.complete
                 return {"type": "http.request", "body": data, "more_body": not self.complete}
             if self.complete and not self.disconnected:
@@ -183,7 +154,7 @@ class _Request:
             await self.waiter
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         # A message refused with InvalidResponse has no effect: nothing of it is written.
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
@@ -210,8 +181,8 @@ class _Request:
             proto.transport.write(data)
             self.sent += len(data)
             proto.state.bytes_out += len(data)
-            if proto.writing_paused:
-                await proto.drain()
+            if proto.flow.writing_paused:
+                await proto.flow.drain()
             if more:
                 return
         elif kind == "http.response.pathsend":
@@ -226,7 +197,7 @@ class _Request:
         self.wake()
         proto.request_done(self)
 
-    def _begin(self, message: dict[str, Any]) -> None:
+    def _begin(self, message: Message) -> None:
         """Check http.response.start and keep its head until the first body message."""
         status = message["status"]
         line = STATUS_LINES.get(status) if status.__class__ is int else None
@@ -285,7 +256,7 @@ class _Request:
             self.trailers = _TRAILERS_WANTED
         self.started = True
 
-    def _frame(self, body: bytes, more: bool) -> bytes:
+    def _frame(self, body: bytes | bytearray | memoryview, more: bool) -> bytes:
         """The bytes for one body message (with the head before the first)."""
         size = len(body)
         length = self.length
@@ -327,7 +298,7 @@ class _Request:
         """http.response.pathsend: the file is the rest of the body, streamed with
         back-pressure (sendfile(2) where the transport allows it)."""
         proto = self.proto
-        file, size = await asyncio.to_thread(_open_regular_file, path)
+        file, size = await asyncio.to_thread(open_regular_file, path)
         with file:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
@@ -347,8 +318,8 @@ class _Request:
             if chunked:
                 end = b"0\r\n" if self.emit_trailers else b"0\r\n\r\n"
                 self._write(b"\r\n" + end if size else end)
-            if proto.writing_paused:
-                await proto.drain()
+            if proto.flow.writing_paused:
+                await proto.flow.drain()
 
     async def _stream_file(self, file: BinaryIO, size: int) -> None:
         proto = self.proto
@@ -373,10 +344,10 @@ class _Request:
                 raise InvalidResponse(f"http.response.pathsend: the file shrank below {size}")
             offset += len(data)
             proto.transport.write(data)
-            if proto.writing_paused:
-                await proto.drain()
+            if proto.flow.writing_paused:
+                await proto.flow.drain()
 
-    async def _send_trailers(self, message: dict[str, Any]) -> None:
+    async def _send_trailers(self, message: Message) -> None:
         proto = self.proto
         more = message.get("more_trailers", False)
         fields = message.get("headers", ())
@@ -392,8 +363,8 @@ class _Request:
                 out.append(b"\r\n")  # ends the chunked body
             if out:
                 self._write(b"".join(out))
-                if proto.writing_paused:
-                    await proto.drain()
+                if proto.flow.writing_paused:
+                    await proto.flow.drain()
         if not more:
             self.finished = True
             self.wake()
@@ -469,16 +440,14 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
-        self.reading_paused = False
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future | None = None
+        self.flow = FlowControl(self.loop)
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.closing = False
         # Bytes from the client are no longer parsed as HTTP/1.1 (error, CONNECT, WebSocket).
         self.input_closed = False
         # An error response for bad input, written once the requests before it are answered.
         self.failure: bytes | None = None
-        self.ws_scope: dict[str, Any] | None = None  # a WebSocket handshake was parsed
+        self.ws_scope: Scope | None = None  # a WebSocket handshake was parsed
         self.ws_leftover: bytes | None = None  # ...and waits for the responses in flight
         self.refused_upgrade: _Request | None = None  # an Upgrade answered as plain HTTP
         self.resume_body: _Request | None = None  # see _refuse_upgrade
@@ -489,8 +458,9 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- connection ------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.flow.transport = self.transport
         self.state.connections.add(self)
         self.log_access = access_log.enabled(self.config)
         peer = transport.get_extra_info("peername")
@@ -521,8 +491,8 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = True
         self._cancel_keep_alive()
         self._disconnect_requests()
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        self.flow.stop()
+        self.flow.release()
 
     def eof_received(self) -> bool | None:
         return None
@@ -532,6 +502,7 @@ class HttpProtocol(asyncio.Protocol):
         nothing more of theirs reaches the wire)."""
         if not self.closing:
             self.closing = True
+            self.flow.stop()
             self.transport.close()
         self._cancel_keep_alive()
         self._disconnect_requests()
@@ -609,7 +580,7 @@ class HttpProtocol(asyncio.Protocol):
             path = unquote(path)
         root = self.config.root_path
         headers = self.headers
-        scope: dict[str, Any] = {
+        scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": parser.get_http_version(),
@@ -654,7 +625,7 @@ class HttpProtocol(asyncio.Protocol):
             self._start(req)
         else:
             self.queue.append(req)
-            self.pause_reading()
+            self.flow.pause_reading()
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing
@@ -667,7 +638,7 @@ class HttpProtocol(asyncio.Protocol):
             raise _Rejected
         req.body.append(body)
         if req.body_size > HIGH_WATER:
-            self.pause_reading()
+            self.flow.pause_reading()
         req.wake()
 
     def on_message_complete(self) -> None:
@@ -689,7 +660,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._hand_over(leftover)
             else:
                 self.ws_leftover = leftover
-                self.pause_reading()
+                self.flow.pause_reading()
             return
         req, self.refused_upgrade = self.refused_upgrade, None
         if req is None:  # pragma: no cover - llhttp only stops after on_headers_complete
@@ -730,12 +701,9 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
             return
         ws = WebSocketProtocol(self.config, self.state, self.app_state)
-        self.state.connections.discard(self)
-        self.closing = True
-        self._cancel_keep_alive()
-        if self.reading_paused:  # paused for the responses before it; the new protocol reads
-            self.reading_paused = False
-            self.transport.resume_reading()
+        # Paused for the responses before it; the new protocol reads.
+        self.flow.resume_reading()
+        self.release_transport()
         self.transport.set_protocol(ws)
         ws.connection_made(self.transport)
         ws.handshake(scope, leftover)
@@ -757,7 +725,7 @@ class HttpProtocol(asyncio.Protocol):
         except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            if req.disconnected and _caused_by_disconnect(exc):
+            if req.disconnected and caused_by_disconnect(exc):
                 # The client left: nothing went wrong in the application.
                 logger.debug(
                     "Client disconnected during %s %s", req.scope["method"], req.scope["path"]
@@ -813,7 +781,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         else:
             self._arm_keep_alive()
-        self.resume_reading()
+        self.flow.resume_reading()
 
     def _fail_input(self, status: int, text: str) -> None:
         """The client's bytes can't be served from here on: answer ``status`` once the
@@ -835,7 +803,7 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
         else:
             self.failure = response
-            self.pause_reading()
+            self.flow.pause_reading()
 
     def _write_error(self, response: bytes) -> None:
         """An error response of the server's own (no application saw the request)."""
@@ -860,28 +828,19 @@ class HttpProtocol(asyncio.Protocol):
         if self.current is None and not self.closing:
             self.close()
 
-    def pause_reading(self) -> None:
-        if not self.reading_paused and not self.closing:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.reading_paused and not self.closing:
-            self.reading_paused = False
-            self.transport.resume_reading()
-
     def pause_writing(self) -> None:
-        self.writing_paused = True
+        self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self.writing_paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        self.flow.resume_writing()
 
-    async def drain(self) -> None:
-        if self.writing_paused and not self.closing:
-            self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
+    def release_transport(self) -> None:
+        """Another protocol takes the transport over (WebSocket, HTTP/2): this one lets go of
+        it without closing it."""
+        self.state.connections.discard(self)
+        self.closing = True
+        self.flow.stop()
+        self._cancel_keep_alive()
 
     def shutdown(self) -> None:
         """Close now when idle; otherwise after the response in flight."""
