@@ -24,18 +24,20 @@ from switchboard.server.errors import ClientDisconnected, caused_by_disconnect
 from switchboard.server.flow import FlowControl
 from switchboard.server.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
 from switchboard.server.http11_framing import (
-    FIELD_BYTES,
-    KNOWN_NAMES,
+    LAST_CHUNK,
+    LAST_CHUNK_BEFORE_TRAILERS,
     NO_CONTENT_STATUSES,
-    STATUS_LINES,
     InvalidResponse,
     check_field,
-    content_length,
+    chunk,
+    complete_head,
     final_status_line,
     has_token,
     is_websocket_upgrade,
     plain_response,
     request_content_length,
+    response_head,
+    trailer_section,
 )
 from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.proxy import apply_proxy_headers
@@ -54,8 +56,6 @@ HIGH_WATER = 64 * 1024
 # ``_Request.trailers``: the app asked for trailers; its final body message has been sent.
 _TRAILERS_WANTED = 1
 _TRAILERS_NEXT = 2
-# Framing fields can't be trailers (RFC 9110 section 6.5.1); we drop them rather than lie.
-_NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b"host"))
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -200,49 +200,15 @@ class _Request:
     def _begin(self, message: Message) -> None:
         """Check http.response.start and keep its head until the first body message."""
         status = message["status"]
-        line = STATUS_LINES.get(status) if status.__class__ is int else None
-        if line is None or status < 200:
-            line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
-        lines = [line]
-        if status < 300 and self.tunnel:
-            # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
-            # has none to offer, and the client would send its tunnel bytes into the void.
-            raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
-        for name, value in self.proto.state.default_headers:
-            lines.append(b"%s: %s\r\n" % (name, value))
-        length: int | None = None
-        keep_alive = self.keep_alive
-        headers = message.get("headers", ())
-        try:
-            for name, value in headers:
-                if name not in KNOWN_NAMES:
-                    check_field(name, value)  # raises InvalidResponse unless fine
-                lname = name.lower()
-                if lname == b"content-length":
-                    announced = content_length(value)
-                    if length is not None:
-                        if announced != length:
-                            raise InvalidResponse("Conflicting content-length headers")
-                        continue
-                    length = announced
-                    if status == 204:
-                        continue  # never on a 204 (RFC 9110 section 8.6)
-                elif lname == b"transfer-encoding":
-                    continue  # framing is ours to decide
-                elif lname == b"connection" and has_token(value, b"close"):
-                    keep_alive = False
-                lines.append(b"%s: %s\r\n" % (name, value))
-        except TypeError:
-            unchecked = True  # not bytes: check_field below says which
-        else:
-            head = b"".join(lines)
-            # All values in one C pass: what is left after deleting the bytes allowed in a
-            # field must be exactly the CR LF line ends.
-            unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * len(lines)
-        if unchecked:
-            for name, value in headers:
-                check_field(name, value)
-            raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
+        if self.tunnel:
+            final_status_line(status)  # a bad status is the first thing said wrong
+            if status < 300:
+                # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
+                # has none to offer, and the client would send its tunnel bytes into the void.
+                raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
+        head, length, keep_alive = response_head(
+            status, message.get("headers", ()), self.proto.state.default_headers, self.keep_alive
+        )
         self.status = status
         self.keep_alive = keep_alive
         self.declared = length is not None
@@ -277,10 +243,10 @@ class _Request:
             return bytes(body)
         out = [head] if head is not None else []
         if body:
-            out.append(b"%x\r\n%s\r\n" % (size, body))
+            out.append(chunk(body))
         if not more:
             # With trailers to come, the fields and the final CRLF follow later.
-            out.append(b"0\r\n" if self.emit_trailers else b"0\r\n\r\n")
+            out.append(LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK)
         return b"".join(out)
 
     def _count_down(self, size: int, more: bool) -> None:
@@ -316,7 +282,7 @@ class _Request:
                 self.sent += size
                 proto.state.bytes_out += size
             if chunked:
-                end = b"0\r\n" if self.emit_trailers else b"0\r\n\r\n"
+                end = LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK
                 self._write(b"\r\n" + end if size else end)
             if proto.flow.writing_paused:
                 await proto.flow.drain()
@@ -354,15 +320,9 @@ class _Request:
         for name, value in fields:
             check_field(name, value)
         if self.emit_trailers:
-            out = [
-                b"%s: %s\r\n" % (name, value)
-                for name, value in fields
-                if name.lower() not in _NOT_TRAILERS
-            ]
-            if not more:
-                out.append(b"\r\n")  # ends the chunked body
-            if out:
-                self._write(b"".join(out))
+            section = trailer_section(fields, last=not more)
+            if section:
+                self._write(section)
                 if proto.flow.writing_paused:
                     await proto.flow.drain()
         if not more:
@@ -387,33 +347,30 @@ class _Request:
         whole body's size when it is known now."""
         self.head = None
         self.wrote = True
-        lines = [head]
-        if not self.declared and self.status not in NO_CONTENT_STATUSES:
-            if (
-                self.trailers
-                and not self.is_head
-                and self.scope["http_version"] == "1.1"
-                and self._accepts_trailers()
-            ):
-                # Trailer fields only exist in chunked framing, so trailers force it even for a
-                # single body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an
-                # app-set content-length (framing is then fixed: no room for fields after the
-                # body) or a status without a body, the trailers are accepted and dropped.
-                self.emit_trailers = self.chunked = True
-                lines.append(b"transfer-encoding: chunked\r\n")
-            elif length is not None:
-                lines.append(b"content-length: %d\r\n" % length)
-            elif more:
-                if self.scope["http_version"] == "1.1":
-                    self.chunked = True
-                    lines.append(b"transfer-encoding: chunked\r\n")
-                else:
-                    self.keep_alive = False  # the body ends when the connection closes
-        if not self.keep_alive or self.proto.state.shutting_down:
-            self.keep_alive = False
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+        framed = self.declared or self.status in NO_CONTENT_STATUSES
+        http11 = self.scope["http_version"] == "1.1"
+        # Trailer fields only exist in chunked framing, so trailers force it even for a single
+        # body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an app-set
+        # content-length (framing is then fixed: no room for fields after the body) or a
+        # status without a body, the trailers are accepted and dropped.
+        trailers = (
+            not framed
+            and self.trailers != 0
+            and not self.is_head
+            and http11
+            and self._accepts_trailers()
+        )
+        data, self.chunked, self.keep_alive = complete_head(
+            head,
+            length,
+            more,
+            framed=framed,
+            trailers=trailers,
+            http11=http11,
+            keep_alive=self.keep_alive and not self.proto.state.shutting_down,
+        )
+        self.emit_trailers = trailers
+        return data
 
 
 class HttpProtocol(asyncio.Protocol):
