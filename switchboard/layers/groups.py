@@ -35,7 +35,7 @@ class GroupMemberships(Mapping[str, dict[str, float]]):
         """Add or renew; True when this is the group's first member."""
         members = self._groups.get(group)
         first = members is None
-        if first:
+        if members is None:
             members = self._groups[group] = {}
         members[channel] = self.clock() + self.group_expiry
         joined = self._by_channel.get(channel)

@@ -8,6 +8,11 @@ from typing import Any
 
 from switchboard.server.app_check import check_asgi_app
 
+# Past timeout_graceful_shutdown, cancelled application tasks and the lifespan shutdown share
+# this many seconds; then the process exits, whatever is still running (server.ExitWatchdog;
+# the supervisor kills a worker that outlives twice this).
+FORCE_EXIT_MARGIN = 1.0
+
 
 class AppImportError(ImportError):
     """The ``module:attr`` string does not name an importable ASGI application."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 from collections import deque
 from typing import Any, BinaryIO
 from urllib.parse import unquote
@@ -19,22 +18,28 @@ from urllib.parse import unquote
 import httptools
 
 from switchboard.server import access_log
+from switchboard.server.asgi_types import Message, Scope
 from switchboard.server.config import Config
+from switchboard.server.errors import ClientDisconnected, caused_by_disconnect
+from switchboard.server.flow import FlowControl
 from switchboard.server.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
 from switchboard.server.http11_framing import (
-    FIELD_BYTES,
-    KNOWN_NAMES,
+    LAST_CHUNK,
+    LAST_CHUNK_BEFORE_TRAILERS,
     NO_CONTENT_STATUSES,
-    STATUS_LINES,
     InvalidResponse,
     check_field,
-    content_length,
+    chunk,
+    complete_head,
     final_status_line,
     has_token,
     is_websocket_upgrade,
     plain_response,
     request_content_length,
+    response_head,
+    trailer_section,
 )
+from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
 from switchboard.server.tls import tls_extension
@@ -47,45 +52,11 @@ access_logger = access_log.access_logger
 
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
-# http.response.pathsend without sendfile(2): read this much at a time in a worker thread.
-FILE_CHUNK = 256 * 1024
 
 # ``_Request.trailers``: the app asked for trailers; its final body message has been sent.
 _TRAILERS_WANTED = 1
 _TRAILERS_NEXT = 2
-# Framing fields can't be trailers (RFC 9110 section 6.5.1); we drop them rather than lie.
-_NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b"host"))
 _BYTES_LIKE = (bytes, bytearray, memoryview)
-
-
-class ClientDisconnected(OSError):
-    """The client is gone; raised by ``send`` after the connection closed."""
-
-
-def _caused_by_disconnect(exc: BaseException | None) -> bool:
-    """Is ``exc`` (or what it was raised from) our ``ClientDisconnected``?"""
-    for _ in range(8):
-        if exc is None:
-            return False
-        if isinstance(exc, ClientDisconnected):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _open_regular_file(path: Any) -> tuple[BinaryIO, int]:
-    """Open ``path`` for http.response.pathsend; only regular files (a FIFO or a device could
-    block forever or never end). O_NONBLOCK keeps opening a FIFO from blocking."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidResponse(f"http.response.pathsend: {path!r} is not a regular file")
-        return os.fdopen(fd, "rb", buffering=0), info.st_size
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class _Request:
@@ -121,7 +92,7 @@ class _Request:
         "began",
     )
 
-    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
+    def __init__(self, proto: HttpProtocol, scope: Scope, keep_alive: bool) -> None:
         self.proto = proto
         self.scope = scope
         self.body: deque[bytes] = deque()
@@ -154,7 +125,7 @@ class _Request:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         proto = self.proto
         if self.expect_continue and not self.started and not self.disconnected:
             self.expect_continue = False
@@ -162,7 +133,7 @@ class _Request:
             proto.state.bytes_out += 25
         if not self.body_done:
             while not self.disconnected and not self.body and not self.complete:
-                proto.resume_reading()
+                proto.flow.resume_reading()
                 self.waiter = proto.loop.create_future()
                 await self.waiter
             if self.body:
@@ -170,7 +141,7 @@ class _Request:
                 self.body.clear()
                 self.body_size = 0
                 if proto.current is self:
-                    proto.resume_reading()
+                    proto.flow.resume_reading()
                 self.body_done = self.complete
                 return {"type": "http.request", "body": data, "more_body": not self.complete}
             if self.complete and not self.disconnected:
@@ -183,7 +154,7 @@ class _Request:
             await self.waiter
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         # A message refused with InvalidResponse has no effect: nothing of it is written.
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
@@ -210,8 +181,8 @@ class _Request:
             proto.transport.write(data)
             self.sent += len(data)
             proto.state.bytes_out += len(data)
-            if proto.writing_paused:
-                await proto.drain()
+            if proto.flow.writing_paused:
+                await proto.flow.drain()
             if more:
                 return
         elif kind == "http.response.pathsend":
@@ -226,52 +197,18 @@ class _Request:
         self.wake()
         proto.request_done(self)
 
-    def _begin(self, message: dict[str, Any]) -> None:
+    def _begin(self, message: Message) -> None:
         """Check http.response.start and keep its head until the first body message."""
         status = message["status"]
-        line = STATUS_LINES.get(status) if status.__class__ is int else None
-        if line is None or status < 200:
-            line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
-        lines = [line]
-        if status < 300 and self.tunnel:
-            # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
-            # has none to offer, and the client would send its tunnel bytes into the void.
-            raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
-        for name, value in self.proto.state.default_headers:
-            lines.append(b"%s: %s\r\n" % (name, value))
-        length: int | None = None
-        keep_alive = self.keep_alive
-        headers = message.get("headers", ())
-        try:
-            for name, value in headers:
-                if name not in KNOWN_NAMES:
-                    check_field(name, value)  # raises InvalidResponse unless fine
-                lname = name.lower()
-                if lname == b"content-length":
-                    announced = content_length(value)
-                    if length is not None:
-                        if announced != length:
-                            raise InvalidResponse("Conflicting content-length headers")
-                        continue
-                    length = announced
-                    if status == 204:
-                        continue  # never on a 204 (RFC 9110 section 8.6)
-                elif lname == b"transfer-encoding":
-                    continue  # framing is ours to decide
-                elif lname == b"connection" and has_token(value, b"close"):
-                    keep_alive = False
-                lines.append(b"%s: %s\r\n" % (name, value))
-        except TypeError:
-            unchecked = True  # not bytes: check_field below says which
-        else:
-            head = b"".join(lines)
-            # All values in one C pass: what is left after deleting the bytes allowed in a
-            # field must be exactly the CR LF line ends.
-            unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * len(lines)
-        if unchecked:
-            for name, value in headers:
-                check_field(name, value)
-            raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
+        if self.tunnel:
+            final_status_line(status)  # a bad status is the first thing said wrong
+            if status < 300:
+                # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
+                # has none to offer, and the client would send its tunnel bytes into the void.
+                raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
+        head, length, keep_alive = response_head(
+            status, message.get("headers", ()), self.proto.state.default_headers, self.keep_alive
+        )
         self.status = status
         self.keep_alive = keep_alive
         self.declared = length is not None
@@ -285,7 +222,7 @@ class _Request:
             self.trailers = _TRAILERS_WANTED
         self.started = True
 
-    def _frame(self, body: bytes, more: bool) -> bytes:
+    def _frame(self, body: bytes | bytearray | memoryview, more: bool) -> bytes:
         """The bytes for one body message (with the head before the first)."""
         size = len(body)
         length = self.length
@@ -306,10 +243,10 @@ class _Request:
             return bytes(body)
         out = [head] if head is not None else []
         if body:
-            out.append(b"%x\r\n%s\r\n" % (size, body))
+            out.append(chunk(body))
         if not more:
             # With trailers to come, the fields and the final CRLF follow later.
-            out.append(b"0\r\n" if self.emit_trailers else b"0\r\n\r\n")
+            out.append(LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK)
         return b"".join(out)
 
     def _count_down(self, size: int, more: bool) -> None:
@@ -327,7 +264,7 @@ class _Request:
         """http.response.pathsend: the file is the rest of the body, streamed with
         back-pressure (sendfile(2) where the transport allows it)."""
         proto = self.proto
-        file, size = await asyncio.to_thread(_open_regular_file, path)
+        file, size = await asyncio.to_thread(open_regular_file, path)
         with file:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
@@ -345,10 +282,10 @@ class _Request:
                 self.sent += size
                 proto.state.bytes_out += size
             if chunked:
-                end = b"0\r\n" if self.emit_trailers else b"0\r\n\r\n"
+                end = LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK
                 self._write(b"\r\n" + end if size else end)
-            if proto.writing_paused:
-                await proto.drain()
+            if proto.flow.writing_paused:
+                await proto.flow.drain()
 
     async def _stream_file(self, file: BinaryIO, size: int) -> None:
         proto = self.proto
@@ -373,27 +310,21 @@ class _Request:
                 raise InvalidResponse(f"http.response.pathsend: the file shrank below {size}")
             offset += len(data)
             proto.transport.write(data)
-            if proto.writing_paused:
-                await proto.drain()
+            if proto.flow.writing_paused:
+                await proto.flow.drain()
 
-    async def _send_trailers(self, message: dict[str, Any]) -> None:
+    async def _send_trailers(self, message: Message) -> None:
         proto = self.proto
         more = message.get("more_trailers", False)
         fields = message.get("headers", ())
         for name, value in fields:
             check_field(name, value)
         if self.emit_trailers:
-            out = [
-                b"%s: %s\r\n" % (name, value)
-                for name, value in fields
-                if name.lower() not in _NOT_TRAILERS
-            ]
-            if not more:
-                out.append(b"\r\n")  # ends the chunked body
-            if out:
-                self._write(b"".join(out))
-                if proto.writing_paused:
-                    await proto.drain()
+            section = trailer_section(fields, last=not more)
+            if section:
+                self._write(section)
+                if proto.flow.writing_paused:
+                    await proto.flow.drain()
         if not more:
             self.finished = True
             self.wake()
@@ -416,33 +347,30 @@ class _Request:
         whole body's size when it is known now."""
         self.head = None
         self.wrote = True
-        lines = [head]
-        if not self.declared and self.status not in NO_CONTENT_STATUSES:
-            if (
-                self.trailers
-                and not self.is_head
-                and self.scope["http_version"] == "1.1"
-                and self._accepts_trailers()
-            ):
-                # Trailer fields only exist in chunked framing, so trailers force it even for a
-                # single body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an
-                # app-set content-length (framing is then fixed: no room for fields after the
-                # body) or a status without a body, the trailers are accepted and dropped.
-                self.emit_trailers = self.chunked = True
-                lines.append(b"transfer-encoding: chunked\r\n")
-            elif length is not None:
-                lines.append(b"content-length: %d\r\n" % length)
-            elif more:
-                if self.scope["http_version"] == "1.1":
-                    self.chunked = True
-                    lines.append(b"transfer-encoding: chunked\r\n")
-                else:
-                    self.keep_alive = False  # the body ends when the connection closes
-        if not self.keep_alive or self.proto.state.shutting_down:
-            self.keep_alive = False
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+        framed = self.declared or self.status in NO_CONTENT_STATUSES
+        http11 = self.scope["http_version"] == "1.1"
+        # Trailer fields only exist in chunked framing, so trailers force it even for a single
+        # body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an app-set
+        # content-length (framing is then fixed: no room for fields after the body) or a
+        # status without a body, the trailers are accepted and dropped.
+        trailers = (
+            not framed
+            and self.trailers != 0
+            and not self.is_head
+            and http11
+            and self._accepts_trailers()
+        )
+        data, self.chunked, self.keep_alive = complete_head(
+            head,
+            length,
+            more,
+            framed=framed,
+            trailers=trailers,
+            http11=http11,
+            keep_alive=self.keep_alive and not self.proto.state.shutting_down,
+        )
+        self.emit_trailers = trailers
+        return data
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -469,16 +397,14 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
-        self.reading_paused = False
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future | None = None
+        self.flow = FlowControl(self.loop)
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.closing = False
         # Bytes from the client are no longer parsed as HTTP/1.1 (error, CONNECT, WebSocket).
         self.input_closed = False
         # An error response for bad input, written once the requests before it are answered.
         self.failure: bytes | None = None
-        self.ws_scope: dict[str, Any] | None = None  # a WebSocket handshake was parsed
+        self.ws_scope: Scope | None = None  # a WebSocket handshake was parsed
         self.ws_leftover: bytes | None = None  # ...and waits for the responses in flight
         self.refused_upgrade: _Request | None = None  # an Upgrade answered as plain HTTP
         self.resume_body: _Request | None = None  # see _refuse_upgrade
@@ -489,8 +415,9 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- connection ------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.flow.transport = self.transport
         self.state.connections.add(self)
         self.log_access = access_log.enabled(self.config)
         peer = transport.get_extra_info("peername")
@@ -521,8 +448,8 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = True
         self._cancel_keep_alive()
         self._disconnect_requests()
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        self.flow.stop()
+        self.flow.release()
 
     def eof_received(self) -> bool | None:
         return None
@@ -532,6 +459,7 @@ class HttpProtocol(asyncio.Protocol):
         nothing more of theirs reaches the wire)."""
         if not self.closing:
             self.closing = True
+            self.flow.stop()
             self.transport.close()
         self._cancel_keep_alive()
         self._disconnect_requests()
@@ -609,7 +537,7 @@ class HttpProtocol(asyncio.Protocol):
             path = unquote(path)
         root = self.config.root_path
         headers = self.headers
-        scope: dict[str, Any] = {
+        scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": parser.get_http_version(),
@@ -654,7 +582,7 @@ class HttpProtocol(asyncio.Protocol):
             self._start(req)
         else:
             self.queue.append(req)
-            self.pause_reading()
+            self.flow.pause_reading()
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing
@@ -667,7 +595,7 @@ class HttpProtocol(asyncio.Protocol):
             raise _Rejected
         req.body.append(body)
         if req.body_size > HIGH_WATER:
-            self.pause_reading()
+            self.flow.pause_reading()
         req.wake()
 
     def on_message_complete(self) -> None:
@@ -689,7 +617,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._hand_over(leftover)
             else:
                 self.ws_leftover = leftover
-                self.pause_reading()
+                self.flow.pause_reading()
             return
         req, self.refused_upgrade = self.refused_upgrade, None
         if req is None:  # pragma: no cover - llhttp only stops after on_headers_complete
@@ -730,12 +658,9 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
             return
         ws = WebSocketProtocol(self.config, self.state, self.app_state)
-        self.state.connections.discard(self)
-        self.closing = True
-        self._cancel_keep_alive()
-        if self.reading_paused:  # paused for the responses before it; the new protocol reads
-            self.reading_paused = False
-            self.transport.resume_reading()
+        # Paused for the responses before it; the new protocol reads.
+        self.flow.resume_reading()
+        self.release_transport()
         self.transport.set_protocol(ws)
         ws.connection_made(self.transport)
         ws.handshake(scope, leftover)
@@ -757,7 +682,7 @@ class HttpProtocol(asyncio.Protocol):
         except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            if req.disconnected and _caused_by_disconnect(exc):
+            if req.disconnected and caused_by_disconnect(exc):
                 # The client left: nothing went wrong in the application.
                 logger.debug(
                     "Client disconnected during %s %s", req.scope["method"], req.scope["path"]
@@ -813,7 +738,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         else:
             self._arm_keep_alive()
-        self.resume_reading()
+        self.flow.resume_reading()
 
     def _fail_input(self, status: int, text: str) -> None:
         """The client's bytes can't be served from here on: answer ``status`` once the
@@ -835,7 +760,7 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
         else:
             self.failure = response
-            self.pause_reading()
+            self.flow.pause_reading()
 
     def _write_error(self, response: bytes) -> None:
         """An error response of the server's own (no application saw the request)."""
@@ -860,28 +785,19 @@ class HttpProtocol(asyncio.Protocol):
         if self.current is None and not self.closing:
             self.close()
 
-    def pause_reading(self) -> None:
-        if not self.reading_paused and not self.closing:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.reading_paused and not self.closing:
-            self.reading_paused = False
-            self.transport.resume_reading()
-
     def pause_writing(self) -> None:
-        self.writing_paused = True
+        self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self.writing_paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        self.flow.resume_writing()
 
-    async def drain(self) -> None:
-        if self.writing_paused and not self.closing:
-            self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
+    def release_transport(self) -> None:
+        """Another protocol takes the transport over (WebSocket, HTTP/2): this one lets go of
+        it without closing it."""
+        self.state.connections.discard(self)
+        self.closing = True
+        self.flow.stop()
+        self._cancel_keep_alive()
 
     def shutdown(self) -> None:
         """Close now when idle; otherwise after the response in flight."""

@@ -131,3 +131,124 @@ def plain_response(status: int, text: str, close: bool = True, head: bool = Fals
             b"" if head else body,
         ]
     )
+
+
+# -- response heads, chunks and trailers (RFC 9112 sections 4-7) ------------------------------
+
+TE_CHUNKED = b"transfer-encoding: chunked\r\n"
+CONNECTION_CLOSE = b"connection: close\r\n"
+# The last chunk of a chunked body: alone it ends the message; with trailers, their fields
+# and the final CRLF follow (RFC 9112 section 7.1).
+LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK_BEFORE_TRAILERS = b"0\r\n"
+# Framing fields can't be trailers (RFC 9110 section 6.5.1); they are dropped rather than lie.
+NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b"host"))
+
+
+def response_head(
+    status: Any,
+    headers: Iterable[tuple[bytes, bytes]],
+    default_headers: Iterable[tuple[bytes, bytes]],
+    keep_alive: bool,
+) -> tuple[bytes, int | None, bool]:
+    """The status line and fields of ``http.response.start``, checked, without the framing
+    fields (see :func:`complete_head`): ``(head, app's content-length or None, keep_alive)``.
+
+    The app's ``transfer-encoding`` is dropped (framing is the server's), ``content-length``
+    is checked and kept except on a 204 (RFC 9110 section 8.6), ``connection: close`` ends
+    keep-alive. Raises :class:`InvalidResponse` for what cannot go on the wire.
+    """
+    line = STATUS_LINES.get(status) if status.__class__ is int else None
+    if line is None or status < 200:
+        line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
+    lines = [line]
+    for name, value in default_headers:
+        lines.append(b"%s: %s\r\n" % (name, value))
+    length: int | None = None
+    head = b""
+    try:
+        for name, value in headers:
+            if name not in KNOWN_NAMES:
+                check_field(name, value)  # raises InvalidResponse unless fine
+            lname = name.lower()
+            if lname == b"content-length":
+                announced = content_length(value)
+                if length is not None:
+                    if announced != length:
+                        raise InvalidResponse("Conflicting content-length headers")
+                    continue
+                length = announced
+                if status == 204:
+                    continue
+            elif lname == b"transfer-encoding":
+                continue
+            elif lname == b"connection" and has_token(value, b"close"):
+                keep_alive = False
+            lines.append(b"%s: %s\r\n" % (name, value))
+    except TypeError:
+        unchecked = True  # not bytes: check_field below says which
+    else:
+        head = b"".join(lines)
+        # All values in one C pass: what is left after deleting the bytes allowed in a
+        # field must be exactly the CR LF line ends.
+        unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * len(lines)
+    if unchecked:
+        for name, value in headers:
+            check_field(name, value)
+        raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
+    return head, length, keep_alive
+
+
+def complete_head(
+    head: bytes,
+    length: int | None,
+    more: bool,
+    *,
+    framed: bool,
+    trailers: bool,
+    http11: bool,
+    keep_alive: bool,
+) -> tuple[bytes, bool, bool]:
+    """Add the framing fields and the blank line to ``head``: ``(bytes, chunked, keep_alive)``.
+
+    ``length``: the whole body's size when known now (a single body message); ``more``: body
+    messages follow; ``framed``: the app's content-length or a status without content frames
+    the response already; ``trailers``: trailer fields will go on the wire, which only chunked
+    framing can carry. Without a length on HTTP/1.0 the body ends when the connection closes.
+    """
+    lines = [head]
+    chunked = False
+    if not framed:
+        if trailers:
+            chunked = True
+            lines.append(TE_CHUNKED)
+        elif length is not None:
+            lines.append(b"content-length: %d\r\n" % length)
+        elif more:
+            if http11:
+                chunked = True
+                lines.append(TE_CHUNKED)
+            else:
+                keep_alive = False
+    if not keep_alive:
+        lines.append(CONNECTION_CLOSE)
+    lines.append(b"\r\n")
+    return b"".join(lines), chunked, keep_alive
+
+
+def chunk(data: bytes | bytearray | memoryview) -> bytes:
+    """One chunk of a chunked body (nothing for no data: an empty chunk would end the body)."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+def trailer_section(fields: Iterable[tuple[bytes, bytes]], last: bool) -> bytes:
+    """Trailer field lines (fields already checked), framing fields left out; ``last``: the
+    final CRLF that ends the chunked message follows them."""
+    out = [
+        b"%s: %s\r\n" % (name, value)
+        for name, value in fields
+        if name.lower() not in NOT_TRAILERS
+    ]
+    if last:
+        out.append(b"\r\n")
+    return b"".join(out)

@@ -13,82 +13,38 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from switchboard.server.config import Config
+from switchboard.server.config import FORCE_EXIT_MARGIN, Config
 from switchboard.server.http import HttpProtocol
 from switchboard.server.lifespan import Lifespan
+from switchboard.server.listen import (
+    ListenError,
+    bind_metrics_sockets,
+    bind_socket,
+    listening_address,
+)
 from switchboard.server.logging_setup import configure_logging
 from switchboard.server.state import ServerState, add_serving, remove_serving
+from switchboard.server.supervisor import run_supervised
 from switchboard.server.tls import create_ssl_context, reload_certificates
+
+__all__ = [
+    "FORCE_EXIT_MARGIN",
+    "ListenError",
+    "Server",
+    "bind_metrics_sockets",
+    "bind_socket",
+    "listening_address",
+    "new_event_loop",
+    "run",
+    "serve_forever",
+]
 
 logger = logging.getLogger("switchboard.server")
 
-# Past timeout_graceful_shutdown, cancelled application tasks and the lifespan shutdown share
-# this many seconds; then the process exits, whatever is still running (see ExitWatchdog).
-FORCE_EXIT_MARGIN = 1.0
 # How long cancelled application tasks get to unwind before they are abandoned.
 CANCEL_GRACE = 0.5
 # The watchdog fires this long after the budget, leaving a clean exit time to happen first.
 WATCHDOG_SLACK = 0.5
-
-
-class ListenError(OSError):
-    """The listening socket could not be set up (port in use, no permission, bad fd...)."""
-
-    def __str__(self) -> str:
-        return str(self.args[-1]) if self.args else super().__str__()
-
-
-def bind_socket(config: Config) -> socket.socket:
-    """The listening socket the config names (shared by worker processes when forking).
-
-    Raises :class:`ListenError` (an ``OSError`` with the original ``errno``) with a message
-    that names the address.
-    """
-    sock: socket.socket | None = None
-    try:
-        if config.fd is not None:
-            sock = socket.socket(fileno=config.fd)
-        elif config.uds:
-            if os.path.exists(config.uds):
-                os.unlink(config.uds)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(config.uds)
-            os.chmod(config.uds, 0o666)
-        else:
-            family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((config.host, config.port))
-        sock.listen(config.backlog)
-    except OSError as exc:
-        if sock is not None and config.fd is None:
-            sock.close()
-        reason = exc.strerror or str(exc)
-        where = _configured_address(config)
-        raise ListenError(exc.errno, f"Cannot listen on {where}: {reason}") from exc
-    sock.setblocking(False)
-    return sock
-
-
-def _configured_address(config: Config) -> str:
-    if config.fd is not None:
-        return f"fd {config.fd}"
-    if config.uds:
-        return f"unix:{config.uds}"
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    return f"{host}:{config.port}"
-
-
-def listening_address(sock: socket.socket, fd: int | None = None, scheme: str = "http") -> str:
-    """What to tell an operator: ``http://127.0.0.1:8000``, ``unix:/path``, ``fd 3 (...)``."""
-    name = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        path = name.decode(errors="replace") if isinstance(name, bytes) else name
-        where = f"unix:{path}"
-    else:
-        host, port = name[:2]
-        where = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
-    return where if fd is None else f"fd {fd} ({where})"
 
 
 class Server:
@@ -96,7 +52,7 @@ class Server:
         self.config = config
         self.state = ServerState(config.server_header, config.date_header)
         self.should_exit = False
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: list[asyncio.Server] = []
         self.lifespan: Lifespan | None = None
         self._exit_event: asyncio.Event | None = None
         self._ticker: asyncio.TimerHandle | None = None
@@ -218,7 +174,7 @@ class Server:
     async def serve(self, sock: socket.socket | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await self.startup(sock)
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             # We own the process: SIGINT/SIGTERM stop it, within the shutdown budget.
             self._watchdog = ExitWatchdog()
@@ -333,8 +289,6 @@ def run(app: Any, **options: Any) -> None:
     ``MetricsUnavailableError`` for ``metrics_port`` without ``prometheus_client``, before
     serving anything.
     """
-    from switchboard.server.supervisor import run_supervised
-
     config = Config(app=app, **options)
     configure_logging(config.log_level)
     if config.metrics_port is not None:
@@ -342,7 +296,7 @@ def run(app: Any, **options: Any) -> None:
 
         require_prometheus()
     if config.workers > 1:
-        run_supervised(config)
+        run_supervised(config, serve_forever)
     else:
         # Import and vet the app before binding, as the supervisor does, and bind before
         # lifespan startup so a busy port does not run (and strand) the app's startup.
@@ -355,12 +309,3 @@ def run(app: Any, **options: Any) -> None:
             sock.close()
             raise
         serve_forever(config, sock, metrics_sock=metrics[0] if metrics else None)
-
-
-def bind_metrics_sockets(config: Config) -> list[socket.socket]:
-    """The --metrics-port sockets, one per worker slot (none without --metrics-port)."""
-    if config.metrics_port is None:
-        return []
-    from switchboard.metrics.endpoint import bind_metrics_sockets as bind
-
-    return bind(config.metrics_host, config.metrics_port, max(config.workers, 1))

@@ -6,27 +6,26 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 
-from switchboard.server.config import Config
+from switchboard.server.config import FORCE_EXIT_MARGIN, Config
+from switchboard.server.listen import ListenError, bind_metrics_sockets, bind_socket
+from switchboard.server.tls import create_ssl_context
 
 logger = logging.getLogger("switchboard.server")
 
 
-def run_supervised(config: Config) -> None:
-    from switchboard.server.server import (
-        FORCE_EXIT_MARGIN,
-        ListenError,
-        bind_metrics_sockets,
-        bind_socket,
-        serve_forever,
-    )
+# serve(config, sock, worker=slot, metrics_sock=...): one worker's serving loop, in the child.
+ServeWorker = Callable[..., None]
 
+
+def run_supervised(config: Config, serve: ServeWorker) -> None:
+    """Fork ``config.workers`` processes that each run ``serve`` (``server.serve_forever``,
+    passed in so that the supervisor does not import the server) on one shared socket."""
     # Said before the app (and Django) is imported: with no CHANNEL_LAYERS setting, the
     # layer registry then gives the workers a layer they share (see layers/registry.py).
     os.environ["SWITCHBOARD_WORKERS"] = str(config.workers)
     config.load()  # fail fast in the parent on a bad import string
-    from switchboard.server.tls import create_ssl_context
-
     create_ssl_context(config)  # ... and on unusable certificate files
     sock = bind_socket(config)
     try:
@@ -54,7 +53,7 @@ def run_supervised(config: Config) -> None:
                     metrics_sock.close()  # this process's copy only
             try:
                 mine = metrics_socks[slot] if metrics_socks else None
-                serve_forever(config, sock, worker=slot, metrics_sock=mine)
+                serve(config, sock, worker=slot, metrics_sock=mine)
             except BaseException:  # noqa: BLE001
                 logger.exception("Worker %d crashed", os.getpid())
                 code = 1
@@ -114,11 +113,11 @@ def run_supervised(config: Config) -> None:
             break
         except InterruptedError:
             continue
-        slot = children.pop(pid, None)
-        if slot is not None and not stopping:
+        dead = children.pop(pid, None)
+        if dead is not None and not stopping:
             logger.warning("Worker %d exited (status %d); starting a new one", pid, status)
             time.sleep(0.1)
-            spawn(slot)
+            spawn(dead)
     signal.setitimer(signal.ITIMER_REAL, 0)
     sock.close()
     for metrics_sock in metrics_socks:

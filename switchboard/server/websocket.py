@@ -24,29 +24,25 @@ import codecs
 import collections
 import logging
 import os
-from collections.abc import MutableMapping
 from http import HTTPStatus
-from struct import pack
-from typing import Any
+from typing import Any, cast
 
 from websockets.datastructures import Headers
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from switchboard.server import access_log
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
+from switchboard.server.asgi_types import Message, Scope
+from switchboard.server.errors import ClientDisconnected
+from switchboard.server.flow import FlowControl
+from switchboard.server.ws_framing import FALLBACK, frame_header, pong, read_simple_frame
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
 access_logger = access_log.access_logger
 
-Message = MutableMapping[str, Any]
 
 OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
 OP_CLOSE, OP_PING, OP_PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -64,14 +60,6 @@ CLOSE_TIMEOUT = 5.0
 # Above this size a frame is written as header + payload instead of one concatenated buffer.
 _CONCAT_LIMIT = 16384
 
-try:  # defined by the HTTP side when it exists, so both raise the same error
-    from switchboard.server.http import ClientDisconnected  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the HTTP module's progress
-
-    class ClientDisconnected(OSError):  # type: ignore[no-redef]
-        """The client has gone away; the message could not be sent."""
-
-
 class _ServerProtocol(ServerProtocol):
     def recv_frame(self, frame: Any) -> None:
         # RFC 6455 5.4 lets control frames, close included, interleave with the fragments of a
@@ -80,14 +68,6 @@ class _ServerProtocol(ServerProtocol):
         if frame.opcode is OP_CLOSE:
             self.current_size = None
         super().recv_frame(frame)
-
-
-def _frame_header(first: int, size: int) -> bytes:
-    if size < 126:
-        return bytes((first, size))
-    if size < 65536:
-        return pack("!BBH", first, 126, size)
-    return pack("!BBQ", first, 127, size)
 
 
 def _subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
@@ -118,9 +98,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "disconnect",
         "disconnect_sent",
         "max_queue",
-        "read_paused",
-        "write_paused",
-        "drain_waiters",
+        "flow",
         "pending",
         "frag_op",
         "frag_parts",
@@ -152,7 +130,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.ws: ServerProtocol | None = None
-        self.scope: dict[str, Any] = {}
+        self.scope: Scope = {}
         self.request: Request | None = None
         self.response: Response | None = None
         self.phase = HANDSHAKE
@@ -162,12 +140,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.disconnect: Message | None = None
         self.disconnect_sent = False  # websocket.disconnect went to the app (it goes once)
         self.max_queue: int = config.ws_max_queue or 1 << 30
-        self.read_paused = False
-        self.write_paused = False
-        self.drain_waiters: list[asyncio.Future] = []
+        self.flow = FlowControl(self.loop)
         self.pending: list[bytes] = []  # bytes received before the handshake completed
         self.frag_op: Opcode | None = None
-        self.frag_parts: list[bytes] = []
+        self.frag_parts: list[Any] = []  # str pieces of a text message, else bytes
         self.frag_decoder: Any = None
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None  # handshake timeout
@@ -192,8 +168,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.flow.transport = self.transport
         self.server_state.connections.add(self)
         self.server_state.websockets += 1
 
@@ -204,6 +181,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.accepted:
             self._count_close()
         self.closed_transport = True
+        self.flow.stop()
         for handle in (self.timer, self.ping_timer, self.pong_timer, self.close_timer):
             if handle is not None:
                 handle.cancel()
@@ -215,18 +193,17 @@ class WebSocketProtocol(asyncio.Protocol):
         elif ws is not None and ws.close_sent is not None:
             code, reason = ws.close_sent.code, ws.close_sent.reason
         self._disconnected(code, reason)
-        self._release_drain()
+        self.flow.release()
         task = self.task
         if task is not None and not task.done():
             # The application has been told; give it a bounded time to return.
             self.loop.call_later(self.config.application_close_timeout, self._cancel_app)
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self._release_drain()
+        self.flow.resume_writing()
 
     def data_received(self, data: bytes) -> None:
         self.server_state.bytes_in += len(data)
@@ -237,7 +214,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif self.phase <= RESPONSE:
             # A client may not send frames before the 101; keep them, but not without bound.
             self.pending.append(data)
-            self._pause_reading()
+            self.flow.pause_reading()
 
     def eof_received(self) -> bool | None:
         ws = self.ws
@@ -251,7 +228,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- handshake --------------------------------------------------------------------------
 
-    def handshake(self, scope: dict[str, Any], leftover: bytes = b"") -> None:
+    def handshake(self, scope: Scope, leftover: bytes = b"") -> None:
         """Start the application for the upgrade request described by ``scope``."""
         config = self.config
         headers = scope["headers"]
@@ -266,7 +243,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.began = self.loop.time()
         if leftover:
             self.pending.append(leftover)
-            self._pause_reading()
+            self.flow.pause_reading()
 
         extensions = None
         if config.ws_per_message_deflate:
@@ -343,7 +320,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.ping_timer = self.loop.call_later(interval, self._send_keepalive)
         if self.pending:
             data, self.pending = b"".join(self.pending), []
-            self._resume_reading()
+            self.flow.resume_reading()
             self.data_received(data)
 
     def _reject(self, status: int, text: str) -> None:
@@ -415,7 +392,7 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- incoming frames --------------------------------------------------------------------
 
     def _receive_fast(self, data: bytes) -> None:
-        """Parse complete, unfragmented, masked data/ping/pong frames without websockets.
+        """Dispatch the simple frames of ``data`` (see ``ws_framing``) without websockets.
 
         This is the per-message hot path. Anything else (close, fragments, reserved bits,
         protocol errors, big frames still arriving) goes to websockets from that frame on,
@@ -425,44 +402,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.inbuf = b""
         size = len(buf)
         pos = 0
+        max_size = self.max_size
         while pos < size:
-            if size - pos < 2:
-                break
-            first = buf[pos]
-            second = buf[pos + 1]
-            opcode = first & 0x0F
-            length = second & 0x7F
-            if (
-                first & 0xF0 != 0x80  # FIN set, no reserved bits
-                or not second & 0x80  # clients must mask
-                or (opcode != 1 and opcode != 2 and (opcode < 9 or opcode > 10 or length > 125))
-            ):
-                self._to_websockets(buf[pos:])
-                return
-            if length < 126:
-                start = pos + 6
-            elif length == 126:
-                start = pos + 8
-                if size < start:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-            else:
-                start = pos + 14
-                if size < start:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-            end = start + length
-            if end > size:
-                if length > 65536 or length > self.max_size:
-                    # websockets buffers big frames without re-copying, and rejects oversize
-                    self._to_websockets(buf[pos:])
-                    return
-                break
-            if length > self.max_size:
-                self._to_websockets(buf[pos:])
-                return
-            payload = apply_mask(buf[start:end], buf[start - 4 : start])
-            pos = end
+            opcode, payload, end = read_simple_frame(buf, pos, max_size)
             if opcode == 1:
                 if self.phase is OPEN:
                     try:
@@ -480,11 +422,19 @@ class WebSocketProtocol(asyncio.Protocol):
                     self._deliver({"type": "websocket.receive", "bytes": payload})
             elif opcode == 9:
                 if self.transport is not None and not self.closed_transport:
-                    self.transport.write(bytes((0x8A, length)) + payload)
-                    self.server_state.bytes_out += 2 + length
-            elif self.pong_timer is not None and payload == self.ping_payload:
-                self.pong_timer.cancel()
-                self.pong_timer = None
+                    frame = pong(payload)
+                    self.transport.write(frame)
+                    self.server_state.bytes_out += len(frame)
+            elif opcode == 10:
+                if self.pong_timer is not None and payload == self.ping_payload:
+                    self.pong_timer.cancel()
+                    self.pong_timer = None
+            elif opcode == FALLBACK:
+                self._to_websockets(buf[pos:])
+                return
+            else:  # INCOMPLETE
+                break
+            pos = end
         if pos < size:
             self.inbuf = buf[pos:]
 
@@ -498,7 +448,8 @@ class WebSocketProtocol(asyncio.Protocol):
         ws = self.ws
         assert ws is not None
         ws.receive_data(data)
-        for frame in ws.events_received():
+        # Past the handshake (state OPEN), websockets only yields frames.
+        for frame in cast("list[Frame]", ws.events_received()):
             opcode = frame.opcode
             if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
                 if self.phase is not OPEN:
@@ -506,7 +457,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 if frame.fin and opcode is not OP_CONT:
                     if opcode is OP_TEXT:
                         try:
-                            text = frame.data.decode()
+                            text = str(frame.data, "utf-8")
                         except UnicodeDecodeError as exc:
                             self._fail(ws, 1007, f"invalid UTF-8 at position {exc.start}")
                             break
@@ -528,7 +479,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self._close_app_side(sent.code, sent.reason)
         self._flush(ws)
 
-    def _fragment(self, ws: ServerProtocol, opcode: Opcode, data: bytes, fin: bool) -> bool:
+    def _fragment(
+        self, ws: ServerProtocol, opcode: Opcode, data: bytes | bytearray | memoryview, fin: bool
+    ) -> bool:
         if opcode is not OP_CONT:
             self.frag_op = opcode
             self.frag_parts = []
@@ -625,7 +578,7 @@ class WebSocketProtocol(asyncio.Protocol):
         queue = self.queue
         queue.append(message)
         if len(queue) >= self.max_queue:
-            self._pause_reading()
+            self.flow.pause_reading()
 
     def _close_app_side(self, code: int, reason: str) -> None:
         """Stop exchanging messages with the app; it reads websocket.disconnect next."""
@@ -653,8 +606,8 @@ class WebSocketProtocol(asyncio.Protocol):
         queue = self.queue
         if queue:
             message = queue.popleft()
-            if self.read_paused and len(queue) < self.max_queue and self.phase >= OPEN:
-                self._resume_reading()
+            if self.flow.reading_paused and len(queue) < self.max_queue and self.phase >= OPEN:
+                self.flow.resume_reading()
             return message
         if self.disconnect is not None and self.phase is CLOSED:
             if self.disconnect_sent:
@@ -678,8 +631,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if kind == "websocket.send":
             if self.phase is not OPEN:
                 self._not_open(kind)
-            if self.write_paused:
-                await self._drain()
+            flow = self.flow
+            if flow.writing_paused:
+                await flow.drain()
                 if self.phase is not OPEN:
                     self._not_open(kind)
             text = message.get("text")
@@ -696,7 +650,7 @@ class WebSocketProtocol(asyncio.Protocol):
             state.ws_messages_out += 1
             if self.fast:
                 size = len(payload)
-                header = _frame_header(first, size)
+                header = frame_header(first, size)
                 state.bytes_out += len(header) + size
                 if size <= _CONCAT_LIMIT:
                     self.transport.write(header + payload)  # type: ignore[union-attr]
@@ -749,17 +703,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_app_side(code, reason)
         self._flush(ws)
 
-    async def _drain(self) -> None:
-        waiter = self.loop.create_future()
-        self.drain_waiters.append(waiter)
-        await waiter
-
-    def _release_drain(self) -> None:
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
     def _start_denial(self, message: Message) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -789,7 +732,7 @@ class WebSocketProtocol(asyncio.Protocol):
         response = Response(response.status_code, response.reason_phrase, response.headers, body)
         self._close_app_side(ABNORMAL, "")
         self._write_response(response)
-        self._log_access(response.status_code)
+        self._handshake_done(response.status_code)
 
     async def _run_app(self) -> None:
         try:
@@ -845,16 +788,6 @@ class WebSocketProtocol(asyncio.Protocol):
             task.cancel()
 
     # -- flow control & shutdown ------------------------------------------------------------
-
-    def _pause_reading(self) -> None:
-        if not self.read_paused and self.transport is not None and not self.closed_transport:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self.read_paused and self.transport is not None and not self.closed_transport:
-            self.read_paused = False
-            self.transport.resume_reading()
 
     def shutdown(self) -> None:
         """Graceful close requested by the server: 1001 to the client and to the app."""

@@ -157,6 +157,16 @@ async def test_custom_denial_response(running_server) -> None:
         assert response.body == b"no entry"
 
 
+async def test_final_denial_body_send_returns_normally(running_server, caplog) -> None:
+    # ASGI spec, websocket.http.response.body: the last body message ends the denial response;
+    # sending it is not an error for the application.
+    async with running_server(APP) as addr:
+        with pytest.raises(InvalidStatus):
+            await connect(url(addr, "/deny?key=denied"))
+        assert await report(addr, "denied") == "sent"
+    assert "Exception in ASGI application" not in caplog.text
+
+
 async def test_invalid_handshake_never_reaches_the_app(running_server) -> None:
     async with running_server(APP) as addr:
         reader, writer = await asyncio.open_connection(*addr)

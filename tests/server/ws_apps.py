@@ -87,7 +87,13 @@ async def deny(scope: dict[str, Any], receive: Any, send: Any, query: dict[str, 
         }
     )
     await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
-    await send({"type": "websocket.http.response.body", "body": b"entry"})
+    key = query.get("key", "deny")
+    try:
+        await send({"type": "websocket.http.response.body", "body": b"entry"})
+    except Exception as exc:
+        REPORTS[key] = f"raised {type(exc).__name__}: {exc}"
+        raise
+    REPORTS[key] = "sent"
 
 
 async def close(scope: dict[str, Any], receive: Any, send: Any, query: dict[str, str]) -> None:

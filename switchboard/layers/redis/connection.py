@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection, parse_url
@@ -80,24 +80,30 @@ class Shard:
         self.kwargs = kwargs
         self._sentinel = sentinel
         self._service_name = service_name
+        self.client: Redis
+        self.blocking: Redis
         if startup_nodes:
             from redis.asyncio.cluster import ClusterNode, RedisCluster
 
             self.cluster = True
             options = {k: v for k, v in kwargs.items() if k not in ("host", "port", "db")}
             options.pop("connection_class", None)
-            self.client = RedisCluster(
-                startup_nodes=[ClusterNode(h, p) for h, p in startup_nodes], **options
-            )
+            # Typed as Redis: the layer sends both kinds the same commands, and reaches for
+            # what only a cluster has (node lookup) or only a pool has through ``cluster``.
+            nodes = [ClusterNode(h, p) for h, p in startup_nodes]
+            self.client = cast(Redis, RedisCluster(startup_nodes=nodes, **options))
             # Blocking reads hold a node connection each while they wait.
-            self.blocking = RedisCluster(
-                startup_nodes=[ClusterNode(h, p) for h, p in startup_nodes],
-                max_connections=2**16,
-                **options,
+            self.blocking = cast(
+                Redis,
+                RedisCluster(
+                    startup_nodes=[ClusterNode(h, p) for h, p in startup_nodes],
+                    max_connections=2**16,
+                    **options,
+                ),
             )
         elif sentinel is not None:
-            self.client: Redis = sentinel.master_for(service_name, **kwargs)
-            self.blocking: Redis = sentinel.master_for(service_name, **kwargs)
+            self.client = sentinel.master_for(service_name, **kwargs)
+            self.blocking = sentinel.master_for(service_name, **kwargs)
         else:
             self.client = Redis(
                 connection_pool=BlockingConnectionPool(

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -45,6 +45,9 @@ from switchboard.layers.redis import streams
 from switchboard.layers.redis.connection import Shard, backoff_delays, parse_host
 from switchboard.layers.redis.pubsub import Subscriber
 from switchboard.layers.redis.serializer import Serializer
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
 from switchboard.layers.redis.sharding import group_routing_key, shard_index
 
 logger = logging.getLogger("switchboard.layers.redis")
@@ -120,8 +123,10 @@ class _LoopState:
         shard = self.shards[self.shard_for(routing_key)]
         node = None
         if shard.cluster:
-            await shard.client.initialize()
-            owner = shard.client.get_node_from_key(pubsub)
+            cluster = cast("RedisCluster", shard.client)
+            await cluster.initialize()
+            owner = cluster.get_node_from_key(pubsub)
+            assert owner is not None  # every key has a slot, every slot an owner once initialized
             node = (owner.host, int(owner.port))
             key: Any = node
         else:
@@ -381,6 +386,7 @@ class RedisChannelLayer(BaseChannelLayer):
             options = self.hosts[0] if self.hosts else {}
             options = {k: v for k, v in options.items() if k not in ("host", "port")}
             sentinel = Sentinel(self.sentinels, sentinel_kwargs=self.sentinel_kwargs)
+            assert self.service_name  # required with sentinels (__init__)
             return [Shard(options, sentinel=sentinel, service_name=self.service_name)]
         if self.cluster:
             # All hosts are startup nodes of ONE cluster; the cluster does the sharding.
@@ -634,7 +640,7 @@ class RedisChannelLayer(BaseChannelLayer):
                     continue
                 delays = None
                 if reply is not None:
-                    return reply[1]
+                    return cast(bytes, reply[1])  # the layer's clients never decode replies
             return None
 
         def push_back(raw: bytes) -> None:

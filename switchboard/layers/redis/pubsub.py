@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -18,6 +19,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.layers.redis.connection import Shard, backoff_delays
 from switchboard.layers.stats import LayerStats
+
+if TYPE_CHECKING:
+    from redis.asyncio.connection import Connection
 
 logger = logging.getLogger("switchboard.layers.redis")
 
@@ -54,7 +58,7 @@ class Subscriber:
         self._where = f"{node[0]}:{node[1]}" if node else repr(shard)
         self._confirm_kind = b"ssubscribe" if sharded else b"subscribe"
         self._message_kind = b"smessage" if sharded else b"message"
-        self._conn = None
+        self._conn: Connection | None = None
         self._task: asyncio.Task | None = None
         self._confirmations: dict[bytes, list[asyncio.Future]] = {}
         self.connected = asyncio.Event()
@@ -161,6 +165,7 @@ class Subscriber:
 
     async def _read(self) -> None:
         conn = self._conn
+        assert conn is not None  # _run connected it before reading
         on_message = self.on_message
         message_kind = self._message_kind
         while True:

@@ -8,8 +8,8 @@ names, no connection-specific fields: RFC 9113 section 8.2); what is left is ASG
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
+from switchboard.server.asgi_types import Message
 from switchboard.server.http11_framing import (
     FIELD_BYTES,
     KNOWN_NAMES,
@@ -95,7 +95,7 @@ class ResponseHead:
 
 
 def response_head(
-    message: dict[str, Any], default_headers: list[tuple[bytes, bytes]]
+    message: Message, default_headers: list[tuple[bytes, bytes]]
 ) -> ResponseHead:
     """Check ``http.response.start``: a final status, clean fields (names lower-cased, as
     HTTP/2 requires), one content-length. Raises :class:`InvalidResponse`."""
@@ -131,7 +131,7 @@ def response_head(
     return ResponseHead(status, fields, length)
 
 
-def trailer_fields(message: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+def trailer_fields(message: Message) -> list[tuple[bytes, bytes]]:
     """The fields of ``http.response.trailers`` that may be trailers, lower-cased."""
     out = []
     for name, value in message.get("headers", ()):

@@ -5,7 +5,10 @@ prior knowledge, RFC 9113 section 3.3). ``server/http.py`` calls these two hooks
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchboard.server.http import HttpProtocol
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -25,15 +28,13 @@ def starts_with_preface(data: bytes) -> bool | None:
     return False
 
 
-def hand_over(http: Any, data: bytes = b"") -> None:
+def hand_over(http: HttpProtocol, data: bytes = b"") -> None:
     """Move the transport of the HTTP/1.1 protocol ``http`` (nothing parsed on it yet) to a new
     HTTP/2 protocol, which then reads ``data``, the bytes received so far."""
     from switchboard.server.h2.protocol import H2Protocol
 
     transport = http.transport
-    http.state.connections.discard(http)
-    http.closing = True
-    http._cancel_keep_alive()
+    http.release_transport()
     h2 = H2Protocol(http.config, http.state, http.app_state, http.loop)
     transport.set_protocol(h2)
     h2.connection_made(transport)

@@ -44,6 +44,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from switchboard.server.config import Config
+from switchboard.server.flow import FlowControl
 from switchboard.server.h2.fields import parse_request, split_path
 from switchboard.server.h2.limits import FloodGuard
 from switchboard.server.h2.stream import HttpStream
@@ -107,16 +108,15 @@ class H2Protocol(asyncio.Protocol):
         self.guard = FloodGuard()
         self.closing = False
         self.goaway_sent = False
-        self.writing_paused = False
-        self.reading_paused = False
-        self.drain_waiters: list[asyncio.Future] = []
+        self.flow = FlowControl(self.loop)
         self.flush_scheduled = False
         self.idle_handle: asyncio.TimerHandle | None = None
 
     # -- connection -------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.flow.transport = self.transport
         self.state.connections.add(self)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
@@ -136,12 +136,13 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.flow.stop()
         self.state.connections.discard(self)
         self._cancel_idle()
         for stream in list(self.streams.values()):
             stream.disconnect()
         self.streams.clear()
-        self._release_drain()
+        self.flow.release()
 
     def eof_received(self) -> bool | None:
         return None
@@ -150,6 +151,7 @@ class H2Protocol(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
+        self.flow.stop()
         self._cancel_idle()
         try:
             self.conn.close_connection(last_stream_id=self.conn.highest_inbound_stream_id)
@@ -163,6 +165,7 @@ class H2Protocol(asyncio.Protocol):
             return
         logger.warning("Closing HTTP/2 connection from %s: %s", self._peer(), why)
         self.closing = True
+        self.flow.stop()
         self._cancel_idle()
         try:
             self.conn.close_connection(
@@ -179,7 +182,7 @@ class H2Protocol(asyncio.Protocol):
         self.streams.clear()
         transport = self.transport
         transport.close()
-        if self.writing_paused:  # a client that does not read would hold the close forever
+        if self.flow.writing_paused:  # a client that does not read would hold the close forever
             self.loop.call_later(CLOSE_GRACE, transport.abort)
 
     def _peer(self) -> str:
@@ -211,6 +214,7 @@ class H2Protocol(asyncio.Protocol):
             # too long, CONTINUATION runs...): send it and close.
             logger.info("HTTP/2 protocol error from %s: %s", self._peer(), exc)
             self.closing = True
+            self.flow.stop()
             self._close_transport()
             return
         for event in events:
@@ -417,11 +421,9 @@ class H2Protocol(asyncio.Protocol):
             self.loop.call_soon(self.flush)
 
     def pause_writing(self) -> None:
-        self.writing_paused = True
+        self.flow.pause_writing()
         # Read nothing more until the client reads: whatever it sends may need a reply.
-        if not self.reading_paused and not self.closing:
-            self.reading_paused = True
-            self.transport.pause_reading()
+        self.flow.pause_reading()
         for stream in self.streams.values():
             if isinstance(stream, StreamTransport) and stream.protocol is not None:
                 if not stream.write_paused:
@@ -429,24 +431,9 @@ class H2Protocol(asyncio.Protocol):
                     stream.protocol.pause_writing()
 
     def resume_writing(self) -> None:
-        self.writing_paused = False
-        if self.reading_paused and not self.closing:
-            self.reading_paused = False
-            self.transport.resume_reading()
-        self._release_drain()
+        self.flow.resume_reading()
+        self.flow.resume_writing()
         self._window(0)
-
-    async def drain(self) -> None:
-        if self.writing_paused and not self.closing:
-            waiter = self.loop.create_future()
-            self.drain_waiters.append(waiter)
-            await waiter
-
-    def _release_drain(self) -> None:
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     # -- idle connections ---------------------------------------------------------------------
 

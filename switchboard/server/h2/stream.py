@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
+from switchboard.server.asgi_types import Message, Scope
+from switchboard.server.errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
 from switchboard.server.h2.fields import ResponseHead, response_head, trailer_fields
-from switchboard.server.http import (
-    ClientDisconnected,
-    _caused_by_disconnect,
-    _open_regular_file,
-)
-from switchboard.server.http11_framing import NO_CONTENT_STATUSES, InvalidResponse
+from switchboard.server.http11_framing import NO_CONTENT_STATUSES
+from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 
 if TYPE_CHECKING:
     from switchboard.server.h2.protocol import H2Protocol
@@ -33,8 +31,6 @@ logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
 access_logger = logging.getLogger("switchboard.server.access")
 
-# http.response.pathsend: read this much at a time in a worker thread.
-FILE_CHUNK = 256 * 1024
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -63,7 +59,7 @@ class HttpStream:
         "trailer_fields",
     )
 
-    def __init__(self, proto: H2Protocol, stream_id: int, scope: dict[str, Any]) -> None:
+    def __init__(self, proto: H2Protocol, stream_id: int, scope: Scope) -> None:
         self.proto = proto
         self.stream_id = stream_id
         self.scope = scope
@@ -149,7 +145,7 @@ class HttpStream:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         if not self.body_done:
             while not self.disconnected and not self.body and not self.complete:
                 self.waiter = self.proto.loop.create_future()
@@ -172,7 +168,7 @@ class HttpStream:
             await self.waiter
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         # A message refused with InvalidResponse has no effect: nothing of it is sent.
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
@@ -291,9 +287,9 @@ class HttpStream:
             chunk = data if n == size else data[pos : pos + n]
             pos += n
             self._h2(conn.send_data, sid, chunk, end and pos == size)
-        if proto.writing_paused:
+        if proto.flow.writing_paused:
             proto.flush()
-            await proto.drain()
+            await proto.flow.drain()
             if self.disconnected and not (end and pos == size):
                 raise ClientDisconnected("client disconnected")
         else:
@@ -301,7 +297,7 @@ class HttpStream:
 
     async def _send_file(self, path: Any) -> None:
         """http.response.pathsend: the file is the rest of the body."""
-        file, size = await asyncio.to_thread(_open_regular_file, path)
+        file, size = await asyncio.to_thread(open_regular_file, path)
         with file:
             self._count_down(size, False)
             loop = self.proto.loop
@@ -338,7 +334,7 @@ class HttpStream:
             if isinstance(exc, asyncio.CancelledError):
                 self._abandon()
                 raise
-            if self.disconnected and _caused_by_disconnect(exc):
+            if self.disconnected and caused_by_disconnect(exc):
                 logger.debug("Client disconnected during %s %s", scope["method"], scope["path"])
             else:
                 error_logger.error("Exception in ASGI application", exc_info=exc)

@@ -205,7 +205,7 @@ class StreamTransport:
             self.write_paused = True
             if protocol is not None:
                 protocol.pause_writing()
-        elif not out and self.write_paused and not proto.writing_paused:
+        elif not out and self.write_paused and not proto.flow.writing_paused:
             self.write_paused = False
             if protocol is not None:
                 protocol.resume_writing()
