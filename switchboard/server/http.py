@@ -207,7 +207,7 @@ class _Request:
                 # has none to offer, and the client would send its tunnel bytes into the void.
                 raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
         head, length, keep_alive = response_head(
-            status, message.get("headers", ()), self.proto.state.default_headers, self.keep_alive
+            status, message.get("headers", ()), self.proto.state.default_head, self.keep_alive
         )
         self.status = status
         self.keep_alive = keep_alive
@@ -348,6 +348,14 @@ class _Request:
         self.head = None
         self.wrote = True
         framed = self.declared or self.status in NO_CONTENT_STATUSES
+        keep_alive = self.keep_alive and not self.proto.state.shutting_down
+        if keep_alive and not self.trailers:
+            # The common cases, without complete_head's general decisions: the app's own
+            # content-length (or no content), or a single body message of known size.
+            if framed:
+                return head + b"\r\n"
+            if length is not None:
+                return head + b"content-length: %d\r\n\r\n" % length
         http11 = self.scope["http_version"] == "1.1"
         # Trailer fields only exist in chunked framing, so trailers force it even for a single
         # body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an app-set
@@ -367,7 +375,7 @@ class _Request:
             framed=framed,
             trailers=trailers,
             http11=http11,
-            keep_alive=self.keep_alive and not self.proto.state.shutting_down,
+            keep_alive=keep_alive,
         )
         self.emit_trailers = trailers
         return data
@@ -397,6 +405,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        self.expect: bytes | None = None  # the request's Expect field, seen by on_header
         self.flow = FlowControl(self.loop)
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.closing = False
@@ -504,6 +513,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.expect = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -518,7 +528,11 @@ class HttpProtocol(asyncio.Protocol):
             self._fail_input(431, "Request Header Fields Too Large")
             raise _Rejected
         # llhttp keeps trailing whitespace; it is not part of the value (RFC 9110 section 5.5).
-        self.headers.append((name.lower(), value.rstrip(b" \t")))
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        if name == b"expect":
+            self.expect = value
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self.resume_body is not None:
@@ -564,14 +578,13 @@ class HttpProtocol(asyncio.Protocol):
             return
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
         req = _Request(self, scope, keep_alive)
-        for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                length = request_content_length(headers)
-                if length is not None and length > self.config.max_body_size:
-                    # Refuse before the client sends the body (RFC 9110 section 10.1.1).
-                    self._fail_input(413, "Request Entity Too Large")
-                    raise _Rejected
-                req.expect_continue = True
+        if self.expect is not None and self.expect.lower() == b"100-continue":
+            length = request_content_length(headers)
+            if length is not None and length > self.config.max_body_size:
+                # Refuse before the client sends the body (RFC 9110 section 10.1.1).
+                self._fail_input(413, "Request Entity Too Large")
+                raise _Rejected
+            req.expect_continue = True
         if upgrade:
             self.refused_upgrade = req
         self.parsing = req

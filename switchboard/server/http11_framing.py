@@ -40,7 +40,7 @@ _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
 # Names already checked once: most applications send the same handful on every response, so
 # the hot path is a set lookup per field and one FIELD_BYTES pass over the head.
-KNOWN_NAMES: set[bytes] = set()
+KNOWN_NAMES: dict[bytes, bytes] = {}  # checked name -> its lower-case form
 _KNOWN_NAMES_MAX = 1024
 
 
@@ -66,7 +66,7 @@ def check_field(name: Any, value: Any) -> None:
         if not _TOKEN.match(name):
             raise InvalidResponse(f"Invalid header name {name!r}")
         if len(KNOWN_NAMES) < _KNOWN_NAMES_MAX:
-            KNOWN_NAMES.add(name)
+            KNOWN_NAMES[name] = name.lower()
     if BAD_VALUE.search(value):
         raise InvalidResponse(f"Invalid header value for {name.decode('latin-1')}: {value!r}")
 
@@ -148,7 +148,7 @@ NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b
 def response_head(
     status: Any,
     headers: Iterable[tuple[bytes, bytes]],
-    default_headers: Iterable[tuple[bytes, bytes]],
+    default_head: bytes,
     keep_alive: bool,
 ) -> tuple[bytes, int | None, bool]:
     """The status line and fields of ``http.response.start``, checked, without the framing
@@ -161,16 +161,15 @@ def response_head(
     line = STATUS_LINES.get(status) if status.__class__ is int else None
     if line is None or status < 200:
         line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
-    lines = [line]
-    for name, value in default_headers:
-        lines.append(b"%s: %s\r\n" % (name, value))
+    lines = [line, default_head]
     length: int | None = None
     head = b""
     try:
         for name, value in headers:
-            if name not in KNOWN_NAMES:
+            lname = KNOWN_NAMES.get(name)
+            if lname is None:
                 check_field(name, value)  # raises InvalidResponse unless fine
-            lname = name.lower()
+                lname = name.lower()
             if lname == b"content-length":
                 announced = content_length(value)
                 if length is not None:
@@ -190,8 +189,9 @@ def response_head(
     else:
         head = b"".join(lines)
         # All values in one C pass: what is left after deleting the bytes allowed in a
-        # field must be exactly the CR LF line ends.
-        unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * len(lines)
+        # field must be exactly the CR LF line ends (the default head is the server's own).
+        line_ends = len(lines) - 1 + default_head.count(b"\n")
+        unchecked = head.translate(None, FIELD_BYTES) != b"\r\n" * line_ends
     if unchecked:
         for name, value in headers:
             check_field(name, value)

@@ -36,6 +36,7 @@ class ServerState:
         self._server_header = server_header
         self._date_header = date_header
         self.default_headers: list[tuple[bytes, bytes]] = []
+        self.default_head = b""  # the same as HTTP/1.1 field lines, formatted once a second
         self.refresh_headers()
 
     def refresh_headers(self) -> None:
@@ -46,6 +47,7 @@ class ServerState:
         if self._date_header:
             headers.append((b"date", formatdate(time.time(), usegmt=True).encode()))
         self.default_headers = headers
+        self.default_head = b"".join(b"%s: %s\r\n" % field for field in headers)
 
 
 # States of the servers running in this process (Server.startup/shutdown keep it), so that a

@@ -18,7 +18,7 @@ from switchboard.server.http11_framing import (
     trailer_section,
 )
 
-DEFAULTS = [(b"server", b"switchboard")]
+DEFAULTS = b"server: switchboard\r\n"  # ServerState.default_head
 
 
 def read_back(data: bytes, method: bytes = b"GET") -> tuple[h11.Response, bytes, list]:
@@ -56,32 +56,32 @@ def test_head_keeps_fields_and_defaults_in_order() -> None:
 
 def test_head_framing_fields_are_the_servers() -> None:
     head, length, _ = response_head(
-        200, [(b"Content-Length", b"5"), (b"transfer-encoding", b"chunked")], [], True
+        200, [(b"Content-Length", b"5"), (b"transfer-encoding", b"chunked")], b"", True
     )
     assert length == 5
     assert b"transfer-encoding" not in head.lower()
     # Equal repeats of content-length are one value (RFC 9110 section 8.6).
-    assert response_head(200, [(b"content-length", b"3, 3")], [], True)[1] == 3
+    assert response_head(200, [(b"content-length", b"3, 3")], b"", True)[1] == 3
     with pytest.raises(InvalidResponse):
-        response_head(200, [(b"content-length", b"3"), (b"content-length", b"4")], [], True)
+        response_head(200, [(b"content-length", b"3"), (b"content-length", b"4")], b"", True)
     # ... and a 204 never carries one (RFC 9110 section 8.6).
-    head, length, _ = response_head(204, [(b"content-length", b"0")], [], True)
+    head, length, _ = response_head(204, [(b"content-length", b"0")], b"", True)
     assert b"content-length" not in head and length == 0
 
 
 def test_connection_close_ends_keep_alive() -> None:
-    assert response_head(200, [(b"connection", b"Keep-Alive, Close")], [], True)[2] is False
+    assert response_head(200, [(b"connection", b"Keep-Alive, Close")], b"", True)[2] is False
 
 
 @pytest.mark.parametrize("status", [100, 101, 199, 600, "200", 200.0, True])
 def test_not_a_final_status(status: object) -> None:
     # 1xx is interim (RFC 9110 section 15.2): the client would wait for the real response.
     with pytest.raises(InvalidResponse):
-        response_head(status, [], [], True)
+        response_head(status, [], b"", True)
 
 
 def test_int_subclass_status_is_fine() -> None:
-    assert response_head(HTTPStatus.NOT_FOUND, [], [], True)[0] == b"HTTP/1.1 404 Not Found\r\n"
+    assert response_head(HTTPStatus.NOT_FOUND, [], b"", True)[0] == b"HTTP/1.1 404 Not Found\r\n"
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_int_subclass_status_is_fine() -> None:
 )
 def test_bad_fields_are_refused(field: tuple) -> None:
     with pytest.raises(InvalidResponse):
-        response_head(200, [field], [], True)
+        response_head(200, [field], b"", True)
 
 
 def test_single_body_gets_a_content_length() -> None:
