@@ -7,7 +7,6 @@ Two browsers with their own profiles are two guests. The example is served by
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,30 +18,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import MISSING, chromium_browsers, chromium_installed, wait_for
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "chat"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=800,700",
-]
 
-# A skip fails the run when CI=true (tests/conftest.py); scripts/test installs both.
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("needs chromium and chromium-driver (apt-get)", allow_module_level=True)
+if not chromium_installed():
+    pytest.skip(MISSING, allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 
 def _free_port() -> int:
@@ -114,28 +98,12 @@ def server(tmp_path) -> Iterator[_ChatServer]:
 
 @pytest.fixture
 def open_browser(tmp_path) -> Iterator[Callable[[str], Any]]:
-    drivers = []
-
-    def open_browser(name: str) -> Any:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in BROWSER_FLAGS:
-            options.add_argument(flag)
-        profile = tmp_path / f"profile-{name}"  # a fresh profile: its own cookies, one guest
-        options.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-        drivers.append(driver)
-        return driver
-
-    yield open_browser
-    for driver in drivers:
-        driver.quit()
+    with chromium_browsers(tmp_path) as open_browser:
+        yield open_browser
 
 
 def _wait(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = 15) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
-        condition, message=f"timed out waiting for {what}"
-    )
+    return wait_for(driver, condition, what, timeout)
 
 
 def _connected_as(driver: Any) -> str:

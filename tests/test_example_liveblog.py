@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,9 +18,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.support.browser import MISSING, chromium_browsers, chromium_installed
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "liveblog"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ADMIN_PASSWORD = "liveblog-test-password"
 SCREENSHOTS = Path(os.environ.get("LIVEBLOG_SCREENSHOTS", tempfile.gettempdir()))
 
@@ -96,30 +95,6 @@ def liveblog(tmp_path_factory) -> Iterator[str]:
         assert "Traceback" not in output, output
 
 
-def _browser(tmp_path: Path, name: str):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("chromium and chromium-driver are not installed (scripts/test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,800",
-        f"--user-data-dir={tmp_path / ('profile-' + name)}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
 def _wait(driver, condition, timeout: float = 10, what: str = "condition"):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -135,9 +110,10 @@ def _post_titles(driver) -> list[str]:
 def test_a_post_saved_in_one_window_appears_in_the_other(liveblog, tmp_path):
     from selenium.webdriver.common.by import By
 
-    editor = _browser(tmp_path, "editor")
-    reader = _browser(tmp_path, "reader")
-    try:
+    if not chromium_installed():
+        pytest.skip(MISSING)
+    with chromium_browsers(tmp_path, window_size=(1000, 800)) as open_browser:
+        editor, reader = open_browser("editor"), open_browser("reader")
         base = f"http://{liveblog}"
         reader.get(base + "/")
         _wait(
@@ -192,9 +168,6 @@ def test_a_post_saved_in_one_window_appears_in_the_other(liveblog, tmp_path):
         _wait(editor, lambda d: _post_titles(d) == ["Goal!", "Secret draft", "Kick-off!"])
         reader.save_screenshot(str(SCREENSHOTS / "liveblog-reader.png"))
         assert "Secret draft" not in reader.page_source
-    finally:
-        editor.quit()
-        reader.quit()
 
 
 async def test_the_socket_speaks_the_documented_frames(liveblog):

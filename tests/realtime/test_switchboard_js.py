@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.realtime.browser import open_chromium, wait_for
 from tests.realtime.servers import Client, SiteServer
+from tests.support.browser import MISSING, chromium_browsers, chromium_installed, wait_for
+
+if not chromium_installed():
+    pytest.skip(MISSING, allow_module_level=True)
 
 STATIC = Path(__file__).resolve().parents[2] / "switchboard" / "static" / "switchboard"
 
@@ -57,16 +60,8 @@ def _wait_event(driver, kind: str, predicate=lambda e: True, what: str = "", tim
 
 @pytest.fixture
 def browsers(tmp_path):
-    opened = []
-
-    def open_one(name: str):
-        driver = open_chromium(str(tmp_path / f"profile-{name}"))
-        opened.append(driver)
-        return driver
-
-    yield open_one
-    for driver in opened:
-        driver.quit()
+    with chromium_browsers(tmp_path) as open_one:
+        yield open_one
 
 
 @pytest.fixture
