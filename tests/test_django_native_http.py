@@ -14,30 +14,24 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.django_site.serving import (
-    ROOT,
-    ServedSite,
-    _free_port,
-    _stop,
-    _wait_listening,
-    bootstrap_site,
-)
+from tests.django_site.serving import ServedSite, bootstrap_site, site_env
+from tests.django_site.serving import serve as serve_site
 
 ROUTER_APP = "tests.django_native.asgi:application"  # ProtocolTypeRouter({"http": ASGIHandler})
 BARE_APP = "tests.django_site.asgi:application"  # get_asgi_application(), nothing around it
 WSGI_APP = "tests.django_native.wsgi:application"  # get_wsgi_application()
 DOWNLOAD_SIZE = 1024 * 1024 + 77
+NATIVE_SETTINGS = "tests.django_native.settings"
 
 
 @pytest.fixture(scope="module")
@@ -48,35 +42,19 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site_dir
 
 
-@contextmanager
-def serve(site_dir: Path, app: str, *args: str, **env: str) -> Iterator[ServedSite]:
+def serve(site_dir: Path, app: str, *args: str, **env: str) -> AbstractContextManager[ServedSite]:
     """``switchboard serve app args`` with the native test site's settings and ``env``."""
-    environ = dict(os.environ)
-    environ.update(
-        DJANGO_SETTINGS_MODULE="tests.django_native.settings",
-        DJANGO_SITE_DIR=str(site_dir),
-        PYTHONUNBUFFERED="1",
-        **env,
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "switchboard", "serve", app, "--port", str(port),
+                "--log-level", "warning", *args]  # fmt: skip
+
+    return serve_site(
+        site_dir,
+        command,
+        env=site_env(site_dir, NATIVE_SETTINGS, **env),
+        log_path=site_dir / f"server-{time.monotonic_ns()}.log",
     )
-    log_path = site_dir / f"server-{time.monotonic_ns()}.log"
-    for _attempt in range(3):
-        port = _free_port()
-        command = [sys.executable, "-m", "switchboard", "serve", app, "--port", str(port),
-                   "--log-level", "warning", *args]  # fmt: skip
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=log)
-        try:
-            if _wait_listening(port, proc):
-                break
-        except BaseException:
-            _stop(proc)
-            raise
-    else:
-        raise AssertionError(f"server did not start:\n{log_path.read_text(errors='replace')}")
-    try:
-        yield ServedSite(port, site_dir, log_path)
-    finally:
-        _stop(proc)
 
 
 def fetch(

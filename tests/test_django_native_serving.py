@@ -26,7 +26,7 @@ from pathlib import Path
 from django.test import override_settings
 
 from switchboard.testing import SwitchboardLiveServerTestCase
-from tests.django_site.serving import ROOT, _free_port, _wait_listening
+from tests.django_site.serving import ROOT, _free_port, _wait_listening, site_env
 from tests.test_django_native_http import ROUTER_APP, get_json, serve, site_dir  # noqa: F401, I001
 
 STATIC_DIR = Path(__file__).parent / "live_static"
@@ -113,13 +113,7 @@ class RunServer:
 @contextmanager
 def runserver(where: Path, *args: str, **env: str) -> Iterator[RunServer]:
     """``python -m django runserver`` of the native test site as a process group."""
-    environ = dict(os.environ)
-    environ.update(
-        DJANGO_SETTINGS_MODULE="tests.django_native.runserver_settings",
-        DJANGO_SITE_DIR=str(where),
-        PYTHONUNBUFFERED="1",
-        **env,
-    )
+    environ = site_env(where, "tests.django_native.runserver_settings", **env)
     log_path = where / f"runserver-{time.monotonic_ns()}.log"
     port = _free_port()
     with open(log_path, "wb") as log:

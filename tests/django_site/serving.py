@@ -35,9 +35,14 @@ def uvicorn_command(port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", APP, "--port", str(port), "--log-level", "warning"]
 
 
-def site_env(site_dir: Path) -> dict[str, str]:
+def site_env(site_dir: Path, settings: str = SETTINGS, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE=SETTINGS, DJANGO_SITE_DIR=str(site_dir), PYTHONUNBUFFERED="1")
+    env.update(
+        DJANGO_SETTINGS_MODULE=settings,
+        DJANGO_SITE_DIR=str(site_dir),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     return env
 
 
@@ -71,15 +76,22 @@ class ServedSite:
 
 
 @contextmanager
-def serve(site_dir: Path, command: Command = switchboard_command) -> Iterator[ServedSite]:
-    """One server process on a free loopback port; terminated (SIGTERM) on exit."""
-    log_path = site_dir / "server.log"
+def serve(
+    site_dir: Path,
+    command: Command = switchboard_command,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Iterator[ServedSite]:
+    """One server process on a free loopback port; terminated (SIGTERM) on exit.
+
+    ``env`` defaults to :func:`site_env` of ``site_dir``, ``log_path`` to its ``server.log``.
+    """
+    env = site_env(site_dir) if env is None else env
+    log_path = site_dir / "server.log" if log_path is None else log_path
     for _attempt in range(3):  # Another process may take the free port before the server does.
         port = _free_port()
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                command(port), cwd=ROOT, env=site_env(site_dir), stdout=log, stderr=log
-            )
+            proc = subprocess.Popen(command(port), cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
             if _wait_listening(port, proc):
                 break
