@@ -27,6 +27,7 @@ from django.test import override_settings
 
 from switchboard.testing import SwitchboardLiveServerTestCase
 from tests.django_site.serving import ROOT, _free_port, _wait_listening, site_env
+from tests.support.http_status import get_status
 from tests.test_django_native_http import ROUTER_APP, get_json, serve, site_dir  # noqa: F401, I001
 
 STATIC_DIR = Path(__file__).parent / "live_static"
@@ -137,28 +138,19 @@ def runserver(where: Path, *args: str, **env: str) -> Iterator[RunServer]:
         proc.wait(10)
 
 
-def _status(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def test_runserver_serves_django_on_the_native_path(site_dir: Path) -> None:  # noqa: F811
     # No ASGI_APPLICATION: Django's bare handler, wrapped in the static files handler (DEBUG).
     with runserver(site_dir, "--noreload") as server:
         whoami = get_json(server.port, "/native/whoami/")
         assert whoami["request_class"] == "_TerminatedInputRequest"  # Django's WSGI request
         assert whoami["thread"].startswith("switchboard-wsgi")
-        assert _status(server.port, ADMIN_CSS) == 200  # static files still served in DEBUG
+        assert get_status(server.port, ADMIN_CSS) == 200  # static files still served in DEBUG
 
 
 def test_runserver_honours_the_opt_out(site_dir: Path) -> None:  # noqa: F811
     with runserver(site_dir, "--noreload", SWITCHBOARD_NATIVE_HTTP="0") as server:
         assert get_json(server.port, "/native/whoami/")["request_class"] == "ASGIRequest"
-        assert _status(server.port, ADMIN_CSS) == 200
+        assert get_status(server.port, ADMIN_CSS) == 200
 
 
 def _send_stuck_request(port: int, where: Path) -> socket.socket:

@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.server.serve_process import ROOT, Serving, free_port, run_serve, serve_command
+from tests.support.http_status import get_status
 
 APP = "tests.server.metrics_site:application"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -46,15 +47,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - before.get((name, frozenset(labels.items())), 0.0)
-
-
-def get(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def wait_until(check, timeout: float = 10.0, what: str = "condition"):
@@ -100,7 +92,7 @@ async def test_counters_move_by_what_real_traffic_did(served) -> None:
     server, port, metrics_port = served
     before = await asyncio.to_thread(scrape, metrics_port)
 
-    statuses = [await asyncio.to_thread(get, port, p) for p in ("/", "/", "/?a=1", "/nope")]
+    statuses = [await asyncio.to_thread(get_status, port, p) for p in ("/", "/", "/?a=1", "/nope")]
     assert statuses == [200, 200, 200, 404]
 
     url = f"ws://127.0.0.1:{port}"
@@ -158,7 +150,7 @@ async def test_counters_move_by_what_real_traffic_did(served) -> None:
 
 def test_access_log_lines_share_one_format(served) -> None:
     server, port, _ = served
-    assert get(port, "/?logged=1") == 200
+    assert get_status(port, "/?logged=1") == 200
 
     async def chat() -> None:
         async with connect(f"ws://127.0.0.1:{port}/ws/echo/?logged=1") as ws:
@@ -243,7 +235,7 @@ def test_workers_serve_metrics_on_port_plus_slot_with_a_worker_label(tmp_path: P
         server.wait_for(f"Metrics on http://127.0.0.1:{metrics_port + 1}/metrics")
         wait_until(lambda: server.stderr.count("Listening on") == 2, what="both workers")
         for _ in range(10):
-            assert get(port, "/") == 200
+            assert get_status(port, "/") == 200
         totals = 0.0
         for slot in (0, 1):
             samples = scrape(metrics_port + slot)
@@ -270,7 +262,7 @@ def test_django_url_serves_the_same_metrics(tmp_path: Path) -> None:
     server = Serving(tmp_path / "err.log", APP, "--port", str(port))
     try:
         server.wait_for("Listening on")
-        assert get(port, "/") == 200
+        assert get_status(port, "/") == 200
         samples = scrape(port, "/metrics/")
         # The scrape itself is the second request this server has seen.
         assert value(samples, "switchboard_http_requests_total") == 2
