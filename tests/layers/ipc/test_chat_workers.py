@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.layers.conftest import ROOT
-from tests.layers.ipc.test_serve_workers import free_port
+from tests.layers.ipc.test_serve_workers import free_port, serving_until_stopped
 
 EXAMPLE = ROOT / "examples" / "chat"
 WAIT = 30
@@ -55,19 +53,9 @@ def chat_workers(tmp_path) -> Iterator[tuple[int, subprocess.Popen, Path]]:
             cwd=EXAMPLE, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + WAIT
-            while len(_workers(server.pid)) < 2 or b"Listening on" not in log_path.read_bytes():
-                assert server.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.05)
-            yield port, server, log_path
+            with serving_until_stopped(server, log_path, lambda: len(_workers(server.pid)) >= 2):
+                yield port, server, log_path
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
             runtime.cleanup()
 
 

@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def serving_until_stopped(
+    server: subprocess.Popen, log_path: Path, ready: Callable[[], bool] = lambda: True
+) -> Iterator[None]:
+    """Waits until ``server`` logged "Listening on" and ``ready()``; SIGTERM (then, after
+    20 s, SIGKILL) on exit, also when the wait failed."""
+    try:
+        deadline = time.monotonic() + WAIT
+        while b"Listening on" not in log_path.read_bytes() or not ready():
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        yield
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 async def next_json(ws) -> dict:
@@ -55,20 +78,8 @@ def workers_server(tmp_path) -> Iterator[tuple[int, Path]]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            deadline = time.monotonic() + WAIT
-            while b"Listening on" not in log_path.read_bytes():
-                assert server.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.05)
+        with serving_until_stopped(server, log_path):
             yield port, log_path
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 async def test_workers_share_groups_without_any_layer_setting(workers_server):
