@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,13 +16,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.support.example_server import serve_example
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "chat"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _example_env(tmp_path: Path) -> dict[str, str]:
@@ -39,18 +32,6 @@ def _example_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _stop(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            raise AssertionError("server did not exit within 15 s of SIGTERM") from None
-    return process.returncode
-
-
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory) -> Iterator[str]:
     tmp_path = tmp_path_factory.mktemp("chat")
@@ -62,38 +43,10 @@ def chat_server(tmp_path_factory) -> Iterator[str]:
         check=True,
         timeout=60,
     )
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w+b")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "switchboard", "serve", "chatsite.asgi:application"]
-        + ["--host", "127.0.0.1", "--port", str(port)],
-        cwd=EXAMPLE,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        if process.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"server exited early:\n{log.read().decode(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                _stop(process)
-                raise AssertionError("server did not start listening within 20 s") from None
-            time.sleep(0.1)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        code = _stop(process)
-        log.seek(0)
-        output = log.read().decode(errors="replace")
-        log.close()
-        # A clean exit on SIGTERM: status 0, or death by the re-raised signal itself.
-        assert code in (0, -signal.SIGTERM), f"server exit status {code}:\n{output}"
+    with serve_example(
+        EXAMPLE, "chatsite.asgi:application", env, tmp_path / "server.log"
+    ) as server:
+        yield server.address
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,28 +16,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.support.browser import MISSING, chromium_browsers, chromium_installed
+from tests.support.example_server import serve_example
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "liveblog"
 ADMIN_PASSWORD = "liveblog-test-password"
 SCREENSHOTS = Path(os.environ.get("LIVEBLOG_SCREENSHOTS", tempfile.gettempdir()))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            raise AssertionError("server did not exit within 15 s of SIGTERM") from None
-    return process.returncode
 
 
 @pytest.fixture(scope="module")
@@ -61,38 +41,11 @@ def liveblog(tmp_path_factory) -> Iterator[str]:
         subprocess.run(
             [sys.executable, "manage.py", *command], cwd=EXAMPLE, env=env, check=True, timeout=60
         )
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w+b")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "switchboard", "serve", "liveblogsite.asgi:application"]
-        + ["--host", "127.0.0.1", "--port", str(port)],
-        cwd=EXAMPLE,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        if process.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"server exited early:\n{log.read().decode(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                _stop(process)
-                raise AssertionError("server did not start listening within 20 s") from None
-            time.sleep(0.1)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        code = _stop(process)
-        log.seek(0)
-        output = log.read().decode(errors="replace")
-        log.close()
-        assert code in (0, -signal.SIGTERM), f"server exit status {code}:\n{output}"
-        assert "Traceback" not in output, output
+    with serve_example(
+        EXAMPLE, "liveblogsite.asgi:application", env, tmp_path / "server.log"
+    ) as server:
+        yield server.address
+    assert "Traceback" not in server.output, server.output
 
 
 def _wait(driver, condition, timeout: float = 10, what: str = "condition"):
