@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.realtime.recovery import away_while_100_are_sent_then_back_on, pubs, subscribe
 from tests.realtime.servers import Client, SiteServer
 
 PRESENCE_TIMEOUT = 1.5  # seconds a new hub waits for the processes it inherited
@@ -91,15 +92,6 @@ async def _no_more_leaves(client: Client, seconds: float) -> None:
         pytest.fail(f"a leave announced twice: {frame}")
 
 
-async def _pubs(client: Client, count: int, timeout: float = 20) -> list[dict]:
-    return [await client.until(lambda f: f.get("sb") == "pub", timeout) for _ in range(count)]
-
-
-async def _subscribe(client: Client, **position) -> dict:
-    await client.send({"sb": "sub", "topic": "room", **position})
-    return await client.until(lambda f: f.get("sb") == "subscribed")
-
-
 async def test_presence_across_two_processes_and_a_sigkilled_one_disappears(start_server, runtime):
     a = start_server("a")
     alice = await Client.open(a, "alice")
@@ -143,13 +135,13 @@ async def test_hub_sigkilled_presence_rebuilt_and_history_resyncs_with_a_new_epo
     await watcher.send({"sb": "presence", "topic": "room"})
     state = await watcher.until(lambda f: f.get("sb") == "presence_state")
     assert _counts(state["state"]) == {"hal": 1, "watcher": 1}
-    subscribed = await _subscribe(watcher)
+    subscribed = await subscribe(watcher)
     away = await Client.open(b, "away")
-    await _subscribe(away)
+    await subscribe(away)
     writer = await Client.open(b, "writer")
     assert await writer.publish({"n": 0}) == subscribed["offset"] + 1
-    (pub,) = await _pubs(watcher, 1)
-    (away_pub,) = await _pubs(away, 1)
+    (pub,) = await pubs(watcher, 1)
+    (away_pub,) = await pubs(away, 1)
     epoch = pub["epoch"]
     await away.close()
     await _collect_leaves(watcher, {"away": 1}, 10)
@@ -171,11 +163,11 @@ async def test_hub_sigkilled_presence_rebuilt_and_history_resyncs_with_a_new_epo
     assert await writer.publish({"n": 1}) == 1
     resync = await watcher.until(lambda f: f.get("sb") in ("resync", "pub"))
     assert resync["sb"] == "resync" and resync["epoch"] != epoch and resync["offset"] == 0
-    (pub,) = await _pubs(watcher, 1)
+    (pub,) = await pubs(watcher, 1)
     assert pub["epoch"] == resync["epoch"] and pub["offset"] == 1 and pub["data"] == {"n": 1}
     # A client back with an offset of the old epoch: recovered false, never old offsets.
     again = await Client.open(b, "away")
-    subscribed = await _subscribe(again, epoch=away_pub["epoch"], offset=away_pub["offset"])
+    subscribed = await subscribe(again, epoch=away_pub["epoch"], offset=away_pub["offset"])
     assert subscribed["recovered"] is False and subscribed["epoch"] == pub["epoch"]
 
     # The killed process comes back: it joins the rebuilt mesh and sees everyone.
@@ -189,28 +181,4 @@ async def test_hub_sigkilled_presence_rebuilt_and_history_resyncs_with_a_new_epo
 async def test_client_away_while_100_are_sent_recovers_all_in_order_on_another_process(
     start_server,
 ):
-    a, b = start_server("a"), start_server("b")
-    reader = await Client.open(a, "reader")
-    subscribed = await _subscribe(reader)
-    writer = await Client.open(b, "writer")
-    first = await writer.publish({"n": -1})
-    (pub,) = await _pubs(reader, 1)
-    assert pub["offset"] == first == subscribed["offset"] + 1
-    epoch, offset = pub["epoch"], pub["offset"]
-    await reader.close()
-
-    for n in range(100):
-        await writer.publish({"n": n})
-    # Back, on the other process: exactly the 100 it missed, in order, then live ones.
-    again = await Client.open(b, "reader")
-    subscribed = await _subscribe(again, epoch=epoch, offset=offset)
-    assert subscribed["recovered"] is True and subscribed["offset"] == offset
-    pubs = await _pubs(again, 100)
-    assert [p["data"]["n"] for p in pubs] == list(range(100))
-    assert [p["offset"] for p in pubs] == list(range(offset + 1, offset + 101))
-    assert {p["epoch"] for p in pubs} == {epoch}
-    await writer.publish({"n": 100})
-    (live,) = await _pubs(again, 1)
-    assert live["offset"] == offset + 101
-    for client in (again, writer):
-        await client.close()
+    await away_while_100_are_sent_then_back_on(start_server("a"), start_server("b"))

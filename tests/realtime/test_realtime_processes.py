@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from switchboard.layers.redis import RedisChannelLayer
+from tests.realtime.recovery import away_while_100_are_sent_then_back_on, subscribe
+from tests.realtime.recovery import pubs as _pubs
 from tests.realtime.servers import Client, SiteServer
 from tests.support.redis_servers import RedisServer
 
@@ -115,42 +117,14 @@ async def test_redis_restart_without_persistence_rebuilds_presence(
 
 async def _subscribe(client: Client, **position) -> tuple[dict, list[dict]]:
     """Subscribe to "room"; the subscribed frame and the pubs replayed right after it."""
-    await client.send({"sb": "sub", "topic": "room", **position})
-    subscribed = await client.until(lambda f: f.get("sb") == "subscribed")
-    return subscribed, []
-
-
-async def _pubs(client: Client, count: int, timeout: float = 20) -> list[dict]:
-    return [await client.until(lambda f: f.get("sb") == "pub", timeout) for _ in range(count)]
+    return await subscribe(client, **position), []
 
 
 async def test_client_away_while_100_are_sent_recovers_all_in_order_on_another_process(
     redis_server, start_server
 ):
     a, b = start_server(redis_server, "a"), start_server(redis_server, "b")
-    reader = await Client.open(a, "reader")
-    subscribed, _ = await _subscribe(reader)
-    writer = await Client.open(b, "writer")
-    first = await writer.publish({"n": -1})
-    (pub,) = await _pubs(reader, 1)
-    assert pub["offset"] == first == subscribed["offset"] + 1
-    epoch, offset = pub["epoch"], pub["offset"]
-    await reader.close()
-
-    for n in range(100):
-        await writer.publish({"n": n})
-    # Back, on the other process: exactly the 100 it missed, in order, then live ones.
-    again = await Client.open(b, "reader")
-    subscribed, _ = await _subscribe(again, epoch=epoch, offset=offset)
-    assert subscribed["recovered"] is True and subscribed["offset"] == offset
-    pubs = await _pubs(again, 100)
-    assert [p["data"]["n"] for p in pubs] == list(range(100))
-    assert [p["offset"] for p in pubs] == list(range(offset + 1, offset + 101))
-    await writer.publish({"n": 100})
-    (live,) = await _pubs(again, 1)
-    assert live["offset"] == offset + 101
-    for client in (again, writer):
-        await client.close()
+    await away_while_100_are_sent_then_back_on(a, b)
 
 
 async def test_history_trimmed_gives_an_explicit_resync(redis_server, start_server):
