@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import hashlib
 import logging
 import re
 import secrets
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.exceptions import ChannelFull
@@ -44,6 +43,7 @@ from switchboard.layers.naming import new_token, process_token
 from switchboard.layers.redis import streams
 from switchboard.layers.redis.connection import Shard, backoff_delays, parse_host
 from switchboard.layers.redis.pubsub import Subscriber
+from switchboard.layers.redis.scripts import Script
 from switchboard.layers.redis.serializer import Serializer
 
 if TYPE_CHECKING:
@@ -64,14 +64,6 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-
-
-class _Script:
-    __slots__ = ("script", "sha")
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-        self.sha = hashlib.sha1(script.encode()).hexdigest()
 
 
 class _LoopState:
@@ -97,8 +89,8 @@ class _LoopState:
         self.unacked: dict[int, tuple[str, bytes, dict[str, Any]]] = {}
         self.last_durable: dict[str, int] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.list_script = _Script(LIST_SEND_SCRIPT)
-        self.stream_script = _Script(streams.SEND_SCRIPT)
+        self.list_script = Script(LIST_SEND_SCRIPT)
+        self.stream_script = Script(streams.SEND_SCRIPT)
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
         self.closed = False
         # Cancelled when the loop shuts down (asyncio.run and async_to_sync cancel every task
@@ -156,11 +148,7 @@ class _LoopState:
     async def eval(self, index: int, script: Any, key: str, *args: Any) -> Any:
         """Run a Lua script through the shard's coalescing pipeline (EVALSHA, loading it
         once if the server does not know it, e.g. after a restart)."""
-        shard = self.shards[index]
-        try:
-            return await shard.command("EVALSHA", script.sha, 1, key, *args)
-        except NoScriptError:
-            return await shard.command("EVAL", script.script, 1, key, *args)
+        return await script.run(self.shards[index], (key,), *args)
 
     # -- local delivery -------------------------------------------------------
 

@@ -19,10 +19,7 @@ Offsets are assigned and stored in one script, so offset order is the order in t
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
-
-from redis.exceptions import NoScriptError
 
 from switchboard.layers.history_store import (
     DEFAULT_HISTORY_SIZE,
@@ -33,6 +30,7 @@ from switchboard.layers.history_store import (
     check_bounds,
     new_epoch,
 )
+from switchboard.layers.redis.scripts import Script, text
 from switchboard.layers.redis.sharding import group_routing_key
 
 if TYPE_CHECKING:
@@ -82,18 +80,6 @@ return {meta[1] or '', tonumber(meta[2] or '0'), now, tonumber(meta[3] or '0'), 
 """
 
 
-class _Script:
-    __slots__ = ("script", "sha")
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-        self.sha = hashlib.sha1(script.encode()).hexdigest()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _fields(raw: Any) -> dict[bytes, bytes]:
     if isinstance(raw, dict):
         return raw
@@ -106,21 +92,17 @@ class RedisHistoryStore:
     def __init__(self, layer: RedisChannelLayer, meta_ttl: float = DEFAULT_META_TTL) -> None:
         self.layer = layer
         self.meta_ttl = meta_ttl
-        self._append = _Script(APPEND_SCRIPT)
-        self._read = _Script(READ_SCRIPT)
+        self._append = Script(APPEND_SCRIPT)
+        self._read = Script(READ_SCRIPT)
 
     def _keys(self, topic: str) -> tuple[str, str]:
         prefix = self.layer.prefix
         return f"{prefix}:h:{{{topic}}}", f"{prefix}:hm:{{{topic}}}"
 
-    async def _eval(self, topic: str, script: _Script, *args: Any) -> Any:
+    async def _eval(self, topic: str, script: Script, *args: Any) -> Any:
         state = self.layer._state()
         shard = state.shards[state.shard_for(group_routing_key(topic))]
-        keys = self._keys(topic)
-        try:
-            return await shard.command("EVALSHA", script.sha, 2, *keys, *args)
-        except NoScriptError:
-            return await shard.command("EVAL", script.script, 2, *keys, *args)
+        return await script.run(shard, self._keys(topic), *args)
 
     async def append(
         self,
@@ -136,7 +118,7 @@ class RedisHistoryStore:
         epoch, offset = await self._eval(
             topic, self._append, packed, size, ttl_ms, new_epoch(), max(1, int(self.meta_ttl))
         )
-        return Position(_text(epoch), int(offset))
+        return Position(text(epoch), int(offset))
 
     def _entries(self, raw: list[Any], now: int, ttl: int) -> list[tuple[int, dict[str, Any]]]:
         decode = self.layer.codec.decode
@@ -146,7 +128,7 @@ class RedisHistoryStore:
             values = _fields(fields)
             if oldest is not None and int(values[b"t"]) < oldest:
                 continue
-            out.append((int(_text(entry_id).split("-", 1)[0]), decode(values[b"d"])))
+            out.append((int(text(entry_id).split("-", 1)[0]), decode(values[b"d"])))
         return out
 
     async def recover(self, topic: str, epoch: str, offset: int, limit: int) -> HistoryRead:
@@ -154,7 +136,7 @@ class RedisHistoryStore:
         found_epoch, latest, now, ttl, raw = await self._eval(
             topic, self._read, max(0, offset) + 1, want, 0
         )
-        read = HistoryRead(_text(found_epoch), int(latest))
+        read = HistoryRead(text(found_epoch), int(latest))
         if not read.epoch or read.epoch != epoch or offset > read.offset or offset < 0:
             read.complete = False
             return read
@@ -176,7 +158,7 @@ class RedisHistoryStore:
         found_epoch, latest, now, ttl, raw = await self._eval(
             topic, self._read, 0, 0, max(0, limit)
         )
-        epoch = _text(found_epoch)
+        epoch = text(found_epoch)
         if not epoch:
             # Nothing published yet: answer with the epoch the first append will use, so a
             # client that subscribed before it recovers from offset 0 without a resync.
@@ -192,7 +174,7 @@ class RedisHistoryStore:
         await shard.command("HSETNX", meta, "epoch", new_epoch())
         await shard.command("HSETNX", meta, "seq", 0)
         await shard.command("EXPIRE", meta, max(1, int(self.meta_ttl)))
-        return _text(await shard.command("HGET", meta, "epoch"))
+        return text(await shard.command("HGET", meta, "epoch"))
 
     async def close(self) -> None:
         pass

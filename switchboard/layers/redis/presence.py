@@ -23,16 +23,15 @@ Why it holds up:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-from redis.exceptions import NoScriptError
 
 from switchboard.layers.codec import pack_value
 from switchboard.layers.presence_store import PresenceEntry, broadcast_diff, check_topic
+from switchboard.layers.redis.scripts import Script, text
 from switchboard.layers.redis.sharding import group_routing_key
 
 if TYPE_CHECKING:
@@ -72,18 +71,6 @@ return removed
 """
 
 
-class _Script:
-    __slots__ = ("script", "sha")
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-        self.sha = hashlib.sha1(script.encode()).hexdigest()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RedisPresenceStore:
     """Presence of one :class:`RedisChannelLayer` instance (see the module docstring)."""
 
@@ -95,8 +82,8 @@ class RedisPresenceStore:
         self.pid = secrets.token_hex(8)
         self.local: dict[str, dict[str, PresenceEntry]] = {}
         self.dirty: set[str] = set()
-        self._beat_script = _Script(BEAT_SCRIPT)
-        self._sweep_script = _Script(SWEEP_SCRIPT)
+        self._beat_script = Script(BEAT_SCRIPT)
+        self._sweep_script = Script(SWEEP_SCRIPT)
         self._task: asyncio.Task | None = None
         self._beating: asyncio.Future | None = None
         # False until the first heartbeat: before it, a missing key only means "not yet".
@@ -121,18 +108,15 @@ class RedisPresenceStore:
         return self._shard("presence:" + pid)
 
     @staticmethod
-    async def _eval(shard: Any, script: _Script, key: str, *args: Any) -> Any:
-        try:
-            return await shard.command("EVALSHA", script.sha, 1, key, *args)
-        except NoScriptError:
-            return await shard.command("EVAL", script.script, 1, key, *args)
+    async def _eval(shard: Any, script: Script, key: str, *args: Any) -> Any:
+        return await script.run(shard, (key,), *args)
 
     def _field(self, ref: str) -> str:
         return f"{self.pid}|{ref}"
 
     @staticmethod
     def _decode(field: Any, value: bytes) -> tuple[str, PresenceEntry]:
-        pid, ref = _text(field).split("|", 1)
+        pid, ref = text(field).split("|", 1)
         key, meta = msgpack.unpackb(value, raw=False)
         return pid, PresenceEntry(ref, key, meta)
 
@@ -222,7 +206,7 @@ class RedisPresenceStore:
     async def sweep(self, topic: str) -> None:
         """Delete (and announce the leave of) entries of processes whose heartbeat lapsed."""
         fields = await self._topic_shard(topic).command("HKEYS", self._hash(topic))
-        pids = {_text(f).split("|", 1)[0] for f in fields or ()}
+        pids = {text(f).split("|", 1)[0] for f in fields or ()}
         pids.discard(self.pid)
         dead = await self._dead(pids)
         if dead:
@@ -279,8 +263,8 @@ class RedisPresenceStore:
         entries = self.local.get(topic, {})
         mine = f"{self.pid}|"
         fields = await shard.command("HKEYS", key)
-        stale = [f for f in fields or () if _text(f).startswith(mine)]
-        stale = [f for f in stale if _text(f)[len(mine) :] not in entries]
+        stale = [f for f in fields or () if text(f).startswith(mine)]
+        stale = [f for f in stale if text(f)[len(mine) :] not in entries]
         if stale:
             await shard.command("HDEL", key, *stale)
         if entries:
