@@ -88,6 +88,16 @@ def check_bounds(size: int, ttl: float) -> None:
         raise ValueError("history ttl must be positive (seconds)")
 
 
+def encode_append(
+    layer: BaseChannelLayer, topic: str, data: dict[str, Any], size: int, ttl: float
+) -> bytes:
+    """The checks every store's ``append`` makes before it stores or sends anything (topic
+    name, size, ttl), then ``data`` encoded as the stores keep it."""
+    layer.require_valid_group_name(topic)
+    check_bounds(size, ttl)
+    return layer.codec.encode(data)
+
+
 class _Log:
     __slots__ = ("entries", "epoch", "offset", "touched", "ttl")
 
@@ -125,9 +135,8 @@ class MemoryHistoryStore:
         size: int = DEFAULT_HISTORY_SIZE,
         ttl: float = DEFAULT_HISTORY_TTL,
     ) -> Position:
-        self.layer.require_valid_group_name(topic)
-        check_bounds(size, ttl)
-        packed = self.layer.codec.encode(data)  # stored encoded: every reader gets its copy
+        # Stored encoded: every reader gets its copy.
+        packed = encode_append(self.layer, topic, data, size, ttl)
         now = self.clock()
         log = self._log(topic, now)
         log.offset += 1

@@ -23,7 +23,7 @@ from switchboard.layers.history_store import (
     HistoryRead,
     MemoryHistoryStore,
     Position,
-    check_bounds,
+    encode_append,
 )
 from switchboard.layers.ipc import wire
 
@@ -106,9 +106,7 @@ class IPCHistoryStore:
         size: int = DEFAULT_HISTORY_SIZE,
         ttl: float = DEFAULT_HISTORY_TTL,
     ) -> Position:
-        self.layer.require_valid_group_name(topic)
-        check_bounds(size, ttl)
-        packed = self.layer.codec.encode(data)
+        packed = encode_append(self.layer, topic, data, size, ttl)
         epoch, offset = await self._ask(wire.APPEND, topic, packed, size, ttl)
         return Position(epoch, offset)
 

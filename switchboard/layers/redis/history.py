@@ -27,7 +27,7 @@ from switchboard.layers.history_store import (
     DEFAULT_META_TTL,
     HistoryRead,
     Position,
-    check_bounds,
+    encode_append,
     new_epoch,
 )
 from switchboard.layers.redis.scripts import Script, text
@@ -111,9 +111,7 @@ class RedisHistoryStore:
         size: int = DEFAULT_HISTORY_SIZE,
         ttl: float = DEFAULT_HISTORY_TTL,
     ) -> Position:
-        self.layer.require_valid_group_name(topic)
-        check_bounds(size, ttl)
-        packed = self.layer.codec.encode(data)
+        packed = encode_append(self.layer, topic, data, size, ttl)
         ttl_ms = max(1, int(ttl * 1000))
         epoch, offset = await self._eval(
             topic, self._append, packed, size, ttl_ms, new_epoch(), max(1, int(self.meta_ttl))
