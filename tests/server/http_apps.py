@@ -7,16 +7,21 @@ import hashlib
 from typing import Any
 
 
-async def echo_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers with the request body, its scope path and the client address in headers."""
-    if scope["type"] != "http":
-        return
+async def read_body(receive: Any) -> bytes:
+    """The whole request body, read as the application's ``http.request`` messages bring it."""
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
-            break
+            return body
+
+
+async def echo_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the request body, its scope path and the client address in headers."""
+    if scope["type"] != "http":
+        return
+    body = await read_body(receive)
     client = scope["client"][0] if scope["client"] else "-"
     await send(
         {
@@ -176,12 +181,7 @@ class ReadsLate:
 
 async def receive_after_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the whole body, then reports what the next ``receive()`` gives (as Django does)."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     try:
         after = (await asyncio.wait_for(receive(), 0.3))["type"]
     except asyncio.TimeoutError:

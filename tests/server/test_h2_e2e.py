@@ -16,6 +16,7 @@ import pytest
 from switchboard.server import Config, Server
 from tests.server.h2_apps import app
 from tests.server.h2_support import Certs, RawH2, make_certs
+from tests.server.http_apps import read_body
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +148,7 @@ async def test_request_body_window_comes_back_only_as_the_app_reads(
         if scope["type"] != "http":
             return
         await release.wait()
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        got.append(len(body))
+        got.append(len(await read_body(receive)))
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
