@@ -17,6 +17,7 @@ from switchboard.routing import (
     get_default_application,
 )
 from switchboard.testing import ApplicationCommunicator, HttpCommunicator, WebsocketCommunicator
+from tests.core.route_probe import route as _route
 
 
 class Route(AsyncJsonWebsocketConsumer):
@@ -34,15 +35,6 @@ class Route(AsyncJsonWebsocketConsumer):
 class Hello(AsyncHttpConsumer):
     async def handle(self, body):
         await self.send_response(200, b"hello", headers=[(b"x-kind", b"http")])
-
-
-async def _route(app, url):
-    communicator = WebsocketCommunicator(app, url)
-    connected, _ = await communicator.connect()
-    assert connected
-    info = await communicator.receive_json_from()
-    await communicator.disconnect()
-    return info
 
 
 async def test_nested_url_router_merges_kwargs():

@@ -19,6 +19,7 @@ from switchboard.generic.websocket import AsyncJsonWebsocketConsumer
 from switchboard.middleware import BaseMiddleware
 from switchboard.routing import NoRouteFound, URLRouter
 from switchboard.testing import ApplicationCommunicator, WebsocketCommunicator
+from tests.core.route_probe import route as _route
 
 
 def named(name: str):
@@ -34,15 +35,6 @@ def named(name: str):
             )
 
     return Where.as_asgi()
-
-
-async def _route(app, url: str) -> dict:
-    communicator = WebsocketCommunicator(app, url)
-    connected, _ = await communicator.connect()
-    assert connected
-    info = await communicator.receive_json_from()
-    await communicator.disconnect()
-    return info
 
 
 async def _route_scope(app, path_: str, root_path: str) -> dict:
