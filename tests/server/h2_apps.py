@@ -7,14 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-
-async def _read_body(receive: Any) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            return body
+from tests.server.http_apps import read_body as _read_body
 
 
 def _scope_view(scope: dict[str, Any]) -> dict[str, Any]:
