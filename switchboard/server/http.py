@@ -12,13 +12,14 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 import httptools
 
 from switchboard.server import access_log
-from switchboard.server.asgi_types import Message, Scope
+from switchboard.server.asgi_types import HeaderIterable, Scope
 from switchboard.server.config import Config
 from switchboard.server.errors import ClientDisconnected, caused_by_disconnect
 from switchboard.server.flow import FlowControl
@@ -28,10 +29,8 @@ from switchboard.server.http11_framing import (
     LAST_CHUNK_BEFORE_TRAILERS,
     NO_CONTENT_STATUSES,
     InvalidResponse,
-    check_field,
     chunk,
     complete_head,
-    final_status_line,
     has_token,
     is_websocket_upgrade,
     plain_response,
@@ -39,6 +38,7 @@ from switchboard.server.http11_framing import (
     response_head,
     trailer_section,
 )
+from switchboard.server.http_cycle import DONE, HttpCycle
 from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
@@ -53,194 +53,92 @@ access_logger = access_log.access_logger
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
 
-# ``_Request.trailers``: the app asked for trailers; its final body message has been sent.
-_TRAILERS_WANTED = 1
-_TRAILERS_NEXT = 2
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 
-
-class _Request:
-    """One request/response cycle: the app's ``receive`` and ``send``."""
+class _Request(HttpCycle):
+    """One HTTP/1.1 request: the cycle's writer, framing its response on the connection."""
 
     __slots__ = (
         "proto",
-        "scope",
-        "body",
         "body_size",
-        "complete",
         "keep_alive",
-        "expect_continue",
-        "started",
-        "finished",
-        "wrote",
         "chunked",
-        "is_head",
-        "tunnel",
-        "no_content",
-        "status",
-        "length",
         "declared",
-        "waiter",
-        "disconnected",
         "task",
         "head",
         "received",
-        "trailers",
         "emit_trailers",
-        "body_done",
         "sent",
         "began",
     )
 
     def __init__(self, proto: HttpProtocol, scope: Scope, keep_alive: bool) -> None:
+        HttpCycle.__init__(self, proto.loop, scope)
         self.proto = proto
-        self.scope = scope
-        self.body: deque[bytes] = deque()
-        self.body_size = 0
-        self.complete = False
+        self.body_size = 0  # request body buffered, not handed over yet
         self.keep_alive = keep_alive
-        self.expect_continue = False
-        self.started = False  # http.response.start accepted
-        self.finished = False  # the response is complete on the wire
-        self.wrote = False  # some of the response went on the wire (no 500 possible any more)
         self.chunked = False
-        self.is_head = scope["method"] == "HEAD"
-        self.tunnel = scope["method"] == "CONNECT"
-        self.no_content = self.is_head  # no body bytes go out: HEAD, 204, 304
-        self.status = 0
-        self.length: int | None = None  # body bytes still owed under the app's content-length
         self.declared = False  # the app set a content-length
-        self.waiter: asyncio.Future | None = None
-        self.disconnected = False
         self.task: asyncio.Task | None = None
         self.head: bytes | None = None  # status line and fields, written with the first body
         self.received = 0
-        self.trailers = 0  # 0, _TRAILERS_WANTED or _TRAILERS_NEXT
         self.emit_trailers = False  # the trailer fields go on the wire (else they're dropped)
-        self.body_done = False  # the final http.request (more_body=False) was handed over
         self.sent = 0  # bytes of the response written (access log)
         self.began = 0.0  # loop time of the complete request head, when access-logged
 
-    def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+    # -- the cycle's events -------------------------------------------------------------
 
-    async def receive(self) -> Message:
-        proto = self.proto
-        if self.expect_continue and not self.started and not self.disconnected:
-            self.expect_continue = False
-            proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            proto.state.bytes_out += 25
-        if not self.body_done:
-            while not self.disconnected and not self.body and not self.complete:
-                proto.flow.resume_reading()
-                self.waiter = proto.loop.create_future()
-                await self.waiter
-            if self.body:
-                data = b"".join(self.body)
-                self.body.clear()
-                self.body_size = 0
-                if proto.current is self:
-                    proto.flow.resume_reading()
-                self.body_done = self.complete
-                return {"type": "http.request", "body": data, "more_body": not self.complete}
-            if self.complete and not self.disconnected:
-                self.body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-        # The whole body was handed over: per the ASGI spec the next receive() waits for the
-        # client to go away (or the response to finish) and then reports http.disconnect.
-        while not self.disconnected and not self.finished:
-            self.waiter = proto.loop.create_future()
-            await self.waiter
-        return {"type": "http.disconnect"}
+    def _continue(self) -> None:
+        self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.proto.state.bytes_out += 25
 
-    async def send(self, message: Message) -> None:
-        # A message refused with InvalidResponse has no effect: nothing of it is written.
-        if self.disconnected:
-            raise ClientDisconnected("client disconnected")
-        kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise InvalidResponse(f"Expected 'http.response.start', got {kind!r}")
-            self._begin(message)
-            return
-        if self.finished:
-            raise InvalidResponse(f"Unexpected {kind!r}: the response is complete")
-        proto = self.proto
-        if self.trailers == _TRAILERS_NEXT:
-            if kind != "http.response.trailers":
-                raise InvalidResponse(f"Expected 'http.response.trailers', got {kind!r}")
-            await self._send_trailers(message)
-            return
-        if kind == "http.response.body":
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            if body.__class__ is not bytes and not isinstance(body, _BYTES_LIKE):
-                raise InvalidResponse(f"http.response.body must be bytes, not {type(body)!r}")
-            data = self._frame(body, more)
-            proto.transport.write(data)
-            self.sent += len(data)
-            proto.state.bytes_out += len(data)
-            if proto.flow.writing_paused:
-                await proto.flow.drain()
-            if more:
-                return
-        elif kind == "http.response.pathsend":
-            await self._send_file(message["path"])
-        else:
-            raise InvalidResponse(f"Expected 'http.response.body', got {kind!r}")
-        if self.trailers:
-            # Not complete yet: the response ends with the last trailers message.
-            self.trailers = _TRAILERS_NEXT
-            return
-        self.finished = True
-        self.wake()
-        proto.request_done(self)
+    def _reading(self) -> None:
+        self.proto.flow.resume_reading()
 
-    def _begin(self, message: Message) -> None:
-        """Check http.response.start and keep its head until the first body message."""
-        status = message["status"]
-        if self.tunnel:
-            final_status_line(status)  # a bad status is the first thing said wrong
-            if status < 300:
-                # A 2xx to CONNECT makes the connection a tunnel (RFC 9112 section 6.3); ASGI
-                # has none to offer, and the client would send its tunnel bytes into the void.
-                raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
-        head, length, keep_alive = response_head(
-            status, message.get("headers", ()), self.proto.state.default_head, self.keep_alive
+    def _taken(self) -> None:
+        self.body_size = 0
+        if self.proto.current is self:
+            self.proto.flow.resume_reading()
+
+    def _done(self) -> None:
+        self.proto.request_done(self)
+
+    def _head(self, status: int, headers: HeaderIterable) -> int | None:
+        """Check the fields of http.response.start; keep the head until the first body."""
+        head, length, self.keep_alive = response_head(
+            status, headers, self.proto.state.default_head, self.keep_alive
         )
-        self.status = status
-        self.keep_alive = keep_alive
         self.declared = length is not None
-        if status in NO_CONTENT_STATUSES:
-            self.no_content = True
-        # With no content to send, a content-length describes the representation (HEAD, 304)
-        # and is not ours to count down.
-        self.length = None if self.no_content else length
         self.head = head
-        if message.get("trailers"):
-            self.trailers = _TRAILERS_WANTED
-        self.started = True
+        return length
 
-    def _frame(self, body: bytes | bytearray | memoryview, more: bool) -> bytes:
-        """The bytes for one body message (with the head before the first)."""
-        size = len(body)
-        length = self.length
-        if length is not None:
-            if size > length or (size < length and not more):
-                self._count_down(size, more)  # raises
-            self.length = length - size
+    def _body(self, body: bytes | bytearray | memoryview, more: bool) -> Awaitable[None] | None:
+        """Write one body message (with the head before the first)."""
+        proto = self.proto
         head = self.head
         if head is not None:
-            head = self._head_bytes(size if not more and not self.is_head else None, more, head)
+            head = self._head_bytes(
+                len(body) if not more and not self.no_content else None, more, head
+            )
             if self.no_content:
-                return head
-            if not self.chunked:
-                return head + body if body else head
+                data = head
+            elif not self.chunked:
+                data = head + body if body else head
+            else:
+                data = self._chunk(head, body, more)
         elif self.no_content:
-            return b""
-        if not self.chunked:
-            return bytes(body)
+            return None
+        elif not self.chunked:
+            data = bytes(body)
+        else:
+            data = self._chunk(None, body, more)
+        proto.transport.write(data)
+        self.sent += len(data)
+        proto.state.bytes_out += len(data)
+        if proto.flow.writing_paused:
+            return proto.flow.drain()
+        return None
+
+    def _chunk(self, head: bytes | None, body: bytes | bytearray | memoryview, more: bool) -> bytes:
         out = [head] if head is not None else []
         if body:
             out.append(chunk(body))
@@ -249,18 +147,7 @@ class _Request:
             out.append(LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK)
         return b"".join(out)
 
-    def _count_down(self, size: int, more: bool) -> None:
-        """Hold the body to the app's content-length (RFC 9112 section 6.3): never more bytes
-        than announced, never fewer before the end."""
-        length = self.length
-        assert length is not None
-        if size > length:
-            raise InvalidResponse("Response body longer than its content-length")
-        if not more and size < length:
-            raise InvalidResponse("Response body shorter than its content-length")
-        self.length = length - size
-
-    async def _send_file(self, path: Any) -> None:
+    async def _file(self, path: Any) -> None:
         """http.response.pathsend: the file is the rest of the body, streamed with
         back-pressure (sendfile(2) where the transport allows it)."""
         proto = self.proto
@@ -268,8 +155,7 @@ class _Request:
         with file:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
-            if self.length is not None:
-                self._count_down(size, False)
+            self.count_down(size, False)
             head = self.head
             if head is not None:
                 head = self._head_bytes(size, False, head)
@@ -313,28 +199,25 @@ class _Request:
             if proto.flow.writing_paused:
                 await proto.flow.drain()
 
-    async def _send_trailers(self, message: Message) -> None:
-        proto = self.proto
-        more = message.get("more_trailers", False)
-        fields = message.get("headers", ())
-        for name, value in fields:
-            check_field(name, value)
+    def _trailers(self, fields: HeaderIterable, more: bool) -> Awaitable[None] | None:
+        # Dropped unless the head announced chunked framing with trailers (_head_bytes).
         if self.emit_trailers:
             section = trailer_section(fields, last=not more)
             if section:
                 self._write(section)
-                if proto.flow.writing_paused:
-                    await proto.flow.drain()
-        if not more:
-            self.finished = True
-            self.wake()
-            proto.request_done(self)
+                if self.proto.flow.writing_paused:
+                    return self.proto.flow.drain()
+        return None
 
     def _write(self, data: bytes) -> None:
         """Write part of the response, counted (not for the per-message body path)."""
         self.proto.transport.write(data)
         self.sent += len(data)
         self.proto.state.bytes_out += len(data)
+
+    @property
+    def is_head(self) -> bool:
+        return self.scope["method"] == "HEAD"
 
     def _accepts_trailers(self) -> bool:
         """Did the client say ``TE: trailers``? (RFC 9110 section 10.1.4)."""
@@ -343,7 +226,7 @@ class _Request:
         )
 
     def _head_bytes(self, length: int | None, more: bool, head: bytes) -> bytes:
-        """Complete the head kept by ``_begin`` with the framing fields. ``length`` is the
+        """Complete the head kept by ``_head`` with the framing fields. ``length`` is the
         whole body's size when it is known now."""
         self.head = None
         self.wrote = True
@@ -363,7 +246,7 @@ class _Request:
         # status without a body, the trailers are accepted and dropped.
         trailers = (
             not framed
-            and self.trailers != 0
+            and self.trailers
             and not self.is_head
             and http11
             and self._accepts_trailers()
@@ -599,7 +482,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing
-        if req is None or req.finished:
+        if req is None or req.state is DONE:
             return
         req.body_size += len(body)
         req.received += len(body)
@@ -705,12 +588,10 @@ class HttpProtocol(asyncio.Protocol):
             self._abandon(req)
             self._done(req)
             return
-        if not req.finished and not req.disconnected:
-            if not req.wrote:
-                error_logger.error(
-                    "ASGI application returned without %s",
-                    "sending its response" if req.started else "starting a response",
-                )
+        if req.state is not DONE and not req.disconnected:
+            missing = req.unanswered()
+            if missing is not None:
+                error_logger.error("ASGI application returned without %s", missing)
             self._abandon(req)
         self._done(req)
 
@@ -725,7 +606,7 @@ class HttpProtocol(asyncio.Protocol):
     def _abandon(self, req: _Request) -> None:
         """The response of ``req`` can't be completed: a 500 if none of it was written yet,
         then the connection closes (the client can tell a cut response from a whole one)."""
-        if req.finished:
+        if req.state is DONE:
             return  # the error came after a complete response: only logged
         if not req.wrote and not req.disconnected and not self.closing:
             req.wrote = True
