@@ -49,6 +49,7 @@ from switchboard.server.h2.fields import parse_request, split_path
 from switchboard.server.h2.limits import FloodGuard
 from switchboard.server.h2.stream import HttpStream
 from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
+from switchboard.server.http_cycle import DONE
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
 from switchboard.server.tls import tls_extension
@@ -386,7 +387,7 @@ class H2Protocol(asyncio.Protocol):
             except H2Error:
                 pass
             self.schedule_flush()
-        if stream.disconnected or stream.finished:
+        if stream.disconnected or stream.state is DONE:
             self.streams.pop(stream.stream_id, None)
         self._maybe_done()
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
-from switchboard.server.asgi_types import Message, Scope
+from switchboard.server.asgi_types import HeaderIterable, Scope
 from switchboard.server.errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
-from switchboard.server.h2.fields import ResponseHead, response_head, trailer_fields
-from switchboard.server.http11_framing import NO_CONTENT_STATUSES
+from switchboard.server.h2.fields import NOT_TRAILERS, ResponseHead, response_head
+from switchboard.server.http_cycle import DONE, HttpCycle
 from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 
 if TYPE_CHECKING:
@@ -34,53 +34,20 @@ access_logger = logging.getLogger("switchboard.server.access")
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
-class HttpStream:
-    __slots__ = (
-        "proto",
-        "stream_id",
-        "scope",
-        "body",
-        "unacked",
-        "received",
-        "complete",
-        "body_done",
-        "disconnected",
-        "waiter",
-        "window_waiter",
-        "started",
-        "finished",
-        "wrote",
-        "head",
-        "status",
-        "no_content",
-        "length",
-        "trailers",
-        "trailers_next",
-        "trailer_fields",
-    )
+class HttpStream(HttpCycle):
+    """One request stream: the cycle's writer, making ``h2`` calls on the shared connection."""
+
+    __slots__ = ("proto", "stream_id", "unacked", "received", "window_waiter", "head", "fields")
 
     def __init__(self, proto: H2Protocol, stream_id: int, scope: Scope) -> None:
+        HttpCycle.__init__(self, proto.loop, scope)
         self.proto = proto
         self.stream_id = stream_id
-        self.scope = scope
-        self.body: deque[bytes] = deque()
         self.unacked = 0  # flow-controlled bytes received, not yet read by the app
         self.received = 0
-        self.complete = False  # the client ended its side of the stream
-        self.body_done = False  # the final http.request went to the app
-        self.disconnected = False
-        self.waiter: asyncio.Future | None = None
         self.window_waiter: asyncio.Future | None = None
-        self.started = False
-        self.finished = False  # END_STREAM went out (or the stream was reset)
-        self.wrote = False  # the HEADERS went out: no 500 possible any more
-        self.head: ResponseHead | None = None
-        self.status = 0
-        self.no_content = scope["method"] == "HEAD"
-        self.length: int | None = None
-        self.trailers = False
-        self.trailers_next = False
-        self.trailer_fields: list[tuple[bytes, bytes]] = []
+        self.head: ResponseHead | None = None  # sent with the first body message
+        self.fields: list[tuple[bytes, bytes]] = []  # trailer fields, sent with the last
 
     # -- from the connection ------------------------------------------------------------
 
@@ -99,7 +66,7 @@ class HttpStream:
         self.received += len(data)
         if self.received > self.proto.config.max_body_size:
             return False
-        if self.body_done or self.finished:
+        if self.body_done or self.state is DONE:
             self.proto.ack(self.stream_id, flow_length)  # nobody reads it any more
             return True
         self.unacked += flow_length
@@ -122,8 +89,8 @@ class HttpStream:
         the client is told to stop sending (RST_STREAM); the app sees http.disconnect."""
         conn = self.proto.conn
         try:
-            if not self.wrote and not self.finished:
-                self.wrote = self.finished = True
+            if not self.wrote and self.state is not DONE:
+                self.wrote = True
                 self.status = 413
                 body = b"Request Entity Too Large"
                 fields = [(b":status", b"413"), *self.proto.state.default_headers]
@@ -138,99 +105,36 @@ class HttpStream:
                 conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
         except H2Error:
             pass
-        self.finished = True
+        self.state = DONE
         self.disconnect()
         self.proto.streams.pop(self.stream_id, None)
         self.proto.schedule_flush()
 
-    # -- ASGI -------------------------------------------------------------------------------
+    # -- the cycle's events ----------------------------------------------------------------
 
-    async def receive(self) -> Message:
-        if not self.body_done:
-            while not self.disconnected and not self.body and not self.complete:
-                self.waiter = self.proto.loop.create_future()
-                await self.waiter
-            if self.body:
-                body = self.body
-                data = body[0] if len(body) == 1 else b"".join(body)
-                body.clear()
-                if self.unacked:
-                    self.proto.ack(self.stream_id, self.unacked)
-                    self.unacked = 0
-                self.body_done = self.complete
-                return {"type": "http.request", "body": data, "more_body": not self.complete}
-            if self.complete and not self.disconnected:
-                self.body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-        # Whole body handed over: the next receive waits for the end (ASGI http.disconnect).
-        while not self.disconnected and not self.finished:
-            self.waiter = self.proto.loop.create_future()
-            await self.waiter
-        return {"type": "http.disconnect"}
+    def _taken(self) -> None:
+        if self.unacked:
+            self.proto.ack(self.stream_id, self.unacked)
+            self.unacked = 0
 
-    async def send(self, message: Message) -> None:
-        # A message refused with InvalidResponse has no effect: nothing of it is sent.
-        if self.disconnected:
-            raise ClientDisconnected("client disconnected")
-        kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise InvalidResponse(f"Expected 'http.response.start', got {kind!r}")
-            head = response_head(message, self.proto.state.default_headers)
-            if head.status < 300 and self.scope["method"] == "CONNECT":
-                # A 2xx to CONNECT opens a tunnel (RFC 9113 section 8.5): not an ASGI thing.
-                raise InvalidResponse("A 2xx response to CONNECT would open a tunnel")
-            self.head = head
-            self.status = head.status
-            if head.status in NO_CONTENT_STATUSES:
-                self.no_content = True
-            # With no content, a content-length describes the representation (HEAD, 304).
-            self.length = None if self.no_content else head.length
-            self.trailers = bool(message.get("trailers"))
-            self.started = True
-            return
-        if self.finished:
-            raise InvalidResponse(f"Unexpected {kind!r}: the response is complete")
-        if self.trailers_next:
-            if kind != "http.response.trailers":
-                raise InvalidResponse(f"Expected 'http.response.trailers', got {kind!r}")
-            self.trailer_fields.extend(trailer_fields(message))
-            if not message.get("more_trailers", False):
-                # HTTP/2 frames trailers itself (a HEADERS ending the stream; RFC 9113 section
-                # 8.1), so unlike HTTP/1.1 they need no TE: trailers from the client.
-                self._h2(self.proto.conn.send_headers, self.stream_id, self.trailer_fields, True)
-                self._finish()
-            return
-        if kind == "http.response.body":
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            if body.__class__ is not bytes:
-                if not isinstance(body, _BYTES_LIKE):
-                    raise InvalidResponse(f"http.response.body must be bytes, not {type(body)!r}")
-                body = bytes(body)
-            self._count_down(len(body), more)
-            await self._body(body, more)
-        elif kind == "http.response.pathsend":
-            await self._send_file(message["path"])
-            more = False
-        else:
-            raise InvalidResponse(f"Expected 'http.response.body', got {kind!r}")
+    def _done(self) -> None:
+        self.proto.response_done(self)
+
+    def _head(self, status: int, headers: HeaderIterable) -> int | None:
+        self.head = head = response_head(
+            {"status": status, "headers": headers}, self.proto.state.default_headers
+        )
+        return head.length
+
+    def _trailers(self, fields: HeaderIterable, more: bool) -> Awaitable[None] | None:
+        self.fields += [
+            (lname, value) for name, value in fields if (lname := name.lower()) not in NOT_TRAILERS
+        ]
         if not more:
-            if self.trailers:
-                self.trailers_next = True
-            else:
-                self._finish()
-
-    def _count_down(self, size: int, more: bool) -> None:
-        """Hold the body to the app's content-length (RFC 9110 section 8.6)."""
-        length = self.length
-        if length is None:
-            return
-        if size > length:
-            raise InvalidResponse("Response body longer than its content-length")
-        if not more and size < length:
-            raise InvalidResponse("Response body shorter than its content-length")
-        self.length = length - size
+            # HTTP/2 frames trailers itself (a HEADERS ending the stream; RFC 9113 section
+            # 8.1), so unlike HTTP/1.1 they need no TE: trailers from the client.
+            self._h2(self.proto.conn.send_headers, self.stream_id, self.fields, True)
+        return None
 
     def _h2(self, method: Any, *args: Any) -> None:
         """Call the h2 connection; a stream it says is gone means the client left."""
@@ -240,25 +144,26 @@ class HttpStream:
             self.disconnect()
             raise ClientDisconnected("stream closed") from exc
 
-    async def _body(self, body: bytes, more: bool) -> None:
+    def _body(self, body: bytes | bytearray | memoryview, more: bool) -> Awaitable[None] | None:
+        """HEADERS before the first body message, then DATA (awaited for the windows)."""
         proto = self.proto
         end = not more and not self.trailers
-        if self.no_content:
-            body = b""
+        data = b"" if self.no_content else body if body.__class__ is bytes else bytes(body)
         head = self.head
         if head is not None:
             self.head = None
             self.wrote = True
             fields = head.fields
             if head.length is None and not more and not self.no_content:
-                fields.append((b"content-length", b"%d" % len(body)))
-            if not body:
+                fields.append((b"content-length", b"%d" % len(data)))
+            if not data:
                 self._h2(proto.conn.send_headers, self.stream_id, fields, end)
                 proto.schedule_flush()
-                return
+                return None
             self._h2(proto.conn.send_headers, self.stream_id, fields, False)
-        if body or end:
-            await self._data(body, end)
+        if data or end:
+            return self._data(data, end)
+        return None
 
     async def _data(self, data: bytes, end: bool) -> None:
         """DATA frames for ``data`` as the stream's and the connection's windows allow."""
@@ -295,16 +200,18 @@ class HttpStream:
         else:
             proto.schedule_flush()
 
-    async def _send_file(self, path: Any) -> None:
+    async def _file(self, path: Any) -> None:
         """http.response.pathsend: the file is the rest of the body."""
         file, size = await asyncio.to_thread(open_regular_file, path)
         with file:
-            self._count_down(size, False)
+            self.count_down(size, False)
             loop = self.proto.loop
             fd = file.fileno()
             offset = 0
             if self.no_content or not size:
-                await self._body(b"", False)
+                wait = self._body(b"", False)
+                if wait is not None:
+                    await wait
                 return
             while offset < size:
                 data = await loop.run_in_executor(
@@ -316,12 +223,9 @@ class HttpStream:
                 if self.head is not None:
                     self.head.length = size  # framing known: announce it
                     self.head.fields.append((b"content-length", b"%d" % size))
-                await self._body(data, offset < size)
-
-    def _finish(self) -> None:
-        self.finished = True
-        self.wake()
-        self.proto.response_done(self)
+                wait = self._body(data, offset < size)
+                if wait is not None:
+                    await wait
 
     # -- the application ----------------------------------------------------------------
 
@@ -340,12 +244,10 @@ class HttpStream:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
             self._abandon()
         else:
-            if not self.finished and not self.disconnected:
-                if not self.wrote:
-                    error_logger.error(
-                        "ASGI application returned without %s",
-                        "sending its response" if self.started else "starting a response",
-                    )
+            if self.state is not DONE and not self.disconnected:
+                missing = self.unanswered()
+                if missing is not None:
+                    error_logger.error("ASGI application returned without %s", missing)
                 self._abandon()
         finally:
             proto.app_done(self)
@@ -361,7 +263,7 @@ class HttpStream:
     def _abandon(self) -> None:
         """The response cannot be completed: a 500 if nothing went out yet, else a reset
         (the client can tell a cut response from a whole one)."""
-        if self.finished or self.disconnected:
+        if self.state is DONE or self.disconnected:
             return
         proto = self.proto
         conn = proto.conn
@@ -378,10 +280,10 @@ class HttpStream:
                 conn.send_headers(self.stream_id, fields, not body)
                 if body:
                     conn.send_data(self.stream_id, body, True)
-                self._finish()
+                self.finish()
             else:
                 conn.reset_stream(self.stream_id, ErrorCodes.INTERNAL_ERROR)
-                self.finished = True
+                self.state = DONE
                 self.disconnect()
                 proto.response_done(self)
         except H2Error:
