@@ -151,6 +151,13 @@ NOT_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"trailer", b
 # The fields response_head looks into; every other one goes through as it is.
 _FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
+# Heads already checked, by (status, fields): most applications answer with a handful of
+# distinct heads, so the common response costs one tuple and one dict lookup. Bounded like
+# KNOWN_NAMES: an app whose fields differ on every response fills it once and stops there.
+# Value: (status line, the app's field lines, content-length, connection: close).
+_HEADS: dict[tuple[int, tuple[Any, ...]], tuple[bytes, bytes, int | None, bool]] = {}
+_HEADS_MAX = 256
+
 
 def response_head(
     status: Any,
@@ -165,6 +172,16 @@ def response_head(
     is checked and kept except on a 204 (RFC 9110 section 8.6), ``connection: close`` ends
     keep-alive. Raises :class:`InvalidResponse` for what cannot go on the wire.
     """
+    headers = tuple(headers)
+    key = None
+    if status.__class__ is int:  # not 200.0: equal to 200 as a key, but no status
+        key = (status, headers)
+        try:
+            cached = _HEADS.get(key)
+        except TypeError:  # unhashable fields (lists, bytearrays): checked below
+            cached = key = None
+        if cached is not None:
+            return cached[0] + default_head + cached[1], cached[2], keep_alive and not cached[3]
     line = STATUS_LINES.get(status) if status.__class__ is int else None
     if line is None or status < 200:
         line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
@@ -173,6 +190,7 @@ def response_head(
     known = KNOWN_NAMES
     length: int | None = None
     head = b""
+    close = False
     try:
         for name, value in headers:
             lname = known.get(name)
@@ -192,7 +210,7 @@ def response_head(
                 elif lname == b"transfer-encoding":
                     continue
                 elif has_token(value, b"close"):  # connection
-                    keep_alive = False
+                    close = True
             append(b"%s: %s\r\n" % (name, value))
     except TypeError:
         unchecked = True  # not bytes: check_field below says which
@@ -207,7 +225,9 @@ def response_head(
         for name, value in headers:
             check_field(name, value)
         raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
-    return head, length, keep_alive
+    if key is not None and len(_HEADS) < _HEADS_MAX:
+        _HEADS[key] = (line, b"".join(lines[2:]), length, close)
+    return head, length, keep_alive and not close
 
 
 def complete_head(

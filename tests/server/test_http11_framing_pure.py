@@ -175,3 +175,39 @@ def test_trailers_force_chunked_framing() -> None:
 def test_trailer_section_ends_the_message_only_when_last() -> None:
     assert trailer_section([], last=True) == b"\r\n"
     assert trailer_section([(b"host", b"x")], last=False) == b""
+
+
+def test_cached_heads_answer_like_fresh_ones() -> None:
+    # The second call of each is served from response_head's cache of checked heads.
+    fields = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+    for _ in range(2):
+        head, length, keep_alive = response_head(200, fields, b"server: x\r\n", True)
+        assert head == (
+            b"HTTP/1.1 200 OK\r\nserver: x\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n"
+        )
+        assert (length, keep_alive) == (13, True)
+    # The default head (its date changes) is not part of what is cached.
+    assert response_head(200, fields, b"date: y\r\n", True)[0].startswith(
+        b"HTTP/1.1 200 OK\r\ndate: y\r\n"
+    )
+    close = [(b"connection", b"close")]
+    for keep_alive in (True, True, False):
+        assert response_head(200, close, b"", keep_alive)[2] is False
+    assert response_head(200, [(b"x", b"1")], b"", False)[2] is False
+    assert response_head(200, [(b"x", b"1")], b"", True)[2] is True
+
+
+@pytest.mark.parametrize("status", [200.0, True])
+def test_cached_head_no_shortcut_for_status_lookalikes(status: object) -> None:
+    response_head(200, [], b"", True)  # cached for the int 200 (200.0 == 200 as a key)
+    with pytest.raises(InvalidResponse):
+        response_head(status, [], b"", True)
+
+
+def test_cached_head_keeps_refusing_bad_fields() -> None:
+    fields = [(b"x-ok", b"1")]
+    response_head(200, fields, b"", True)
+    with pytest.raises(InvalidResponse):
+        response_head(200, [(b"x-ok", b"1\r\n")], b"", True)
+    with pytest.raises(InvalidResponse):
+        response_head(200, [[b"x-ok", b"1\r\n"]], b"", True)  # unhashable
