@@ -132,6 +132,8 @@ class WebSocketCycle:
 
     def refuse(self) -> None:
         """The upgrade request is malformed: answered without the application."""
+        if self.state is not CONNECTING:
+            raise IllegalTransition(f"WebSocket cycle: refuse() in {self.state.name}")
         self._to(DENIED)
         self.disconnect = {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
 
