@@ -13,8 +13,10 @@ The HTTP protocol parses the upgrade request, builds the scope and hands the tra
   and UTF-8 checked here;
 * outgoing data frames without extensions are framed here and written straight to the
   transport, because that is the hot path of every echo/broadcast workload;
-* one task per connection (the application); incoming messages sit in a deque with a single
-  waiter future, and reading stops once ``ws_max_queue`` of them are waiting.
+* one task per connection (the application). Its ASGI side (the state, which message it may
+  send when, its ``receive`` with the queue of unread messages) is the transport-independent
+  :class:`~switchboard.server.ws_cycle.WebSocketCycle`; this protocol owns the transport,
+  the timers and flow control, and does the I/O each state change asks for.
 """
 
 from __future__ import annotations
@@ -391,8 +393,10 @@ class WebSocketProtocol(asyncio.Protocol):
         protocol errors, big frames still arriving) goes to websockets from that frame on,
         for the rest of the connection.
         """
-        buf = self.inbuf + data if self.inbuf else data
-        self.inbuf = b""
+        buf = data
+        if self.inbuf:
+            buf = self.inbuf + data
+            self.inbuf = b""
         size = len(buf)
         pos = 0
         max_size = self.max_size
