@@ -13,15 +13,16 @@ The HTTP protocol parses the upgrade request, builds the scope and hands the tra
   and UTF-8 checked here;
 * outgoing data frames without extensions are framed here and written straight to the
   transport, because that is the hot path of every echo/broadcast workload;
-* one task per connection (the application); incoming messages sit in a deque with a single
-  waiter future, and reading stops once ``ws_max_queue`` of them are waiting.
+* one task per connection (the application). Its ASGI side (the state, which message it may
+  send when, its ``receive`` with the queue of unread messages) is the transport-independent
+  :class:`~switchboard.server.ws_cycle.WebSocketCycle`; this protocol owns the transport,
+  the timers and flow control, and does the I/O each state change asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import collections
 import logging
 import os
 from http import HTTPStatus
@@ -37,7 +38,24 @@ from switchboard.server import access_log
 from switchboard.server.asgi_types import Message, Scope
 from switchboard.server.errors import ClientDisconnected
 from switchboard.server.flow import FlowControl
-from switchboard.server.ws_framing import FALLBACK, frame_header, pong, read_simple_frame
+from switchboard.server.ws_cycle import (
+    ABNORMAL,
+    CLOSED,
+    HANDSHAKE,
+    OPEN,
+    RESPONSE,
+    UNANSWERED,
+    Action,
+    WebSocketCycle,
+)
+from switchboard.server.ws_framing import (
+    BINARY_HEADERS,
+    FALLBACK,
+    TEXT_HEADERS,
+    frame_header,
+    pong,
+    read_simple_frame,
+)
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
@@ -47,14 +65,6 @@ access_logger = access_log.access_logger
 OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
 OP_CLOSE, OP_PING, OP_PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
 
-# Connection phases (ints: compared on every message).
-HANDSHAKE = 0  # waiting for the application to accept / close / respond
-RESPONSE = 1  # the application is sending a denial response
-OPEN = 2
-CLOSING = 3  # a close frame was sent, waiting for the client's
-CLOSED = 4  # the application has been told (websocket.disconnect)
-
-ABNORMAL = 1006
 # Seconds the client gets to answer our close frame before the TCP connection is dropped.
 CLOSE_TIMEOUT = 5.0
 # Above this size a frame is written as header + payload instead of one concatenated buffer.
@@ -91,13 +101,8 @@ class WebSocketProtocol(asyncio.Protocol):
         "scope",
         "request",
         "response",
-        "phase",
+        "cycle",
         "fast",
-        "queue",
-        "waiter",
-        "disconnect",
-        "disconnect_sent",
-        "max_queue",
         "flow",
         "pending",
         "frag_op",
@@ -110,7 +115,6 @@ class WebSocketProtocol(asyncio.Protocol):
         "ping_payload",
         "close_timer",
         "denial",
-        "closed_transport",
         "app_done",
         "accepted",
         "fast_in",
@@ -119,8 +123,6 @@ class WebSocketProtocol(asyncio.Protocol):
         "log_access",
         "began",
         "close_prefix",
-        "received",
-        "sent",
     )
 
     def __init__(self, config: Any, server_state: Any, app_state: dict | None = None) -> None:
@@ -133,14 +135,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.scope: Scope = {}
         self.request: Request | None = None
         self.response: Response | None = None
-        self.phase = HANDSHAKE
-        self.fast = False  # True while outgoing frames can skip the sans-I/O protocol
-        self.queue: collections.deque[Message] = collections.deque()
-        self.waiter: asyncio.Future | None = None
-        self.disconnect: Message | None = None
-        self.disconnect_sent = False  # websocket.disconnect went to the app (it goes once)
-        self.max_queue: int = config.ws_max_queue or 1 << 30
         self.flow = FlowControl(self.loop)
+        # The ASGI side: state, the app's receive, what it may send when.
+        self.cycle = WebSocketCycle(self.loop, self.flow, config.ws_max_queue)
+        self.fast = False  # True while outgoing frames can skip the sans-I/O protocol
         self.pending: list[bytes] = []  # bytes received before the handshake completed
         self.frag_op: Opcode | None = None
         self.frag_parts: list[Any] = []  # str pieces of a text message, else bytes
@@ -152,7 +150,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.ping_payload = b""
         self.close_timer: asyncio.TimerHandle | None = None
         self.denial: list[bytes] | None = None
-        self.closed_transport = False
         self.app_done = False
         self.accepted = False  # the 101 went out: bytes from the client are frames now
         # True while incoming frames are parsed here (see _receive_fast); websockets has then
@@ -163,8 +160,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.log_access = False  # asked once, at the handshake (access_log.enabled)
         self.began = 0.0  # loop time of the handshake, then of the 101, when access-logged
         self.close_prefix = ""  # the start of the close line, kept after the scope is gone
-        self.received = 0  # messages, for the close line
-        self.sent = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -180,7 +175,6 @@ class WebSocketProtocol(asyncio.Protocol):
         state.websockets -= 1
         if self.accepted:
             self._count_close()
-        self.closed_transport = True
         self.flow.stop()
         for handle in (self.timer, self.ping_timer, self.pong_timer, self.close_timer):
             if handle is not None:
@@ -192,7 +186,9 @@ class WebSocketProtocol(asyncio.Protocol):
             code, reason = ws.close_rcvd.code, ws.close_rcvd.reason
         elif ws is not None and ws.close_sent is not None:
             code, reason = ws.close_sent.code, ws.close_sent.reason
-        self._disconnected(code, reason)
+        self.fast = False
+        self.cycle.lost(code, reason)  # CLOSED: from here on nothing is written
+        self._stop_fast_in()
         self.flow.release()
         task = self.task
         if task is not None and not task.done():
@@ -211,7 +207,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._receive_fast(data)
         elif self.accepted:
             self._receive(data)
-        elif self.phase <= RESPONSE:
+        elif self.cycle.state in UNANSWERED:
             # A client may not send frames before the 101; keep them, but not without bound.
             self.pending.append(data)
             self.flow.pause_reading()
@@ -272,8 +268,7 @@ class WebSocketProtocol(asyncio.Protocol):
         response = ws.accept(request)
         if response.status_code != 101:
             # Malformed handshake (bad key/version...): answer without bothering the app.
-            self.phase = CLOSED
-            self.disconnect = {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
+            self.cycle.refuse()
             self._write_response(response)
             self._handshake_done(response.status_code)
             return
@@ -281,7 +276,7 @@ class WebSocketProtocol(asyncio.Protocol):
         timeout = config.ws_handshake_timeout
         if timeout:
             self.timer = self.loop.call_later(timeout, self._handshake_timeout)
-        self.queue.append({"type": "websocket.connect"})
+        self.cycle.start()
         self.task = task = self.loop.create_task(self._run_app())
         tasks = self.server_state.tasks
         tasks.add(task)
@@ -289,7 +284,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _handshake_timeout(self) -> None:
         self.timer = None
-        if self.phase <= RESPONSE:
+        if self.cycle.state in UNANSWERED:
             error_logger.error(
                 "WebSocket application did not accept or close within %ss",
                 self.config.ws_handshake_timeout,
@@ -307,7 +302,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.phase = OPEN
+        self.cycle.accept()
         self.accepted = True
         self.fast = self.fast_in = not ws.extensions
         head = response.serialize()
@@ -323,20 +318,20 @@ class WebSocketProtocol(asyncio.Protocol):
             self.flow.resume_reading()
             self.data_received(data)
 
-    def _reject(self, status: int, text: str) -> None:
+    def _reject(self, status: int, text: str, code: int = ABNORMAL) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         assert self.ws is not None
         response = self.ws.reject(status, text)
         self._add_headers(response.headers, ())
-        self._close_app_side(ABNORMAL, "")
+        self._close_app_side(code, "")
         self._write_response(response)
         self._handshake_done(int(status))
 
     def _write_response(self, response: Response) -> None:
         transport = self.transport
-        if transport is not None and not self.closed_transport:
+        if transport is not None and self.cycle.state is not CLOSED:
             data = response.serialize()
             transport.write(data)
             self.server_state.bytes_out += len(data)
@@ -385,7 +380,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.log_access:
             seconds = self.loop.time() - self.began
             line = access_log.ws_close_line(
-                self.close_prefix, code, by, seconds, self.received, self.sent
+                self.close_prefix, code, by, seconds, self.cycle.received, self.cycle.sent
             )
             access_logger.info(line)
 
@@ -398,15 +393,18 @@ class WebSocketProtocol(asyncio.Protocol):
         protocol errors, big frames still arriving) goes to websockets from that frame on,
         for the rest of the connection.
         """
-        buf = self.inbuf + data if self.inbuf else data
-        self.inbuf = b""
+        buf = data
+        if self.inbuf:
+            buf = self.inbuf + data
+            self.inbuf = b""
         size = len(buf)
         pos = 0
         max_size = self.max_size
+        cycle = self.cycle
         while pos < size:
             opcode, payload, end = read_simple_frame(buf, pos, max_size)
             if opcode == 1:
-                if self.phase is OPEN:
+                if cycle.state is OPEN:
                     try:
                         text = payload.decode()
                     except UnicodeDecodeError as exc:
@@ -416,12 +414,14 @@ class WebSocketProtocol(asyncio.Protocol):
                         self._fail(ws, 1007, f"invalid UTF-8 at position {exc.start}")
                         self._flush(ws)
                         return
-                    self._deliver({"type": "websocket.receive", "text": text})
+                    self.server_state.ws_messages_in += 1
+                    cycle.deliver({"type": "websocket.receive", "text": text})
             elif opcode == 2:
-                if self.phase is OPEN:
-                    self._deliver({"type": "websocket.receive", "bytes": payload})
+                if cycle.state is OPEN:
+                    self.server_state.ws_messages_in += 1
+                    cycle.deliver({"type": "websocket.receive", "bytes": payload})
             elif opcode == 9:
-                if self.transport is not None and not self.closed_transport:
+                if self.transport is not None and cycle.state is not CLOSED:
                     frame = pong(payload)
                     self.transport.write(frame)
                     self.server_state.bytes_out += len(frame)
@@ -452,7 +452,7 @@ class WebSocketProtocol(asyncio.Protocol):
         for frame in cast("list[Frame]", ws.events_received()):
             opcode = frame.opcode
             if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
-                if self.phase is not OPEN:
+                if self.cycle.state is not OPEN:
                     continue  # we are closing: the application no longer reads
                 if frame.fin and opcode is not OP_CONT:
                     if opcode is OP_TEXT:
@@ -475,7 +475,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 if close is not None:
                     self._close_app_side(close.code, close.reason)
         sent = ws.close_sent
-        if sent is not None and self.phase is OPEN:  # websockets failed the connection
+        if sent is not None and self.cycle.state is OPEN:  # websockets failed the connection
             self._close_app_side(sent.code, sent.reason)
         self._flush(ws)
 
@@ -516,7 +516,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if not writes:
             return
         transport = self.transport
-        if transport is None or self.closed_transport:
+        if transport is None or self.cycle.state is CLOSED:
             return
         state = self.server_state
         for chunk in writes:
@@ -532,7 +532,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _close_timeout(self) -> None:
         self.close_timer = None
-        if self.transport is not None and not self.closed_transport:
+        if self.transport is not None and self.cycle.state is not CLOSED:
             self.transport.abort()
 
     # -- keepalive --------------------------------------------------------------------------
@@ -540,7 +540,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _send_keepalive(self) -> None:
         self.ping_timer = None
         ws = self.ws
-        if ws is None or self.phase is not OPEN or self.closed_transport:
+        if ws is None or self.cycle.state is not OPEN:
             return
         if self.pong_timer is None:  # else the previous ping is still waiting for its pong
             self.ping_payload = os.urandom(4)
@@ -556,106 +556,70 @@ class WebSocketProtocol(asyncio.Protocol):
     def _keepalive_timeout(self) -> None:
         self.pong_timer = None
         ws = self.ws
-        if ws is None or self.closed_transport:
+        if ws is None or self.cycle.state is CLOSED:
             return
-        if self.phase is OPEN:
+        if self.cycle.state is OPEN:
             self._fail(ws, 1011, "keepalive ping timeout")
             self._flush(ws)
-        if self.transport is not None and not self.closed_transport:
+        if self.transport is not None and self.cycle.state is not CLOSED:
             self.transport.close()
 
     # -- application side -------------------------------------------------------------------
 
     def _deliver(self, message: Message) -> None:
-        self.received += 1
         self.server_state.ws_messages_in += 1
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(message)
-                return
-        queue = self.queue
-        queue.append(message)
-        if len(queue) >= self.max_queue:
-            self.flow.pause_reading()
+        self.cycle.deliver(message)
 
     def _close_app_side(self, code: int, reason: str) -> None:
         """Stop exchanging messages with the app; it reads websocket.disconnect next."""
-        if self.phase is OPEN or self.phase is CLOSING:
-            self.fast = False
-        if self.disconnect is None:
-            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
-        self.phase = CLOSED
-        waiter = self.waiter
-        if waiter is not None and not self.queue:
-            self.waiter = None
-            if not waiter.done():
-                self.disconnect_sent = True
-                waiter.set_result(self.disconnect)
+        self.fast = False
+        self.cycle.finish(code, reason)
+        self._stop_fast_in()
+
+    def _stop_fast_in(self) -> None:
         if self.fast_in:  # the closing handshake is websockets' business
             data, self.inbuf = self.inbuf, b""
             self._to_websockets(data)
 
-    def _disconnected(self, code: int, reason: str) -> None:
-        if self.phase is not CLOSED:
-            self._close_app_side(code, reason)
-        self.fast = False
-
-    async def receive(self) -> Message:
-        queue = self.queue
-        if queue:
-            message = queue.popleft()
-            if self.flow.reading_paused and len(queue) < self.max_queue and self.phase >= OPEN:
-                self.flow.resume_reading()
-            return message
-        if self.disconnect is not None and self.phase is CLOSED:
-            if self.disconnect_sent:
-                # websocket.disconnect is one event (ASGI spec); after it nothing more will
-                # come, so wait until the task is cancelled. Returning it again would let an
-                # app looping on receive() spin without ever yielding to the event loop.
-                return await self.loop.create_future()
-            self.disconnect_sent = True
-            return self.disconnect
-        if self.waiter is not None:
-            raise RuntimeError("receive() called concurrently on one WebSocket connection")
-        self.waiter = waiter = self.loop.create_future()
-        try:
-            return await waiter
-        finally:
-            if self.waiter is waiter:
-                self.waiter = None
-
     async def send(self, message: Message) -> None:
+        """The ASGI ``send`` callable: ``websocket.send`` is framed here, the rest is rare."""
         kind = message["type"]
         if kind == "websocket.send":
-            if self.phase is not OPEN:
-                self._not_open(kind)
+            cycle = self.cycle
+            if cycle.state is not OPEN:
+                cycle.not_allowed(kind)
             flow = self.flow
             if flow.writing_paused:
                 await flow.drain()
-                if self.phase is not OPEN:
-                    self._not_open(kind)
+                if cycle.state is not OPEN:
+                    cycle.not_allowed(kind)
             text = message.get("text")
             if text is not None:
                 payload = text.encode()
                 first = 0x81
+                headers = TEXT_HEADERS
             else:
                 payload = message.get("bytes")
                 if payload is None:
                     raise TypeError("websocket.send needs 'bytes' or 'text'")
                 first = 0x82
-            self.sent += 1
+                headers = BINARY_HEADERS
+            cycle.sent += 1
             state = self.server_state
             state.ws_messages_out += 1
             if self.fast:
                 size = len(payload)
-                header = frame_header(first, size)
-                state.bytes_out += len(header) + size
-                if size <= _CONCAT_LIMIT:
-                    self.transport.write(header + payload)  # type: ignore[union-attr]
+                if size < 126:
+                    data = headers[size] + payload
+                    state.bytes_out += size + 2
+                    self.transport.write(data)  # type: ignore[union-attr]
                 else:
-                    self.transport.writelines((header, payload))  # type: ignore[union-attr]
+                    header = frame_header(first, size)
+                    state.bytes_out += len(header) + size
+                    if size <= _CONCAT_LIMIT:
+                        self.transport.write(header + payload)  # type: ignore[union-attr]
+                    else:
+                        self.transport.writelines((header, payload))  # type: ignore[union-attr]
             else:
                 ws = self.ws
                 assert ws is not None
@@ -664,37 +628,19 @@ class WebSocketProtocol(asyncio.Protocol):
                 else:
                     ws.send_binary(payload)
                 self._flush(ws)
-        elif kind == "websocket.accept":
-            if self.phase is not HANDSHAKE:
-                self._not_open(kind)
+            return
+        action = self.cycle.app_sends(kind)
+        if action is Action.ACCEPT:
             self._accept(message)
-        elif kind == "websocket.close":
-            if self.phase is HANDSHAKE:
-                self._reject(HTTPStatus.FORBIDDEN, "WebSocket connection rejected.\n")
-            elif self.phase is OPEN:
-                self._close(message.get("code") or 1000, message.get("reason") or "")
-            elif self.phase is RESPONSE:
-                raise RuntimeError("websocket.close after websocket.http.response.start")
-            elif self.closed_transport:
-                raise ClientDisconnected("WebSocket connection is closed")
-            # else: closing handshake already under way; closing twice is harmless
-        elif kind == "websocket.http.response.start":
-            if self.phase is not HANDSHAKE:
-                self._not_open(kind)
+        elif action is Action.CLOSE:
+            self._close(message.get("code") or 1000, message.get("reason") or "")
+        elif action is Action.REJECT:
+            self._reject(HTTPStatus.FORBIDDEN, "WebSocket connection rejected.\n")
+        elif action is Action.START_RESPONSE:
             self._start_denial(message)
-        elif kind == "websocket.http.response.body":
-            if self.phase is not RESPONSE:
-                self._not_open(kind)
+        elif action is Action.RESPONSE_BODY:
             self._denial_body(message)
-        else:
-            raise RuntimeError(f"unexpected ASGI message type for a WebSocket: {kind!r}")
-
-    def _not_open(self, kind: str) -> None:
-        if self.closed_transport or self.phase >= CLOSING or self.disconnect is not None:
-            raise ClientDisconnected(f"cannot send {kind}: the WebSocket connection is closed")
-        if self.phase is HANDSHAKE:
-            raise RuntimeError(f"cannot send {kind} before websocket.accept")
-        raise RuntimeError(f"unexpected {kind} in this state of the WebSocket connection")
+        # Action.IGNORE: the closing handshake is under way already
 
     def _close(self, code: int, reason: str) -> None:
         ws = self.ws
@@ -712,7 +658,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._add_headers(headers, ())
         for name, value in message.get("headers") or ():
             headers[name.decode("latin-1")] = value.decode("latin-1")
-        self.phase = RESPONSE
+        self.cycle.respond()
         self.denial = []
         self.response = Response(status, _reason(status), headers, b"")
 
@@ -736,9 +682,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def _run_app(self) -> None:
         try:
-            await self.config.app(self.scope, self.receive, self.send)
+            await self.config.app(self.scope, self.cycle.receive, self.send)
         except asyncio.CancelledError:
-            if not self.closed_transport:
+            if self.cycle.state is not CLOSED:
                 self._app_failed(cancelled=True)
             raise
         except ClientDisconnected:
@@ -750,31 +696,33 @@ class WebSocketProtocol(asyncio.Protocol):
             error_logger.exception("Exception in ASGI application")
             self._app_failed()
         else:
-            if self.phase is HANDSHAKE:
+            state = self.cycle.state
+            if state is HANDSHAKE:
                 error_logger.error("ASGI application returned without accepting the WebSocket")
                 self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error\n")
-            elif self.phase is RESPONSE:
+            elif state is RESPONSE:
                 error_logger.error("ASGI application returned before its response ended")
                 self._abort()
-            elif self.phase is OPEN:
+            elif state is OPEN:
                 self._close(1000, "")
         finally:
             self.app_done = True
             self.scope = {}
 
     def _app_failed(self, cancelled: bool = False) -> None:
-        if self.phase is HANDSHAKE:
+        state = self.cycle.state
+        if state is HANDSHAKE:
             self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error\n")
-        elif self.phase is RESPONSE:
+        elif state is RESPONSE:
             self._abort()
-        elif self.phase is OPEN:
+        elif state is OPEN:
             self._close(1011, "")
 
     def _abort(self) -> None:
-        if self.phase is RESPONSE:  # a denial response cut short: no handshake line
+        if self.cycle.state is RESPONSE:  # a denial response cut short: no handshake line
             self.server_state.ws_handshake_failures += 1
         self._close_app_side(ABNORMAL, "")
-        if self.transport is not None and not self.closed_transport:
+        if self.transport is not None and self.cycle.state is not CLOSED:
             self.transport.abort()
 
     def _cancel_app(self) -> None:
@@ -791,14 +739,14 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful close requested by the server: 1001 to the client and to the app."""
-        if self.closed_transport:
+        state = self.cycle.state
+        if state is CLOSED:
             return
-        if self.phase is HANDSHAKE:
-            self.disconnect = {"type": "websocket.disconnect", "code": 1001, "reason": ""}
-            self._reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server shutting down.\n")
-        elif self.phase is RESPONSE:
+        if state is HANDSHAKE:
+            self._reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server shutting down.\n", 1001)
+        elif state is RESPONSE:
             pass  # let the denial response finish; the transport closes right after it
-        elif self.phase is OPEN:
+        elif state is OPEN:
             self._close(1001, "server shutting down")
         elif self.transport is not None and self.ws is not None and self.ws.close_sent is None:
             self.transport.close()

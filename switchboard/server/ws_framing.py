@@ -18,12 +18,14 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
     from websockets.utils import apply_mask
 
 __all__ = [
+    "BINARY_HEADERS",
     "FALLBACK",
     "INCOMPLETE",
     "OP_BINARY",
     "OP_PING",
     "OP_PONG",
     "OP_TEXT",
+    "TEXT_HEADERS",
     "frame_header",
     "pong",
     "read_simple_frame",
@@ -89,6 +91,12 @@ def frame_header(first: int, size: int) -> bytes:
     if size < 65536:
         return pack("!BBH", first, 126, size)
     return pack("!BBQ", first, 127, size)
+
+
+# The headers of unfragmented text/binary frames, by payload size below 126: built once, so
+# the per-message send path indexes a tuple instead of building a header.
+TEXT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
+BINARY_HEADERS = tuple(bytes((0x82, size)) for size in range(126))
 
 
 def pong(payload: bytes) -> bytes:

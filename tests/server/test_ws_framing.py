@@ -10,9 +10,11 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from switchboard.server.ws_framing import (
+    BINARY_HEADERS,
     FALLBACK,
     INCOMPLETE,
     MAX_BUFFERED,
+    TEXT_HEADERS,
     frame_header,
     pong,
     read_simple_frame,
@@ -110,3 +112,14 @@ def test_frame_header_matches_websockets(size: int) -> None:
 def test_pong_echoes_the_ping_payload() -> None:
     assert pong(b"abc") == Frame(Opcode.PONG, b"abc").serialize(mask=False)
     assert pong(b"") == b"\x8a\x00"
+
+
+def test_the_prebuilt_small_headers_are_the_headers_of_those_frames():
+    # Section 5.2: payloads below 126 bytes carry their length in the second byte.
+    assert len(TEXT_HEADERS) == len(BINARY_HEADERS) == 126
+    for size in range(126):
+        payload = b"x" * size
+        assert TEXT_HEADERS[size] + payload == Frame(Opcode.TEXT, payload).serialize(mask=False)
+        assert BINARY_HEADERS[size] + payload == Frame(Opcode.BINARY, payload).serialize(
+            mask=False
+        )

@@ -2,7 +2,8 @@
 
 The frames on the stream are exactly those of a WebSocket over TCP, without the HTTP/1.1
 handshake, so the existing :class:`~switchboard.server.websocket.WebSocketProtocol` runs
-unchanged on a :class:`StreamTransport`: a transport-shaped view of one stream. The only
+unchanged on a :class:`StreamTransport`: a transport-shaped view of one stream. Its ASGI cycle
+(:class:`~switchboard.server.ws_cycle.WebSocketCycle`) is thus the same on both versions. The only
 translation is the handshake's answer: the protocol writes an HTTP/1.1 response head, which
 becomes the stream's HEADERS (101 is 200 here, RFC 8441 section 5), and "closing the
 transport" ends the stream.
