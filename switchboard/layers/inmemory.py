@@ -167,21 +167,25 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.groups.discard(group, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        """Send a copy of ``message`` to every member; members whose channel is full miss it."""
+        """Send ``message`` to every member; members whose channel is full miss it.
+
+        The members share one decoded copy, as members in one process do on the Redis and IPC
+        layers (decoded once per process): what a consumer may do with a group message in
+        development is what it may do in production. The sender's dict is never shared.
+        """
         self.require_valid_message(message)
         self.require_valid_group_name(group)
-        data = self.codec.pack(message)
-        decode = self.codec.decode
+        codec = self.codec
+        copy = codec.decode(codec.pack(message))  # a bad message fails here, members or not
         members = self.groups.members(group)
         self.stats.group_sends += 1
         if not members:
-            decode(data)  # nobody to copy it for, but a bad message fails all the same
             return
         now = time.monotonic()
         deliver = self._deliver
         missed = 0
         for channel in members:
-            if not deliver(channel, decode(data), now):
+            if not deliver(channel, copy, now):
                 missed += 1
                 self.drops.note("full", channel)  # like Channels: a full member misses it
         self.stats.fanout_deliveries += len(members) - missed

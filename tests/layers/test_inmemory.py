@@ -261,17 +261,25 @@ async def test_invalid_messages_rejected(layer, bad):
     assert "c" not in layer.channels
 
 
-async def test_receivers_get_independent_copies(layer):
+async def test_group_members_share_one_copy_never_the_senders(layer):
+    # As within one process on the Redis and IPC layers: decoded once, shared by the members
+    # (received messages are read-only), and never the sender's own dict.
     message = {"type": "m", "items": [1, 2], "meta": {"k": "v"}, "text": "t"}
     await layer.group_add("g", "a")
     await layer.group_add("g", "b")
     await layer.group_send("g", message)
     message["items"].append("sender mutated")
     a = await layer.receive("a")
-    a["meta"]["k"] = "receiver mutated"
     b = await layer.receive("b")
-    assert b == {"type": "m", "items": [1, 2], "meta": {"k": "v"}, "text": "t"}
-    assert a is not b
+    assert a == {"type": "m", "items": [1, 2], "meta": {"k": "v"}, "text": "t"}
+    assert a is b and a is not message
+
+
+async def test_a_direct_send_gives_the_receiver_its_own_copy(layer):
+    message = {"type": "m", "items": [1, 2]}
+    await layer.send("a", message)
+    message["items"].append("sender mutated")
+    assert await layer.receive("a") == {"type": "m", "items": [1, 2]}
 
 
 async def test_unread_channels_leave_nothing_behind():
