@@ -87,6 +87,17 @@ def content_length(value: bytes) -> int:
     return int(single)
 
 
+def merge_content_length(length: int | None, value: bytes) -> tuple[int, bool]:
+    """Fold one more ``content-length`` field into the ``length`` seen so far: ``(length,
+    repeated)``. An equal repeat is the same field again; a different one is refused."""
+    announced = content_length(value)
+    if length is None:
+        return announced, False
+    if announced != length:
+        raise InvalidResponse("Conflicting content-length headers")
+    return length, True
+
+
 def has_token(value: bytes, token: bytes) -> bool:
     """Does the comma-separated list ``value`` hold ``token`` (case-insensitive, parameters
     ignored)?"""
@@ -199,13 +210,8 @@ def response_head(
                 lname = name.lower()
             if lname in _FRAMING_FIELDS:
                 if lname == b"content-length":
-                    announced = content_length(value)
-                    if length is not None:
-                        if announced != length:
-                            raise InvalidResponse("Conflicting content-length headers")
-                        continue
-                    length = announced
-                    if status == 204:
+                    length, repeated = merge_content_length(length, value)
+                    if repeated or status == 204:
                         continue
                 elif lname == b"transfer-encoding":
                     continue

@@ -15,7 +15,7 @@ from switchboard.server.http11_framing import (
     KNOWN_NAMES,
     InvalidResponse,
     check_field,
-    content_length,
+    merge_content_length,
 )
 
 # Fields that only mean something to one HTTP/1.1 connection; RFC 9113 section 8.2.2 makes
@@ -119,24 +119,9 @@ def response_head(
         if name in CONNECTION_SPECIFIC:
             continue
         if name == b"content-length":
-            announced = content_length(value)
-            if length is not None:
-                if announced != length:
-                    raise InvalidResponse("Conflicting content-length headers")
-                continue
-            length = announced
-            if status == 204:
-                continue  # never on a 204 (RFC 9110 section 8.6)
+            length, repeated = merge_content_length(length, value)
+            if repeated or status == 204:
+                continue  # one field; never on a 204 (RFC 9110 section 8.6)
         fields.append((name, value))
     return ResponseHead(status, fields, length)
 
-
-def trailer_fields(message: Message) -> list[tuple[bytes, bytes]]:
-    """The fields of ``http.response.trailers`` that may be trailers, lower-cased."""
-    out = []
-    for name, value in message.get("headers", ()):
-        check_field(name, value)
-        name = name.lower()
-        if name not in NOT_TRAILERS:
-            out.append((name, value))
-    return out
