@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import httptools
 
 from switchboard.server import access_log
+from switchboard.server.addresses import transport_addresses
 from switchboard.server.asgi_types import HeaderIterable, Scope
 from switchboard.server.config import Config
 from switchboard.server.errors import ClientDisconnected, caused_by_disconnect
@@ -312,14 +313,7 @@ class HttpProtocol(asyncio.Protocol):
         self.flow.transport = self.transport
         self.state.connections.add(self)
         self.log_access = access_log.enabled(self.config)
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
-            self.client = (str(peer[0]), int(peer[1]))
-        if isinstance(local, tuple):
-            self.server = (str(local[0]), int(local[1]))
-        elif isinstance(local, str):
-            self.server = (local, None)  # type: ignore[assignment]
+        self.client, self.server = transport_addresses(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         if self.scheme == "https":
             self.tls = tls_extension(transport)

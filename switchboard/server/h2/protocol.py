@@ -43,6 +43,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
+from switchboard.server.addresses import transport_addresses
 from switchboard.server.config import Config
 from switchboard.server.flow import FlowControl
 from switchboard.server.h2.fields import parse_request, split_path
@@ -119,14 +120,7 @@ class H2Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.flow.transport = self.transport
         self.state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
-            self.client = (str(peer[0]), int(peer[1]))
-        if isinstance(local, tuple):
-            self.server = (str(local[0]), int(local[1]))
-        elif isinstance(local, str):
-            self.server = (local, None)  # type: ignore[assignment]
+        self.client, self.server = transport_addresses(transport)
         self.tls = tls_extension(transport)
         self.scheme = "https" if self.tls is not None else "http"
         conn = self.conn
