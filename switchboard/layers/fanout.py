@@ -23,12 +23,18 @@ if TYPE_CHECKING:
     from switchboard.layers.drops import DropCounter
     from switchboard.layers.stats import LayerStats
 
-__all__ = ["FANOUT_SLICE", "LocalDelivery"]
+__all__ = ["FANOUT_SLICE", "LocalDelivery", "sweep_interval"]
 
 Message = dict[str, Any]
 
 # Local deliveries per loop turn when fanning a group message out to this process's members.
 FANOUT_SLICE = 128
+
+
+def sweep_interval(expiry: float) -> float:
+    """Seconds between sweeps of queues whose messages expire after ``expiry``: often enough
+    that expired messages do not pile up, at most once a second, at least twice a minute."""
+    return max(1.0, min(expiry, 30.0))
 
 
 class LocalDelivery:

@@ -21,7 +21,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from switchboard.layers.fanout import LocalDelivery
+from switchboard.layers.fanout import LocalDelivery, sweep_interval
 from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.ipc import wire
 from switchboard.layers.ipc.directory import ProcessTable
@@ -247,7 +247,7 @@ class Node:
         self.server = await self.loop.create_unix_server(lambda: _Incoming(self), sock=sock)
         await self._link_up()
         self.ready = True
-        self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
+        self._sweeper = self.loop.call_later(sweep_interval(self.layer.expiry), self._sweep)
         self.inbox.local.schedule()  # a fan-out left half-done by the previous loop
 
     async def _watch_loop_end(self) -> None:
@@ -605,12 +605,9 @@ class Node:
 
     # -- housekeeping -------------------------------------------------------------------
 
-    def _sweep_interval(self) -> float:
-        return max(1.0, min(self.layer.expiry, 30.0))
-
     def _sweep(self) -> None:
         self.inbox.local.sweep()
         for group in self.inbox.groups.sweep():
             self.leave(group)
         if not self.closed:
-            self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
+            self._sweeper = self.loop.call_later(sweep_interval(self.layer.expiry), self._sweep)

@@ -36,7 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
-from switchboard.layers.fanout import LocalDelivery
+from switchboard.layers.fanout import LocalDelivery, sweep_interval
 from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.local import LocalQueue
 from switchboard.layers.naming import new_token, process_token
@@ -91,7 +91,7 @@ class _LoopState:
         self.tasks: set[asyncio.Task] = set()
         self.list_script = Script(LIST_SEND_SCRIPT)
         self.stream_script = Script(streams.SEND_SCRIPT)
-        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+        self._sweeper = loop.call_later(sweep_interval(self.layer.expiry), self._sweep)
         self.closed = False
         # Cancelled when the loop shuts down (asyncio.run and async_to_sync cancel every task
         # on the way out): the state then hands its channels over and closes its connections.
@@ -199,13 +199,10 @@ class _LoopState:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("Forwarding a group message failed: %r", task.exception())
 
-    def _sweep_interval(self) -> float:
-        return max(1.0, min(self.layer.expiry, 30.0))
-
     def _sweep(self) -> None:
         self.local.sweep()
         if not self.closed:
-            self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
+            self._sweeper = self.loop.call_later(sweep_interval(self.layer.expiry), self._sweep)
 
     async def close(self) -> None:
         self.closed = True
