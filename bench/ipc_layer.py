@@ -172,22 +172,7 @@ def print_table(results: dict[str, dict[str, Any]], kinds: list[str], args: argp
         if "ipc" in kinds:
             line += [base.ratio(get("ipc", name, i), get(k, name, i), higher) for k in others]
         table.append(line)
-    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
-    print()
-    for row in table:
-        print(
-            "  ".join(
-                cell.rjust(w) if c else cell.ljust(w)
-                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    lost = [
-        f"{LABELS[k]} delivered {get(k, 'fanout', 1):,.0f}/{get(k, 'fanout', 2):,.0f}"
-        for k in kinds
-        if get(k, "fanout", 1) is not None and get(k, "fanout", 1) != get(k, "fanout", 2)
-    ]
-    if lost:
-        print("fan-out losses: " + "; ".join(lost))
+    base.print_rows(table, get, kinds, LABELS)
     print("ratios: >1 means the IPC layer is better (faster, or a shorter call)")
     print("targets: IPC >= 2x SB Redis on each row, >= 20x channels_redis core on p2p")
 

@@ -486,7 +486,15 @@ def print_table(results: dict[str, dict[str, Any]], kinds: list[str], args: argp
                 if other in kinds:
                     line.append(ratio(get("switchboard", name, i), get(other, name, i), higher))
         table.append(line)
-    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
+    print_rows(table, get, kinds, LABELS)
+    print("ratios: >1 means Switchboard is better (faster or lower latency)")
+
+
+def print_rows(
+    table: list[list[str]], get: Any, kinds: list[str], labels: dict[str, str]
+) -> None:
+    """The results table, columns aligned, then any fan-out that lost deliveries."""
+    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
     print()
     for row in table:
         print(
@@ -496,13 +504,12 @@ def print_table(results: dict[str, dict[str, Any]], kinds: list[str], args: argp
             )
         )
     lost = [
-        f"{LABELS[k]} delivered {get(k, 'fanout', 1):,.0f}/{get(k, 'fanout', 2):,.0f}"
+        f"{labels[k]} delivered {get(k, 'fanout', 1):,.0f}/{get(k, 'fanout', 2):,.0f}"
         for k in kinds
         if get(k, "fanout", 1) is not None and get(k, "fanout", 1) != get(k, "fanout", 2)
     ]
     if lost:
         print("fan-out losses: " + "; ".join(lost))
-    print("ratios: >1 means Switchboard is better (faster or lower latency)")
 
 
 if __name__ == "__main__":
