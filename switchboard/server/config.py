@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from switchboard.server.app_check import check_asgi_app
+from switchboard.server.app_import import AppImportError, import_app
+
+__all__ = ["FORCE_EXIT_MARGIN", "AppImportError", "Config", "import_app"]
 
 # Past timeout_graceful_shutdown, cancelled application tasks and the lifespan shutdown share
 # this many seconds; then the process exits, whatever is still running (server.ExitWatchdog;
 # the supervisor kills a worker that outlives twice this).
 FORCE_EXIT_MARGIN = 1.0
-
-
-class AppImportError(ImportError):
-    """The ``module:attr`` string does not name an importable ASGI application."""
-
-
-def import_app(target: str | Any) -> Any:
-    """``"pkg.module:attr"`` (or ``"pkg.module:attr.sub"``) -> the object; objects pass through."""
-    if not isinstance(target, str):
-        return target
-    module_name, sep, attrs = target.partition(":")
-    if not sep or not module_name or not attrs:
-        raise AppImportError(f"Application must be given as 'module:attribute', not {target!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise AppImportError(f"Cannot import module {module_name!r}: {exc}") from exc
-        raise
-    for attr in attrs.split("."):
-        try:
-            obj = getattr(obj, attr)
-        except AttributeError:
-            raise AppImportError(f"Module {module_name!r} has no attribute {attrs!r}") from None
-    return obj
 
 
 @dataclass

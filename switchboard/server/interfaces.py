@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from switchboard.server.config import import_app
+from switchboard.server.app_import import import_app
 from switchboard.server.wsgi import WSGIAdapter, is_wsgi_application
 
 __all__ = ["ADAPTERS", "INTERFACES", "resolve_interface", "takes_wsgi_arguments"]
