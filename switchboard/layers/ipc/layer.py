@@ -302,6 +302,7 @@ class IPCChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         node = await self._ready()
+        joining: asyncio.Future[Any] | None
         if node.inbox.groups.add(group, channel):
             joining = node.loop.create_task(node.request(wire.JOIN, group))
             node.joining[group] = joining

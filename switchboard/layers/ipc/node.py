@@ -414,7 +414,7 @@ class Node:
         seq = next(self._seq)
         future: asyncio.Future[Any] = self.loop.create_future()
         self.pending[seq] = (kind, future)
-        self.link.write(wire.control(kind, seq, *items))  # type: ignore[union-attr]
+        self.link.write(wire.control(kind, seq, *items))
         try:
             return await future
         finally:
@@ -429,7 +429,7 @@ class Node:
         self.pending[seq] = (wire.PARK, future)
         capacity = self.layer.get_capacity(channel)
         frame = wire.park_frame(seq, channel, capacity, expires, message_data)
-        self.link.write(frame)  # type: ignore[union-attr]
+        self.link.write(frame)
         try:
             stored = await future
         finally:

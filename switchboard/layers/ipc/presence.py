@@ -45,6 +45,8 @@ DEFAULT_PRESENCE_TIMEOUT = 5.0
 
 # An entry on the wire: [topic, ref, key, meta]
 Item = tuple[str, PresenceEntry]
+# Spelled once here: inside the classes below, ``list`` names their ``list`` method.
+Items = list[Item]
 
 
 def pack_items(items: Iterable[Item]) -> list[list[Any]]:
@@ -77,7 +79,7 @@ class PresenceTable:
     def list(self, topic: str) -> list[PresenceEntry]:
         return [entry for _token, entry in self.topics.get(topic, {}).values()]
 
-    def of(self, token: str) -> list[Item]:
+    def of(self, token: str) -> Items:
         return [(topic, self.topics[topic][ref][1]) for topic, ref in self._of.get(token, ())]
 
     def put(self, token: str, topic: str, entry: PresenceEntry) -> PresenceEntry | None:
@@ -100,14 +102,14 @@ class PresenceTable:
         self._unindex(old[0], topic, ref)
         return old[1]
 
-    def remove(self, token: str) -> list[Item]:
+    def remove(self, token: str) -> Items:
         """Drop every entry of ``token``; returns them."""
         gone = self.of(token)
         for topic, entry in gone:
             self.drop(topic, entry.ref)
         return gone
 
-    def set(self, token: str, items: Iterable[Item]) -> list[Item]:
+    def set(self, token: str, items: Iterable[Item]) -> Items:
         """Make ``items`` all of ``token``'s entries; returns those it did not have before."""
         before = {(topic, e.ref): e for topic, e in self.remove(token)}
         new = []
