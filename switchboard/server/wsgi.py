@@ -79,11 +79,6 @@ def set_default_threads(threads: int) -> None:
     _threads = threads
 
 
-def default_threads() -> int | None:
-    """The size set with :func:`set_default_threads`, if any."""
-    return _threads
-
-
 class WorkerPool(Executor):
     """A bounded pool of daemon threads, started as work arrives.
 
