@@ -55,6 +55,10 @@ logger = logging.getLogger("switchboard.layers.redis")
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+# Longest wait in group_send for this process's own copy of a group message to come back
+# over pub/sub (it normally arrives before PUBLISH's reply; this bounds a lost connection).
+ECHO_TIMEOUT = 1.0
+
 # Longest single BLPOP / XREADGROUP BLOCK wait, in seconds.
 BLOCK_SECONDS = 1
 
@@ -84,6 +88,9 @@ class _LoopState:
         self.groups = layer._new_groups()
         # pub/sub channel name (bytes) -> group name, or None for our process channel.
         self.routes: dict[bytes, str | None] = {}
+        # pub/sub channel -> [data, future] of our own group publishes not yet seen coming back,
+        # oldest first: group_send waits for its local copy so a later send cannot overtake it.
+        self.echoes: dict[bytes, deque[tuple[bytes, asyncio.Future]]] = {}
         self.process_pubsub = f"{layer.prefix}:p:{self.pid}"
         self.streams_ready: set[str] = set()
         self.unacked: dict[int, tuple[str, bytes, dict[str, Any]]] = {}
@@ -140,6 +147,37 @@ class _LoopState:
         sub = await self.subscriber(pubsub, token)
         await sub.subscribe(pubsub)
 
+    def expect_echo(self, pubsub: bytes, data: bytes, routing_key: str) -> asyncio.Future | None:
+        """A future resolved when ``data``, about to be published on ``pubsub``, comes back to
+        this process's subscriber; None when nothing here listens (or can hear it now)."""
+        if pubsub not in self.routes:
+            return None
+        shard = self.shards[self.shard_for(routing_key)]
+        if not shard.cluster:
+            sub = self.subscribers.get(self.shards.index(shard))
+            if sub is None or not sub.connected.is_set():
+                return None
+        fut = self.loop.create_future()
+        self.echoes.setdefault(pubsub, deque()).append((data, fut))
+        return fut
+
+    async def await_echo(self, pubsub: bytes, fut: asyncio.Future) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), ECHO_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.forget_echo(pubsub, fut)  # lost with the connection
+
+    def forget_echo(self, pubsub: bytes, fut: asyncio.Future) -> None:
+        """Stop waiting for an echo that will not come, so later ones are still matched."""
+        echoes = self.echoes.get(pubsub)
+        if echoes:
+            for item in echoes:
+                if item[1] is fut:
+                    echoes.remove(item)
+                    break
+            if not echoes:
+                del self.echoes[pubsub]
+
     def publish(self, routing_key: str, pubsub: str, data: bytes) -> asyncio.Future:
         shard = self.shards[self.shard_for(routing_key)]
         # Cluster: sharded pub/sub, so a message only travels to the node owning its slot.
@@ -171,6 +209,14 @@ class _LoopState:
             group = self.routes[pubsub_channel]
         except KeyError:
             return  # unsubscribed a moment ago
+        echoes = self.echoes.get(pubsub_channel)
+        if echoes and echoes[0][0] == data:
+            # Delivered below, in this same callback, before the waiting group_send resumes.
+            fut = echoes.popleft()[1]
+            if not echoes:
+                del self.echoes[pubsub_channel]
+            if not fut.done():
+                fut.set_result(None)
         target, expires, message = self.layer._serializer.loads(data)
         if expires < time.time():
             self.layer.drops.note("expired", target)
@@ -743,10 +789,23 @@ class RedisChannelLayer(BaseChannelLayer):
         # (or one so large it cuts every subscriber's connection) and say nothing.
         data = self._serializer.seal(None, time.time() + self.expiry, self.codec.encode(message))
         routing_key = group_routing_key(group)
+        pubsub = self._key("g", group)
+        name = pubsub.encode()
+        echo = state.expect_echo(name, data, routing_key)
         # Wait for Redis to accept the PUBLISH: returning earlier lost messages whenever the
         # caller's loop ended right after (async_to_sync from views, tasks, commands).
-        await state.publish(routing_key, self._key("g", group), data)
+        try:
+            await state.publish(routing_key, pubsub, data)
+        except BaseException:
+            if echo is not None:
+                state.forget_echo(name, echo)
+            raise
         self.stats.group_sends += 1
+        if echo is not None and not echo.done():
+            # This process has members: their copy comes back on the subscriber connection,
+            # usually before the reply above but not always. Waiting for it keeps a send
+            # made after group_send returns behind the group message, as in one mailbox.
+            await state.await_echo(name, echo)
 
     def queued_messages(self) -> int:
         # Copies before iterating: a scrape may run in another thread.

@@ -385,3 +385,20 @@ async def test_large_local_fan_out_is_sliced_but_keeps_every_members_order(make_
         assert [m["n"] for m in got] == [1, 2]
     got = [await asyncio.wait_for(layer.receive(members[-1]), WAIT) for _ in range(3)]
     assert [m["n"] for m in got] == [1, "direct", 2]
+
+
+async def test_a_send_after_group_send_never_overtakes_the_group_message(make_layer):
+    # The group message reaches this process's members over the pub/sub connection, while
+    # group_send's PUBLISH is answered on another: Redis may let the reply be read first.
+    # group_send returns only once the local copy is in, as if both went through one mailbox
+    # (channels_redis puts both in the channel's own queue, so Channels code relies on it).
+    layer = make_layer()
+    member = await layer.new_channel()
+    await layer.group_add("pair", member)
+    for i in range(300):
+        await layer.group_send("pair", {"type": "m", "n": i})
+        await layer.send(member, {"type": "m", "n": f"direct {i}"})
+        got = [await asyncio.wait_for(layer.receive(member), WAIT) for _ in range(2)]
+        assert [m["n"] for m in got] == [i, f"direct {i}"]
+    assert not layer._state().echoes  # every wait was answered and forgotten
+    await layer.close()
