@@ -42,11 +42,10 @@ Pool size: ``switchboard serve --threads N``, else ``SWITCHBOARD_HTTP_THREADS``,
 ``switchboard.server.wsgi.DEFAULT_THREADS`` (4: on a 2-core machine CPU-bound views gain
 nothing from more threads, while a few cover views that wait on the database or the network).
 
-Requests in the pool at once: ``SWITCHBOARD_HTTP_CONCURRENCY`` (default 1, ``0`` for no bound
-but the pool's size); the rest wait in the event loop, and a request that runs (or waits on
-I/O) longer than 2 ms lets the next one start. This keeps WebSockets in the same process
-responsive while Django is saturated (``WSGIAdapter`` says why; ``bench/django_http.py
---combined`` measures it).
+Requests computing at once: ``SWITCHBOARD_HTTP_CONCURRENCY`` (default 1, ``0`` for no bound
+but the pool's size). The pool's threads take turns: a request whose thread waits on I/O for
+the 2 ms between two looks at its CPU clock gives its turn up, so views that block still run
+side by side (``WSGIAdapter`` says why; ``bench/django_http.py`` measures it).
 
 Differences from Django's ASGI handler: ``request_started`` is sent with ``environ=`` (as
 under WSGI) rather than ``scope=``; a sync view keeps running if the client disconnects (as

@@ -1,6 +1,6 @@
-"""The native Django HTTP path as served: requests queued in the event loop (WebSockets keep
-their share of the GIL), ``manage.py runserver`` and the live server on the native path, and
-processes that exit although a request never ends.
+"""The native Django HTTP path as served: requests that compute take turns in the pool (one
+at a time; one waiting on I/O lets the next in), ``manage.py runserver`` and the live server
+on the native path, and processes that exit although a request never ends.
 
 Real servers in subprocesses (``switchboard serve``, ``python -m django runserver``) or a real
 live-server thread, spoken to with real sockets.
@@ -43,42 +43,47 @@ def _hammer(port: int, path: str, clients: int = 8, each: int = 30) -> None:
         list(pool.map(client, range(clients)))
 
 
-# --- requests wait in the loop, one runs in the pool at a time ------------------------------
+# --- one request computes at a time; one that waits lets the next in --------------------------
 
 
-def test_short_requests_run_in_the_pool_one_at_a_time(site_dir: Path) -> None:  # noqa: F811
-    # Eight clients at once, four pool threads: the other requests wait in the event loop, so
-    # the loop thread gets the GIL between two views. The view lets the GIL go (a 0.5 ms
-    # sleep), so the pool's threads would overlap in it; a view preempted past the 2 ms grace
-    # on a busy machine lets one more in, hence "at most 2".
-    # The bound is for WebSockets' sake, so one is held open meanwhile.
-    from websockets.sync.client import connect
-
+def test_requests_that_compute_take_turns(site_dir: Path) -> None:  # noqa: F811
+    # Eight clients at once, four pool threads, views that compute for 20 ms (ten looks of
+    # the gate): the threads take turns, so the view never runs twice at once. Two at once
+    # would only share the GIL (and the locks Django takes per call): see WSGIAdapter.
+    # "At most 2": a thread the OS left unscheduled (with its whole process) for most of a
+    # 2 ms look passes for waiting on a busy machine.
     with serve(site_dir, ROUTER_APP, "--threads", "4") as site:
         get_json(site.port, "/native/overlap/max/")
-        with connect(f"ws://127.0.0.1:{site.port}/ws/echo/", open_timeout=10):
-            _hammer(site.port, "/native/overlap/?sleep=0.0005")
+        _hammer(site.port, "/native/overlap/?spin=0.02", each=5)
         assert get_json(site.port, "/native/overlap/max/")["max"] <= 2
 
 
 def test_without_the_bound_requests_pile_into_the_pool(site_dir: Path) -> None:  # noqa: F811
     # The measurement above can fail: with SWITCHBOARD_HTTP_CONCURRENCY = 0 it sees the pool.
-    from websockets.sync.client import connect
-
     env = {"SWITCHBOARD_HTTP_CONCURRENCY": "0"}
     with serve(site_dir, ROUTER_APP, "--threads", "4", **env) as site:
         get_json(site.port, "/native/overlap/max/")
-        with connect(f"ws://127.0.0.1:{site.port}/ws/echo/", open_timeout=10):
-            _hammer(site.port, "/native/overlap/?sleep=0.0005")
+        _hammer(site.port, "/native/overlap/?spin=0.02", each=5)
         assert get_json(site.port, "/native/overlap/max/")["max"] >= 3
 
 
-def test_with_no_websocket_open_requests_go_straight_to_the_pool(site_dir: Path) -> None:  # noqa: F811
-    # Nothing else needs the loop's turn, so HTTP alone keeps the pool's full speed.
+def test_turns_hold_with_websockets_open(site_dir: Path) -> None:  # noqa: F811
+    # The WebSocket's echo keeps answering while Django computes back to back.
+    from websockets.sync.client import connect
+
     with serve(site_dir, ROUTER_APP, "--threads", "4") as site:
         get_json(site.port, "/native/overlap/max/")
-        _hammer(site.port, "/native/overlap/?sleep=0.0005")
-        assert get_json(site.port, "/native/overlap/max/")["max"] >= 3
+        with connect(f"ws://127.0.0.1:{site.port}/ws/echo/", open_timeout=10) as ws:
+            with ThreadPoolExecutor(1) as pool:
+                load = pool.submit(_hammer, site.port, "/native/overlap/?spin=0.005", 8, 20)
+                echoed = 0
+                while not load.done():
+                    ws.send("ping")
+                    assert ws.recv(timeout=5) == "ping"
+                    echoed += 1
+                load.result()
+        assert echoed > 10
+        assert get_json(site.port, "/native/overlap/max/")["max"] <= 2
 
 
 def test_views_that_block_still_run_side_by_side(site_dir: Path) -> None:  # noqa: F811

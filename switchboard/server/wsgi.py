@@ -18,7 +18,7 @@ What runs where:
 
 The pool is bounded and per process (created lazily, so forked workers each get their own); its
 threads are daemons, so a request stuck forever cannot keep the process alive once the server
-has given up on it. Requests beyond ``concurrency`` wait in the event loop, not in the pool
+has given up on it. Beyond ``concurrency``, requests wait for a turn to compute in the pool
 (see :class:`WSGIAdapter`). Nothing here knows about any framework.
 """
 
@@ -32,7 +32,7 @@ import queue
 import sys
 import tempfile
 import threading
-import weakref
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, Future
@@ -58,10 +58,13 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 DEFAULT_THREADS = 4  # see the module docs of switchboard.django_http for the measurement
-# Requests that run in the pool at once, and how long one may hold its place before the next
-# starts anyway (see WSGIAdapter): bench/django_http.py --combined has the measurements.
+# Requests that compute in the pool at once, and how often the loop looks whether the one
+# computing now waits instead (see WSGIAdapter): bench/django_http.py has the measurements.
 DEFAULT_CONCURRENCY = 1
 CONCURRENCY_GRACE = 0.002
+# A request keeps its turn to compute while its thread got at least this share of a CPU since
+# the last look (or the GIL was busy anyway); less means it waits on I/O (see _Place.waiting).
+BUSY_SHARE = 0.25
 SPOOL_MAX_MEMORY = 2_621_440  # Django's FILE_UPLOAD_MAX_MEMORY_SIZE default (2.5 MB)
 _FINITE_JOIN_LIMIT = 1 << 20  # a finite body up to this size goes out as one write
 
@@ -161,55 +164,147 @@ def default_executor(threads: int | None = None) -> WorkerPool:
         return _pool
 
 
-class _Gate:
-    """Admits requests into the pool from one event loop, ``limit`` at a time, first come first
-    served (see ``WSGIAdapter``'s ``concurrency``)."""
+def _thread_clock() -> int | None:
+    """The CPU clock of the calling thread, readable from other threads (None where the
+    platform has no such clock: a turn is then given up at the first look, after ``grace``)."""
+    getcpuclockid = getattr(time, "pthread_getcpuclockid", None)
+    if getcpuclockid is None:
+        return None
+    try:
+        return getcpuclockid(threading.get_ident())
+    except OSError:
+        return None
 
-    __slots__ = ("limit", "grace", "running", "waiters", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, grace: float) -> None:
-        self.loop = loop
-        self.limit = limit
-        self.grace = grace
-        self.running = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
+class _Place:
+    """A request's turn to compute (see ``_Turns``) and the CPU clock of the thread running it."""
 
-    async def run(self, job: Callable[[], Awaitable[Any]]) -> Any:
-        if self.running >= self.limit or self.waiters:
-            waiter = self.loop.create_future()
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # our turn came with the cancellation: pass it on
-                elif waiter in self.waiters:
-                    self.waiters.remove(waiter)
-                raise
-        else:
-            self.running += 1
-        held = [True]
+    __slots__ = ("started", "clock", "cpu", "process_cpu", "wall", "holding", "done")
 
-        def leave() -> None:
-            if held[0]:
-                held[0] = False
-                self._wake()
+    def __init__(self) -> None:
+        self.started = False  # its thread runs it (it may have been handed the turn before)
+        self.clock: int | None = None
+        self.cpu = 0.0
+        self.process_cpu = 0.0
+        self.wall = 0.0
+        self.holding = False  # has the turn (changed under _Turns.lock)
+        self.done = False  # gave it up: finished, or found waiting
 
-        timer = self.loop.call_later(self.grace, leave)
+    def start_clock(self) -> None:
+        """Called in the pool thread once it has the turn."""
+        clock = _thread_clock()
+        if clock is not None:
+            self.cpu = time.clock_gettime(clock)
+            self.process_cpu = time.process_time()
+            self.wall = time.monotonic()
+            self.clock = clock  # the loop reads the others once this is set
+        self.started = True
+
+    def waiting(self) -> bool:
+        """Is the thread waiting on something else than the GIL (the database, the network,
+        a client)? Yes when, since the last look, it ran on a CPU for less than
+        ``BUSY_SHARE`` of the time while the process as a whole left at least that share of
+        a CPU unused (else the thread was only waiting for the GIL). Called from the loop;
+        False before the thread has started, True when its clock is unknown or gone."""
+        if not self.started:
+            return False
+        clock = self.clock
+        if clock is None:
+            return True
+        now = time.monotonic()
+        process_cpu = time.process_time()
         try:
-            return await job()
-        finally:
-            timer.cancel()
-            leave()
+            cpu = time.clock_gettime(clock)
+        except OSError:
+            return True
+        window = (now - self.wall) * BUSY_SHARE
+        idle = cpu - self.cpu < window and process_cpu - self.process_cpu < (
+            (now - self.wall) - window
+        )
+        self.cpu, self.process_cpu, self.wall = cpu, process_cpu, now
+        return idle
 
-    def _wake(self) -> None:
-        # Hand the place to the first live waiter (it counts as running already).
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+
+class _Turns:
+    """Turns to compute, ``limit`` at a time, taken by pool threads first come first served.
+
+    A thread takes a turn before running its request and gives it back when done; the event
+    loop gives it back on the thread's behalf when it finds the thread waiting (see
+    ``WSGIAdapter``'s ``concurrency``). The next thread is handed the turn directly (or by
+    the loop, when given a loop), so back to back requests need no trip through the loop.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.queue: deque[tuple[threading.Lock, _Place]] = deque()
+
+    def take(self, place: _Place) -> None:
+        """In a pool thread: wait for a turn."""
+        with self.lock:
+            if self.holders < self.limit and not self.queue:
+                self.holders += 1
+                place.holding = True
                 return
-        self.running -= 1
+            ticket = threading.Lock()
+            ticket.acquire()
+            self.queue.append((ticket, place))
+        ticket.acquire()  # released by give(), which has counted us in
+
+    def give(self, place: _Place, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """From any thread: ``place`` gives its turn up (once; later calls do nothing). With
+        ``loop``, the next thread gets the turn from that loop's thread, once the loop has run
+        what was ready: a turn for the loop between two requests."""
+        with self.lock:
+            place.done = True
+            if not place.holding:
+                return
+            place.holding = False
+            if not self.queue:
+                self.holders -= 1
+                return
+            if loop is None:
+                self._hand_on()
+                return
+        try:
+            # Twice through the ready queue: the loop polls its sockets in between.
+            loop.call_soon_threadsafe(loop.call_soon, self._pass_on)
+        except RuntimeError:  # the loop is closed
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        with self.lock:
+            if self.queue:
+                self._hand_on()
+            else:
+                self.holders -= 1
+
+    def _hand_on(self) -> None:
+        ticket, successor = self.queue.popleft()
+        successor.holding = True
+        ticket.release()
+
+    def watch(
+        self, loop: asyncio.AbstractEventLoop, place: _Place, every: float
+    ) -> list[asyncio.TimerHandle]:
+        """Look at ``place`` every ``every`` seconds from ``loop`` until it gives its turn up;
+        returns a list holding the current timer (cancel ``[0]``)."""
+        handle: list[asyncio.TimerHandle] = []
+
+        def look() -> None:
+            if place.done:
+                return
+            # Waiting for its turn, or still computing: another request would only take turns
+            # with it for the GIL (and the locks Django takes per call). Waiting on I/O (or
+            # unknown): let the next one compute.
+            if place.holding and place.waiting():
+                self.give(place)
+            else:
+                handle[0] = loop.call_later(every, look)
+
+        handle.append(loop.call_later(every, look))
+        return handle
 
 
 def is_wsgi_application(app: Any) -> bool:
@@ -407,18 +502,21 @@ class WSGIAdapter:
     ``run_sync`` runs a callable in a pool thread and returns an awaitable of its result; the
     default runs it in ``executor`` (or the process-wide pool) with the caller's contextvars.
 
-    ``concurrency``: how many requests start in the pool at once; the others wait in the event
-    loop, in order. Why: a pool thread that finds the next request already queued runs it at
-    once, so the pool keeps the GIL busy back to back, and the loop thread (which lets the
-    GIL go at every callback under uvloop and at every system call) waits up to a switch
-    interval each time it wants it back: WebSockets in the same process slowed to a tenth.
-    Queued in the loop, the next request starts once the loop has taken the last one's
-    answer, so the loop gets its turn in between. A request that has held its place for
-    ``grace`` seconds (waiting on the database or the network, streaming, or just long) lets
-    the next one start, so views that block still run side by side, up to the pool's size.
-    ``0`` starts every request at once (the pool's size is then the only bound). The limit
-    applies only while this process holds open WebSockets: with none, nothing needs the loop's
-    turn, and requests go to the pool at once.
+    ``concurrency``: how many requests compute in the pool at once; the other threads wait for
+    a turn (``_Turns``), in order. Why: Python runs one thread at a time (the GIL), so a second
+    request computing beside the first gains nothing and costs a lot. The threads trade the
+    GIL every switch interval, and a switch can catch one of them inside a lock Django takes
+    for nearly every call (asgiref's ``Local``, behind translations and URL prefixes), so the
+    other sleeps on it: a template view rendered on two threads at once used three times the
+    CPU per request. The event loop (and every WebSocket on it) waits for the GIL behind them
+    all as well. A finished request hands its turn straight to the next thread, with no trip
+    through the loop, unless WebSockets are open: then the loop hands it on, after polling
+    its sockets once, so they get a share of the GIL between two requests. Every ``grace``
+    seconds the loop looks at the CPU clock of the thread whose turn it is: one that ran for
+    less than ``BUSY_SHARE`` of the time, while the process left the GIL free, is waiting (on
+    the database, the network, a slow client) and gives its turn up, so views that block
+    still run side by side, up to the pool's size. ``0`` lets every request run at once (the
+    pool's size is then the only bound).
     """
 
     def __init__(
@@ -438,17 +536,7 @@ class WSGIAdapter:
         self.spool_max_memory = spool_max_memory
         self.concurrency = concurrency
         self.grace = grace
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _gate(self, loop: asyncio.AbstractEventLoop) -> _Gate | None:
-        if not self.concurrency:
-            return None
-        gate = self._gates.get(loop)  # one per loop: a live server and a test may each run one
-        if gate is None:
-            gate = self._gates[loop] = _Gate(loop, self.concurrency, self.grace)
-        return gate
+        self._turns = _Turns(concurrency) if concurrency else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -463,18 +551,32 @@ class WSGIAdapter:
         loop = asyncio.get_running_loop()
         pathsend = "http.response.pathsend" in (scope.get("extensions") or {})
 
-        def serve() -> Awaitable[Any]:
-            return self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
+        turns = self._turns
+        if turns is None:
+            outcome_future = self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
+            place = None
+        else:
+            place = _Place()
 
-        # The gate only matters while WebSockets share the loop: without any, requests go
-        # straight to the pool and HTTP keeps its full speed.
-        gate = self._gate(loop)
-        if gate is not None and not gate.waiters and not websockets_open():
-            gate = None
+            def in_turn() -> Any:
+                turns.take(place)
+                try:
+                    place.start_clock()
+                    return self._serve(scope, body, send, loop, pathsend)
+                finally:
+                    # While WebSockets share the loop, the next request starts from the loop:
+                    # handed on directly, requests back to back left the loop so little of
+                    # the GIL that WebSocket echo fell to a twentieth (bench/django_http.py).
+                    turns.give(place, loop if websockets_open() else None)
+
+            outcome_future = self.run_sync(in_turn)
+            watcher = turns.watch(loop, place, self.grace)
         try:
-            outcome = await (serve() if gate is None else gate.run(serve))
+            outcome = await outcome_future
         finally:
             body.close()
+            if place is not None and place.done:
+                watcher[0].cancel()  # else it keeps looking until the thread lets go
         if isinstance(outcome, _Done):
             await send(
                 {"type": "http.response.start", "status": outcome.status,

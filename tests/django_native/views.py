@@ -131,7 +131,8 @@ OVERLAP = {"now": 0, "max": 0}
 
 
 def overlap(request: HttpRequest) -> JsonResponse:
-    """Counts how many requests run this view at once; ``?sleep=S`` waits, else spins 0.3 ms."""
+    """Counts how many requests run this view at once; ``?sleep=S`` waits S seconds, else it
+    computes for ``?spin=S`` seconds of CPU time (0.3 ms by default)."""
     with _lock:
         OVERLAP["now"] += 1
         OVERLAP["max"] = max(OVERLAP["max"], OVERLAP["now"])
@@ -139,7 +140,8 @@ def overlap(request: HttpRequest) -> JsonResponse:
         if "sleep" in request.GET:
             time.sleep(float(request.GET["sleep"]))
         else:
-            end = time.thread_time() + 0.0003  # CPU time: being preempted does not count
+            # CPU time: being preempted does not count
+            end = time.thread_time() + float(request.GET.get("spin", 0.0003))
             while time.thread_time() < end:
                 pass
     finally:

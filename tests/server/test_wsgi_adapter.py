@@ -227,3 +227,59 @@ def test_protocol_type_router_and_serve_swap_djangos_asgi_handler() -> None:
     with override_settings(SWITCHBOARD_NATIVE_HTTP=False):
         assert ProtocolTypeRouter({"http": handler}).application_mapping["http"] is handler
         assert resolve_interface(handler) is handler
+
+
+# --- turns to compute (no server: the pool threads and the loop's looks) --------------------
+
+
+async def _run_turns(job_seconds: float, sleep: bool, jobs: int = 8) -> int:
+    """``jobs`` jobs on four pool threads, one turn: how many ran at once, at most."""
+    import time
+
+    from switchboard.server.wsgi import WorkerPool, _Place, _Turns
+
+    turns, pool = _Turns(1), WorkerPool(4)
+    now, most, lock = [0], [0], threading.Lock()
+
+    def job(place: _Place) -> None:
+        turns.take(place)
+        try:
+            place.start_clock()
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            if sleep:
+                time.sleep(job_seconds)
+            else:
+                end = time.thread_time() + job_seconds
+                while time.thread_time() < end:
+                    pass
+            with lock:
+                now[0] -= 1
+        finally:
+            turns.give(place)
+
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        place = _Place()
+        turns.watch(loop, place, 0.002)
+        await loop.run_in_executor(pool, job, place)
+
+    try:
+        await asyncio.gather(*[one() for _ in range(jobs)])
+    finally:
+        pool.shutdown()
+    assert turns.holders == 0 and not turns.queue  # every turn came back
+    return most[0]
+
+
+async def test_jobs_that_compute_take_turns() -> None:
+    # 20 ms of CPU each, looked at every 2 ms: each look sees it computing. "<= 2": on a
+    # busy machine the OS may leave the whole process unscheduled for most of a look.
+    assert await _run_turns(0.02, sleep=False) <= 2
+
+
+async def test_a_job_that_waits_gives_its_turn_up() -> None:
+    # Sleeping 0.2 s each: the first look sees them waiting, so all four threads run at once.
+    assert await _run_turns(0.2, sleep=True, jobs=4) == 4
