@@ -47,8 +47,8 @@ def _hammer(port: int, path: str, clients: int = 8, each: int = 30) -> None:
 
 
 def test_requests_that_compute_take_turns(site_dir: Path) -> None:  # noqa: F811
-    # Eight clients at once, four pool threads, views that compute for 20 ms (ten looks of
-    # the gate): the threads take turns, so the view never runs twice at once. Two at once
+    # Eight clients at once, four pool threads, views that compute for 20 ms (ten looks from
+    # the loop): the threads take turns, so the view never runs twice at once. Two at once
     # would only share the GIL (and the locks Django takes per call): see WSGIAdapter.
     # "At most 2": a thread the OS left unscheduled (with its whole process) for most of a
     # 2 ms look passes for waiting on a busy machine.
