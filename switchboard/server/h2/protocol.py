@@ -60,7 +60,8 @@ logger = logging.getLogger("switchboard.server")
 # The connection's receive window: room for every stream's default window at once, so one
 # stream whose application does not read cannot starve the others.
 STREAM_WINDOW = 65535
-# Seconds a closing connection gets to deliver its GOAWAY to a client that does not read.
+# Seconds a closing connection gets to deliver its GOAWAY to a client that does not read, and
+# at most lingers, reading and dropping what the client still sends (see _close_transport).
 CLOSE_GRACE = 2.0
 
 _SCOPE_ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -140,7 +141,7 @@ class H2Protocol(asyncio.Protocol):
         self.flow.release()
 
     def eof_received(self) -> bool | None:
-        return None
+        return None  # the transport closes (and ends a staged close)
 
     def close(self) -> None:
         if self.closing:
@@ -176,9 +177,19 @@ class H2Protocol(asyncio.Protocol):
             stream.disconnect()
         self.streams.clear()
         transport = self.transport
-        transport.close()
         if self.flow.writing_paused:  # a client that does not read would hold the close forever
+            transport.close()
             self.loop.call_later(CLOSE_GRACE, transport.abort)
+        elif transport.can_write_eof():
+            # A staged close (RFC 9112 section 9.6, which holds for any TCP connection): closed
+            # with frames from the client unread, the socket would send a reset, and a reset
+            # can destroy the GOAWAY before the client reads it. So: FIN after the GOAWAY, read
+            # and drop (data_received ignores a closing connection) until the client closes
+            # too, for CLOSE_GRACE at most.
+            transport.write_eof()
+            self.loop.call_later(CLOSE_GRACE, transport.close)
+        else:  # TLS: no half close
+            transport.close()
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
