@@ -147,12 +147,15 @@ def measure_http(server: Running, path: str, duration: float, connections: int):
     return rate, (used / count * 1e6 if count else float("nan"))
 
 
-def ws_with_http(server: Running, duration: float, connections: int, clients: int):
-    """(WS echo msg/s, /plain/ req/s), both loading the same server process at once."""
+def ws_with_http(
+    server: Running, duration: float, connections: int, clients: int, http_port: int = 0
+):
+    """(WS echo msg/s, /plain/ req/s), both loading the same server process at once (or wrk
+    loading ``http_port``, another process, meanwhile)."""
     result: dict[str, float] = {}
 
     def load() -> None:
-        result["http"] = wrk(server.port, "/plain/", duration + 1, connections)[0]
+        result["http"] = wrk(http_port or server.port, "/plain/", duration + 1, connections)[0]
 
     thread = threading.Thread(target=load)
     thread.start()
@@ -173,13 +176,24 @@ def combined(args: argparse.Namespace, env: dict[str, str], names: list[str]) ->
     sb_names = [n for n in names if n in ("switchboard", "sb-stock")] or ["switchboard"]
     runs: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in sb_names}
     floor: list[float] = []
+    split: list[tuple[float, float, float]] = []
     for r in range(args.rounds):
+        # The floor: gunicorn's /plain/ alone, and the machine's share for WebSockets when
+        # HTTP is in another process (switchboard's echo while wrk loads gunicorn).
         gunicorn = Running("gunicorn", env, None)
+        server = Running("switchboard", env, args.threads)
         try:
             wrk(gunicorn.port, "/plain/", 1, 10)
             floor.append(wrk(gunicorn.port, "/plain/", args.duration, args.connections)[0])
+            bench_echo(server.port, args.ws_clients, 1, path="/ws")
+            ws = bench_echo(server.port, args.ws_clients, args.duration, path="/ws")
+            ws_both, http_both = ws_with_http(
+                server, args.duration, args.connections, args.ws_clients, gunicorn.port
+            )
+            split.append((ws, ws_both, http_both))
         finally:
             gunicorn.stop()
+            server.stop()
         for name in sb_names:
             server = Running(name, env, args.threads)
             try:
@@ -208,6 +222,11 @@ def combined(args: argparse.Namespace, env: dict[str, str], names: list[str]) ->
         f"{os.getloadavg()[0]:.1f}; {extra}"
     )
     print(f"gunicorn -w1 sync /plain/ alone: {spread(floor)} req/s")
+    ws, ws_both, http_both = ([row[i] for row in split] for i in range(3))
+    ratio = [b / max(a, 1e-9) for a, b in zip(ws, ws_both, strict=True)]
+    print(f"HTTP in another process (gunicorn at {spread(http_both)} req/s): switchboard WS "
+          f"msg/s alone {spread(ws)}  with HTTP {spread(ws_both)}  ratio "
+          f"{statistics.median(ratio):.2f}x [{min(ratio):.2f}-{max(ratio):.2f}]")  # fmt: skip
     for name, rows in runs.items():
         http, ws, http_both, ws_both = ([row[i] for row in rows] for i in range(4))
         ws_ratio = [b / max(a, 1e-9) for a, b in zip(ws, ws_both, strict=True)]

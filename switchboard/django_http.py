@@ -23,8 +23,8 @@ What runs where (and so: thread-safety and database connections):
 - Event loop: reading and spooling the request body (memory up to
   ``FILE_UPLOAD_MAX_MEMORY_SIZE``, then a temporary file, as Django's ASGI handler does),
   writing the response, async streaming bodies, and ``async def`` views: Django's WSGI
-  handler runs them through ``async_to_sync``, which (because the pool thread was entered
-  through asgiref) schedules them on the server's own loop, next to the WebSocket consumers;
+  handler runs them through ``async_to_sync``, which (told so by ``_enter_asgiref`` in each
+  pool thread) schedules them on the server's own loop, next to the WebSocket consumers;
   their ``sync_to_async`` calls come back to the same pool thread.
 - One pool thread per request: ``request_started`` (so ``close_old_connections``), the
   middleware chain (Django loads it for sync use: async-only middleware is adapted with
@@ -43,9 +43,10 @@ Pool size: ``switchboard serve --threads N``, else ``SWITCHBOARD_HTTP_THREADS``,
 nothing from more threads, while a few cover views that wait on the database or the network).
 
 Requests computing at once: ``SWITCHBOARD_HTTP_CONCURRENCY`` (default 1, ``0`` for no bound
-but the pool's size). The pool's threads take turns: a request whose thread waits on I/O for
-the 2 ms between two looks at its CPU clock gives its turn up, so views that block still run
-side by side (``WSGIAdapter`` says why; ``bench/django_http.py`` measures it).
+but the pool's size). Requests take turns, and a finished request's thread runs the next one:
+a request whose thread waits on I/O for the 2 ms between two looks at its CPU clock gives its
+turn up, so views that block still run side by side (``switchboard.server.pool`` says why;
+``bench/django_http.py`` measures it).
 
 Differences from Django's ASGI handler: ``request_started`` is sent with ``environ=`` (as
 under WSGI) rather than ``scope=``; a sync view keeps running if the client disconnects (as
@@ -55,7 +56,9 @@ next chunk; request header names holding ``_`` are dropped (as gunicorn does).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -64,7 +67,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http.response import HttpResponseBase
 
-from switchboard.server.wsgi import DEFAULT_CONCURRENCY, WSGIAdapter, default_executor
+from switchboard.server.pool import DEFAULT_CONCURRENCY
+from switchboard.server.wsgi import WSGIAdapter
 
 __all__ = ["DjangoHTTPApplication", "NativeWSGIHandler", "native_http"]
 
@@ -139,13 +143,19 @@ class NativeWSGIHandler(WSGIHandler):
         return response
 
 
-def _asgiref_runner(threads: int | None) -> Callable[[Callable[[], Any]], Awaitable[Any]]:
-    """Runs in the pool through asgiref, so ``async_to_sync`` in that thread finds our loop."""
+def _enter_asgiref(loop: asyncio.AbstractEventLoop) -> None:
+    """In the pool thread: tell asgiref which loop ``async_to_sync`` runs coroutines on.
 
-    def run(fn: Callable[[], Any]) -> Awaitable[Any]:
-        return SyncToAsync(fn, thread_sensitive=False, executor=default_executor(threads))()
-
-    return run
+    asgiref's ``sync_to_async`` sets ``SyncToAsync.threadlocal`` in the threads it runs, and
+    ``async_to_sync`` there runs its coroutine on that loop: set the same here, so async
+    views and middleware run on the server's loop. Going through ``SyncToAsync`` itself cost
+    the loop about 15% of a plain view (its context juggling and ``concurrent.futures`` round
+    trip); ``tests/test_django_native_http.py`` checks that async views still land on our loop.
+    """
+    local = SyncToAsync.threadlocal
+    local.main_event_loop = loop
+    local.main_event_loop_pid = os.getpid()
+    local.task_context = None  # no caller task to hand cancellation to
 
 
 class DjangoHTTPApplication(WSGIAdapter):
@@ -163,7 +173,8 @@ class DjangoHTTPApplication(WSGIAdapter):
             concurrency = getattr(settings, "SWITCHBOARD_HTTP_CONCURRENCY", DEFAULT_CONCURRENCY)
         super().__init__(
             handler or NativeWSGIHandler(),
-            run_sync=_asgiref_runner(threads),
+            threads=threads,
+            thread_setup=_enter_asgiref,
             spool_max_memory=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
             concurrency=concurrency,
         )

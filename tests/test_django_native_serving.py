@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -84,6 +85,31 @@ def test_turns_hold_with_websockets_open(site_dir: Path) -> None:  # noqa: F811
                 load.result()
         assert echoed > 10
         assert get_json(site.port, "/native/overlap/max/")["max"] <= 2
+
+
+def test_back_to_back_requests_stay_on_one_thread(site_dir: Path) -> None:  # noqa: F811
+    # A finished request runs the next queued one in its own thread (switchboard.server.pool):
+    # under steady load one thread, with one database connection and warm caches, serves
+    # nearly everything, as a single-threaded WSGI server would. Woken in turn, the four
+    # threads would share the requests about evenly (and each keep a connection).
+    from collections import Counter
+
+    with serve(site_dir, ROUTER_APP, "--threads", "4", NATIVE_CONN_MAX_AGE="60") as site:
+        get_json(site.port, "/native/query/")
+        served: Counter[str] = Counter()
+        lock = threading.Lock()
+
+        def client(_: int) -> None:
+            for _ in range(30):
+                name = get_json(site.port, "/native/query/")["thread"]
+                with lock:
+                    served[name] += 1
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(client, range(8)))
+        state = get_json(site.port, "/native/db-state/")
+    assert served.most_common(1)[0][1] >= 0.8 * 240, served
+    assert state["created"] <= 2, state
 
 
 def test_views_that_block_still_run_side_by_side(site_dir: Path) -> None:  # noqa: F811

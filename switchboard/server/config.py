@@ -67,12 +67,12 @@ class Config:
 
         Raises :class:`AppImportError` or :class:`~switchboard.server.app_check.AppShapeError`.
         """
-        from switchboard.server import wsgi
+        from switchboard.server import pool
         from switchboard.server.interfaces import resolve_interface
 
         name = self.app if isinstance(self.app, str) else None
         if self.threads is not None:
-            wsgi.set_default_threads(self.threads)
+            pool.set_default_threads(self.threads)
         self.app = resolve_interface(import_app(self.app), self.interface)
         check_asgi_app(self.app, name)
         return self.app

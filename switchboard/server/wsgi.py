@@ -16,10 +16,9 @@ What runs where:
 - Extension: an iterable with ``__aiter__`` and no ``__iter__`` is consumed on the event loop
   (no thread held while it waits); its ``close()`` then runs in a pool thread.
 
-The pool is bounded and per process (created lazily, so forked workers each get their own); its
-threads are daemons, so a request stuck forever cannot keep the process alive once the server
-has given up on it. Beyond ``concurrency``, requests wait for a turn to compute in the pool
-(see :class:`WSGIAdapter`). Nothing here knows about any framework.
+The pool (``switchboard.server.pool``) is bounded and per process; beyond ``concurrency``,
+requests wait for a turn to compute, holding no thread meanwhile. Nothing here knows about
+any framework.
 """
 
 from __future__ import annotations
@@ -28,283 +27,37 @@ import asyncio
 import contextvars
 import io
 import os
-import queue
 import sys
 import tempfile
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Executor, Future
+from functools import partial
 from typing import Any
 
+from switchboard.server.pool import (
+    CONCURRENCY_GRACE,
+    DEFAULT_CONCURRENCY,
+    LoopJob,
+    Place,
+    Turns,
+    WorkerPool,
+    default_executor,
+)
 from switchboard.server.state import websockets_open
 
 __all__ = [
-    "CONCURRENCY_GRACE",
-    "DEFAULT_CONCURRENCY",
-    "DEFAULT_THREADS",
     "FileWrapper",
-    "SyncRunner",
+    "ThreadSetup",
     "WSGIAdapter",
-    "WorkerPool",
     "build_environ",
-    "default_executor",
     "is_wsgi_application",
-    "set_default_threads",
 ]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
+# Called in the pool thread before each request, with the server's loop.
+ThreadSetup = Callable[[asyncio.AbstractEventLoop], None]
 
-DEFAULT_THREADS = 4  # see the module docs of switchboard.django_http for the measurement
-# Requests that compute in the pool at once, and how often the loop looks whether the one
-# computing now waits instead (see WSGIAdapter): bench/django_http.py has the measurements.
-DEFAULT_CONCURRENCY = 1
-CONCURRENCY_GRACE = 0.002
-# A request keeps its turn to compute while its thread got at least this share of a CPU since
-# the last look (or the GIL was busy anyway); less means it waits on I/O (see _Place.waiting).
-BUSY_SHARE = 0.25
 SPOOL_MAX_MEMORY = 2_621_440  # Django's FILE_UPLOAD_MAX_MEMORY_SIZE default (2.5 MB)
 _FINITE_JOIN_LIMIT = 1 << 20  # a finite body up to this size goes out as one write
-
-_threads: int | None = None
-_pool: WorkerPool | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
-
-def set_default_threads(threads: int) -> None:
-    """Size of the process-wide pool (``--threads``); takes effect when the pool is created."""
-    global _threads
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
-    _threads = threads
-
-
-class WorkerPool(Executor):
-    """A bounded pool of daemon threads, started as work arrives.
-
-    Daemon threads, unlike ``ThreadPoolExecutor``'s (joined at interpreter exit): a request
-    stuck forever must not keep the process alive once the server has given up on it (the
-    live-server thread, ``runserver``'s autoreloader child, a test run).
-    """
-
-    def __init__(self, max_workers: int, name: str = "switchboard-wsgi") -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
-        self.max_workers = max_workers
-        self.name = name
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot schedule new work after shutdown")
-            self._jobs.put((future, fn, args, kwargs))
-            if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
-                thread = threading.Thread(
-                    target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-        return future
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            future, fn, args, kwargs = job
-            del job
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-                    future.set_exception(exc)
-                    del exc  # no cycle through the traceback
-                else:
-                    future.set_result(result)
-                    del result
-            del future, fn, args, kwargs
-            self._idle.release()
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
-        if cancel_futures:
-            while True:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is not None:
-                    job[0].cancel()
-        for _ in threads:
-            self._jobs.put(None)
-        if wait:
-            for thread in threads:
-                if thread is not threading.current_thread():
-                    thread.join()
-
-
-def default_executor(threads: int | None = None) -> WorkerPool:
-    """The process-wide pool that runs WSGI applications (a fresh one after ``fork()``)."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = WorkerPool(_threads or threads or DEFAULT_THREADS)
-            _pool_pid = os.getpid()
-        return _pool
-
-
-def _thread_clock() -> int | None:
-    """The CPU clock of the calling thread, readable from other threads (None where the
-    platform has no such clock: a turn is then given up at the first look, after ``grace``)."""
-    getcpuclockid = getattr(time, "pthread_getcpuclockid", None)
-    if getcpuclockid is None:
-        return None
-    try:
-        return getcpuclockid(threading.get_ident())
-    except OSError:
-        return None
-
-
-class _Place:
-    """A request's turn to compute (see ``_Turns``) and the CPU clock of the thread running it."""
-
-    __slots__ = ("started", "clock", "cpu", "process_cpu", "wall", "holding", "done")
-
-    def __init__(self) -> None:
-        self.started = False  # its thread runs it (it may have been handed the turn before)
-        self.clock: int | None = None
-        self.cpu = 0.0
-        self.process_cpu = 0.0
-        self.wall = 0.0
-        self.holding = False  # has the turn (changed under _Turns.lock)
-        self.done = False  # gave it up: finished, or found waiting
-
-    def start_clock(self) -> None:
-        """Called in the pool thread once it has the turn."""
-        clock = _thread_clock()
-        if clock is not None:
-            self.cpu = time.clock_gettime(clock)
-            self.process_cpu = time.process_time()
-            self.wall = time.monotonic()
-            self.clock = clock  # the loop reads the others once this is set
-        self.started = True
-
-    def waiting(self) -> bool:
-        """Is the thread waiting on something else than the GIL (the database, the network,
-        a client)? Yes when, since the last look, it ran on a CPU for less than
-        ``BUSY_SHARE`` of the time while the process as a whole left at least that share of
-        a CPU unused (else the thread was only waiting for the GIL). Called from the loop;
-        False before the thread has started, True when its clock is unknown or gone."""
-        if not self.started:
-            return False
-        clock = self.clock
-        if clock is None:
-            return True
-        now = time.monotonic()
-        process_cpu = time.process_time()
-        try:
-            cpu = time.clock_gettime(clock)
-        except OSError:
-            return True
-        window = (now - self.wall) * BUSY_SHARE
-        idle = cpu - self.cpu < window and process_cpu - self.process_cpu < (
-            (now - self.wall) - window
-        )
-        self.cpu, self.process_cpu, self.wall = cpu, process_cpu, now
-        return idle
-
-
-class _Turns:
-    """Turns to compute, ``limit`` at a time, taken by pool threads first come first served.
-
-    A thread takes a turn before running its request and gives it back when done; the event
-    loop gives it back on the thread's behalf when it finds the thread waiting (see
-    ``WSGIAdapter``'s ``concurrency``). The next thread is handed the turn directly (or by
-    the loop, when given a loop), so back to back requests need no trip through the loop.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.lock = threading.Lock()
-        self.holders = 0
-        self.queue: deque[tuple[threading.Lock, _Place]] = deque()
-
-    def take(self, place: _Place) -> None:
-        """In a pool thread: wait for a turn."""
-        with self.lock:
-            if self.holders < self.limit and not self.queue:
-                self.holders += 1
-                place.holding = True
-                return
-            ticket = threading.Lock()
-            ticket.acquire()
-            self.queue.append((ticket, place))
-        ticket.acquire()  # released by give(), which has counted us in
-
-    def give(self, place: _Place, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """From any thread: ``place`` gives its turn up (once; later calls do nothing). With
-        ``loop``, the next thread gets the turn from that loop's thread, once the loop has run
-        what was ready: a turn for the loop between two requests."""
-        with self.lock:
-            place.done = True
-            if not place.holding:
-                return
-            place.holding = False
-            if not self.queue:
-                self.holders -= 1
-                return
-            if loop is None:
-                self._hand_on()
-                return
-        try:
-            # Twice through the ready queue: the loop polls its sockets in between.
-            loop.call_soon_threadsafe(loop.call_soon, self._pass_on)
-        except RuntimeError:  # the loop is closed
-            self._pass_on()
-
-    def _pass_on(self) -> None:
-        with self.lock:
-            if self.queue:
-                self._hand_on()
-            else:
-                self.holders -= 1
-
-    def _hand_on(self) -> None:
-        ticket, successor = self.queue.popleft()
-        successor.holding = True
-        ticket.release()
-
-    def watch(
-        self, loop: asyncio.AbstractEventLoop, place: _Place, every: float
-    ) -> list[asyncio.TimerHandle]:
-        """Look at ``place`` every ``every`` seconds from ``loop`` until it gives its turn up;
-        returns a list holding the current timer (cancel ``[0]``)."""
-        handle: list[asyncio.TimerHandle] = []
-
-        def look() -> None:
-            if place.done:
-                return
-            # Waiting for its turn, or still computing: another request would only take turns
-            # with it for the GIL (and the locks Django takes per call). Waiting on I/O (or
-            # unknown): let the next one compute.
-            if place.holding and place.waiting():
-                self.give(place)
-            else:
-                handle[0] = loop.call_later(every, look)
-
-        handle.append(loop.call_later(every, look))
-        return handle
 
 
 def is_wsgi_application(app: Any) -> bool:
@@ -487,44 +240,28 @@ class _ClientGone(Exception):
 _STREAMED = _Streamed()
 
 
-def _run_in_pool(executor: Executor | None) -> SyncRunner:
-    def run(fn: Callable[[], Any]) -> Awaitable[Any]:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        return loop.run_in_executor(executor or default_executor(), context.run, fn)
-
-    return run
-
-
 class WSGIAdapter:
     """An ASGI application that serves the WSGI application ``app`` (see the module docs).
 
-    ``run_sync`` runs a callable in a pool thread and returns an awaitable of its result; the
-    default runs it in ``executor`` (or the process-wide pool) with the caller's contextvars.
+    ``executor``: the pool (default: the process-wide one, of ``threads`` threads unless the
+    server's ``--threads`` says otherwise, created in each process as it first serves);
+    ``thread_setup`` is called in the
+    pool thread before each request, with the server's loop; the application runs in a copy
+    of the request's contextvars.
 
-    ``concurrency``: how many requests compute in the pool at once; the other threads wait for
-    a turn (``_Turns``), in order. Why: Python runs one thread at a time (the GIL), so a second
-    request computing beside the first gains nothing and costs a lot. The threads trade the
-    GIL every switch interval, and a switch can catch one of them inside a lock Django takes
-    for nearly every call (asgiref's ``Local``, behind translations and URL prefixes), so the
-    other sleeps on it: a template view rendered on two threads at once used three times the
-    CPU per request. The event loop (and every WebSocket on it) waits for the GIL behind them
-    all as well. A finished request hands its turn straight to the next thread, with no trip
-    through the loop, unless WebSockets are open: then the loop hands it on, after polling
-    its sockets once, so they get a share of the GIL between two requests. Every ``grace``
-    seconds the loop looks at the CPU clock of the thread whose turn it is: one that ran for
-    less than ``BUSY_SHARE`` of the time, while the process left the GIL free, is waiting (on
-    the database, the network, a slow client) and gives its turn up, so views that block
-    still run side by side, up to the pool's size. ``0`` lets every request run at once (the
-    pool's size is then the only bound).
+    ``concurrency``: how many requests compute in the pool at once; the others wait for a
+    turn, in order (``switchboard.server.pool`` says why and how); ``grace``: how often the
+    loop looks whether one computing waits instead. ``0`` lets every request run at once
+    (the pool's size is then the only bound).
     """
 
     def __init__(
         self,
         app: WSGIApp,
         *,
-        executor: Executor | None = None,
-        run_sync: SyncRunner | None = None,
+        executor: WorkerPool | None = None,
+        threads: int | None = None,
+        thread_setup: ThreadSetup | None = None,
         spool_max_memory: int = SPOOL_MAX_MEMORY,
         concurrency: int = DEFAULT_CONCURRENCY,
         grace: float = CONCURRENCY_GRACE,
@@ -532,11 +269,28 @@ class WSGIAdapter:
         if concurrency < 0:
             raise ValueError("concurrency must be 0 (unbounded) or more")
         self.app = app
-        self.run_sync = run_sync or _run_in_pool(executor)
+        self.executor = executor
+        self.threads = threads
+        self.thread_setup = thread_setup
         self.spool_max_memory = spool_max_memory
         self.concurrency = concurrency
-        self.grace = grace
-        self._turns = _Turns(concurrency) if concurrency else None
+        self._turns = Turns(concurrency, grace) if concurrency else None
+
+    def _job(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]
+    ) -> tuple[asyncio.Future, LoopJob]:
+        """``fn`` as a job for the pool: in the request's contextvars, after thread_setup."""
+        future = loop.create_future()
+        context = contextvars.copy_context()
+        setup = self.thread_setup
+        if setup is None:
+            return future, (loop, future, partial(context.run, fn))
+
+        def in_thread() -> Any:
+            setup(loop)
+            return context.run(fn)
+
+        return future, (loop, future, in_thread)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -550,33 +304,45 @@ class WSGIAdapter:
             return  # the client went away before its request was complete
         loop = asyncio.get_running_loop()
         pathsend = "http.response.pathsend" in (scope.get("extensions") or {})
-
+        pool = self.executor or default_executor(self.threads)
         turns = self._turns
         if turns is None:
-            outcome_future = self.run_sync(lambda: self._serve(scope, body, send, loop, pathsend))
-            place = None
+            outcome_future, job = self._job(
+                loop, lambda: self._serve(scope, body, send, loop, pathsend)
+            )
+            pool.start(job)
         else:
-            place = _Place()
+            place = Place()
 
             def in_turn() -> Any:
-                turns.take(place)
                 try:
+                    if outcome_future.cancelled():
+                        return None  # given up on while it waited for its turn
                     place.start_clock()
                     return self._serve(scope, body, send, loop, pathsend)
                 finally:
-                    # While WebSockets share the loop, the next request starts from the loop:
-                    # handed on directly, requests back to back left the loop so little of
-                    # the GIL that WebSocket echo fell to a twentieth (bench/django_http.py).
-                    turns.give(place, loop if websockets_open() else None)
+                    successor = turns.leave(place)
+                    if successor is None:
+                        pass
+                    elif websockets_open():
+                        # While WebSockets share the loop, the next request starts from the
+                        # loop, after it has polled its sockets once: run back to back,
+                        # requests left the loop so little of the GIL that WebSocket echo
+                        # fell to a twentieth (bench/django_http.py).
+                        try:
+                            loop.call_soon_threadsafe(loop.call_soon, pool.start, successor)
+                        except RuntimeError:  # the loop is closed
+                            pool.run_next(successor)
+                    else:
+                        pool.run_next(successor)
 
-            outcome_future = self.run_sync(in_turn)
-            watcher = turns.watch(loop, place, self.grace)
+            outcome_future, job = self._job(loop, in_turn)
+            turns.enter(place, job, pool)
+            turns.watch(loop, pool)
         try:
             outcome = await outcome_future
         finally:
             body.close()
-            if place is not None and place.done:
-                watcher[0].cancel()  # else it keeps looking until the thread lets go
         if isinstance(outcome, _Done):
             await send(
                 {"type": "http.response.start", "status": outcome.status,
@@ -585,6 +351,11 @@ class WSGIAdapter:
             await send({"type": "http.response.body", "body": outcome.body})
         elif isinstance(outcome, _AsyncBody):
             await self._send_async(outcome, send)
+
+    def _run_in_pool(self, fn: Callable[[], Any]) -> asyncio.Future:
+        future, job = self._job(asyncio.get_running_loop(), fn)
+        (self.executor or default_executor(self.threads)).start(job)
+        return future
 
     # -- in the pool thread ----------------------------------------------
 
@@ -717,7 +488,7 @@ class WSGIAdapter:
                 await aclose()
             close = getattr(iterable, "close", None)
             if close is not None:
-                await self.run_sync(close)
+                await self._run_in_pool(close)
 
 
 def _finite(result: Any) -> list[bytes] | None:

@@ -236,13 +236,13 @@ async def _run_turns(job_seconds: float, sleep: bool, jobs: int = 8) -> int:
     """``jobs`` jobs on four pool threads, one turn: how many ran at once, at most."""
     import time
 
-    from switchboard.server.wsgi import WorkerPool, _Place, _Turns
+    from switchboard.server.pool import Place, Turns, WorkerPool
 
-    turns, pool = _Turns(1), WorkerPool(4)
+    turns, pool = Turns(1, grace=0.002), WorkerPool(4)
     now, most, lock = [0], [0], threading.Lock()
+    loop = asyncio.get_running_loop()
 
-    def job(place: _Place) -> None:
-        turns.take(place)
+    def job(place: Place) -> None:
         try:
             place.start_clock()
             with lock:
@@ -257,20 +257,22 @@ async def _run_turns(job_seconds: float, sleep: bool, jobs: int = 8) -> int:
             with lock:
                 now[0] -= 1
         finally:
-            turns.give(place)
-
-    loop = asyncio.get_running_loop()
+            successor = turns.leave(place)
+            if successor is not None:
+                pool.run_next(successor)
 
     async def one() -> None:
-        place = _Place()
-        turns.watch(loop, place, 0.002)
-        await loop.run_in_executor(pool, job, place)
+        place = Place()
+        future = loop.create_future()
+        turns.enter(place, (loop, future, lambda: job(place)), pool)
+        turns.watch(loop, pool)
+        await future
 
     try:
         await asyncio.gather(*[one() for _ in range(jobs)])
     finally:
         pool.shutdown()
-    assert turns.holders == 0 and not turns.queue  # every turn came back
+    assert not turns.holders and not turns.queue  # every turn came back
     return most[0]
 
 
@@ -283,3 +285,75 @@ async def test_jobs_that_compute_take_turns() -> None:
 async def test_a_job_that_waits_gives_its_turn_up() -> None:
     # Sleeping 0.2 s each: the first look sees them waiting, so all four threads run at once.
     assert await _run_turns(0.2, sleep=True, jobs=4) == 4
+
+
+async def test_a_request_given_up_while_it_waits_for_its_turn_never_runs() -> None:
+    # Its task cancelled (a server shutting down) while another holds the only turn: the app
+    # is never called for it, and the turn passes on to the request after it.
+    release, called = threading.Event(), []
+
+    def app(environ, start_response):
+        called.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/first":
+            release.wait(10)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    adapter = WSGIAdapter(app, concurrency=1, grace=60)  # no look finds /first waiting
+
+    async def request(path: str) -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+        await adapter(scope, receive, send)
+        return sent
+
+    first = asyncio.create_task(request("/first"))
+    while not called:
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(request("/second"))
+    third = asyncio.create_task(request("/third"))
+    await asyncio.sleep(0.05)
+    second.cancel()
+    await asyncio.sleep(0.05)
+    release.set()
+    assert (await asyncio.wait_for(first, 10))[0]["status"] == 200
+    assert (await asyncio.wait_for(third, 10))[0]["status"] == 200
+    assert second.cancelled()
+    assert called == ["/first", "/third"]
+    assert not adapter._turns.holders and not adapter._turns.queue
+
+
+async def test_the_pool_settles_loop_futures_and_runs_next_jobs_in_the_same_thread() -> None:
+    from switchboard.server.pool import WorkerPool
+
+    pool, loop = WorkerPool(4), asyncio.get_running_loop()
+    try:
+        assert await pool.run(loop, lambda: 42) == 42
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(loop, lambda: 1 / 0)
+
+        # A job that queues the next one from inside: both ran in the same thread, in order.
+        ran: list[tuple[str, int]] = []
+        second = loop.create_future()
+
+        def first() -> None:
+            pool.run_next((loop, second, lambda: ran.append(("second", threading.get_ident()))))
+            ran.append(("first", threading.get_ident()))
+
+        await pool.run(loop, first)
+        await second
+        assert [name for name, _ in ran] == ["first", "second"]
+        assert ran[0][1] == ran[1][1]
+        # From outside a pool thread, run_next just starts the job.
+        third = loop.create_future()
+        pool.run_next((loop, third, lambda: "third"))
+        assert await third == "third"
+    finally:
+        pool.shutdown()
