@@ -19,7 +19,10 @@ loads /plain/ in the same server process, for the native path and Django's handl
 
 ``--combined``: only that last part, in depth. Per round, against one server process: wrk on
 /plain/ alone, WebSocket echo alone, then both at once; medians (and the spread) of each with
-the ratios "both / alone", plus gunicorn's /plain/ alone as the HTTP floor. ``--env K=V``
+the ratios "both / alone", plus gunicorn's /plain/ alone as the HTTP floor, and the
+WebSocket floor: switchboard's echo while wrk loads gunicorn, another process (what the
+machine leaves WebSockets when HTTP does not share their interpreter; on 2 cores the load
+generators take their share too). ``--env K=V``
 passes settings to the servers (e.g. SWITCHBOARD_HTTP_CONCURRENCY=0) to compare.
 
 Usage: ./scripts/bench django_http [--quick] [--rounds N] [--duration S] [--connections N]
