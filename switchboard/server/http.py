@@ -43,6 +43,7 @@ from switchboard.server.http_cycle import DONE, HttpCycle
 from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
+from switchboard.server.teardown import close_in_stages
 from switchboard.server.tls import tls_extension
 
 __all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_response"]
@@ -346,7 +347,10 @@ class HttpProtocol(asyncio.Protocol):
         if not self.closing:
             self.closing = True
             self.flow.stop()
-            self.transport.close()
+            if self.state.shutting_down:
+                self.transport.close()
+            else:  # staged: a client still sending reads our last response, not a reset
+                close_in_stages(self.transport, self.loop)
         self._cancel_keep_alive()
         self._disconnect_requests()
 

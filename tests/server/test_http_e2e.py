@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from tests.server import http_apps
+from tests.server.serve_process import Serving, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -121,6 +123,48 @@ async def test_oversized_body_gets_413(running_server) -> None:
             addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
         )
         assert raw.startswith(b"HTTP/1.1 413")
+
+
+def test_responses_before_a_bad_request_all_arrive_though_the_client_still_sends(
+    tmp_path,
+) -> None:
+    # Eight pipelined POSTs echoing 512 KiB each, then garbage (400), then 4 MiB more that the
+    # server never reads, from a client that reads only after 0.5 s. Closed at once with its
+    # bytes unread, the socket would send a reset, which discards what the kernel had not sent
+    # yet: the client got one response of the eight and no 400. The server closes in stages
+    # (RFC 9112 section 9.6; switchboard/server/teardown.py): FIN, then read and drop.
+    port = free_port()
+    serving = Serving(
+        tmp_path / "serve.log", "tests.server.http_apps:echo_body", "--port", str(port),
+        "--no-access-log",
+    )  # fmt: skip
+    body = b"y" * 524288
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    payload = request * 8 + b"NOT HTTP\r\n\r\n" + b"z" * (4 << 20)
+    try:
+        serving.wait_for("Listening on")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+
+            def send() -> None:
+                try:
+                    sock.sendall(payload)
+                except OSError:
+                    pass  # the server stopped reading for good: expected
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            time.sleep(0.5)
+            received = bytearray()
+            sock.settimeout(10)
+            while data := sock.recv(1 << 16):
+                received += data
+            sender.join(10)
+    finally:
+        serving.stop()
+        serving.close()
+    assert received.count(b"HTTP/1.1 200") == 8
+    assert received.count(body) == 8
+    assert received.rfind(b"HTTP/1.1 400") > received.rfind(b"HTTP/1.1 200")  # the 400 last
 
 
 async def test_app_exception_gives_500_without_traceback(running_server, caplog) -> None:

@@ -53,6 +53,7 @@ from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
 from switchboard.server.http_cycle import DONE
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
+from switchboard.server.teardown import LINGER, close_in_stages
 from switchboard.server.tls import tls_extension
 
 logger = logging.getLogger("switchboard.server")
@@ -60,9 +61,6 @@ logger = logging.getLogger("switchboard.server")
 # The connection's receive window: room for every stream's default window at once, so one
 # stream whose application does not read cannot starve the others.
 STREAM_WINDOW = 65535
-# Seconds a closing connection gets to deliver its GOAWAY to a client that does not read, and
-# at most lingers, reading and dropping what the client still sends (see _close_transport).
-CLOSE_GRACE = 2.0
 
 _SCOPE_ASGI = {"version": "3.0", "spec_version": "2.4"}
 
@@ -176,20 +174,10 @@ class H2Protocol(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream.disconnect()
         self.streams.clear()
-        transport = self.transport
-        if self.flow.writing_paused:  # a client that does not read would hold the close forever
-            transport.close()
-            self.loop.call_later(CLOSE_GRACE, transport.abort)
-        elif transport.can_write_eof():
-            # A staged close (RFC 9112 section 9.6, which holds for any TCP connection): closed
-            # with frames from the client unread, the socket would send a reset, and a reset
-            # can destroy the GOAWAY before the client reads it. So: FIN after the GOAWAY, read
-            # and drop (data_received ignores a closing connection) until the client closes
-            # too, for CLOSE_GRACE at most.
-            transport.write_eof()
-            self.loop.call_later(CLOSE_GRACE, transport.close)
-        else:  # TLS: no half close
-            transport.close()
+        # Staged, so that a client still sending reads the GOAWAY rather than a reset.
+        # A client that does not read would hold the close forever.
+        give_up = LINGER if self.flow.writing_paused else None
+        close_in_stages(self.transport, self.loop, give_up_after=give_up)
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
