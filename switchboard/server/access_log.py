@@ -5,9 +5,12 @@ Every line starts with the client and the request line, as an operator greps for
     127.0.0.1:53412 - "GET /path?q=1 HTTP/1.1" 200 1234 3.2ms
     127.0.0.1:53412 - "WEBSOCKET /ws/chat/ HTTP/1.1" 101 - 4.1ms
     127.0.0.1:53412 - "WEBSOCKET /ws/chat/" closed 1001 by server after 12.3s, 40 in / 52 out
+    127.0.0.1:53412 - "POST /upload HTTP/1.1" 413 129 -
 
 HTTP: status, bytes written for the response (head included, like nginx's ``$bytes_sent``)
-and the time from the end of the request head to the end of the application. WebSocket: the
+and the time from the end of the request head to the end of the application (``-`` for a
+request the server refused itself; ``"-"`` for the request when its head could not be parsed).
+WebSocket: the
 handshake's status (101, or the refusal's status) and the time the application took to answer
 it; then, for an accepted connection, a line when it closes: the close code of the closing
 handshake's first close frame, which side sent it (``abnormally`` when the connection ended
@@ -23,7 +26,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["access_logger", "enabled", "http_line", "ws_close_line", "ws_handshake_line"]
+__all__ = [
+    "access_logger",
+    "enabled",
+    "http_line",
+    "refused_line",
+    "ws_close_line",
+    "ws_handshake_line",
+]
 
 access_logger = logging.getLogger("switchboard.server.access")
 
@@ -50,10 +60,21 @@ def target_text(scope: dict[str, Any]) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
+def _request_text(scope: dict[str, Any]) -> str:
+    return f"{scope.get('method', '-')} {target_text(scope)} HTTP/{scope.get('http_version')}"
+
+
 def http_line(scope: dict[str, Any], status: int, size: int, seconds: float) -> str:
     client = client_text(scope.get("client"))
-    request = f"{scope.get('method', '-')} {target_text(scope)} HTTP/{scope.get('http_version')}"
+    request = _request_text(scope)
     return f'{client} - "{request}" {status} {size} {seconds * 1000.0:.1f}ms'
+
+
+def refused_line(client: Any, scope: dict[str, Any] | None, status: int, size: int) -> str:
+    """A request the server answered itself, no application involved (``400``, ``413``,
+    ``431``): ``-`` for the time, and for the request when its head was not parsed."""
+    request = "-" if scope is None else _request_text(scope)
+    return f'{client_text(client)} - "{request}" {status} {size} -'
 
 
 def ws_handshake_line(scope: dict[str, Any], status: int, seconds: float) -> str:

@@ -463,6 +463,7 @@ class HttpProtocol(asyncio.Protocol):
             length = request_content_length(headers)
             if length is not None and length > self.config.max_body_size:
                 # Refuse before the client sends the body (RFC 9110 section 10.1.1).
+                self.parsing = req  # what the refusal is logged as
                 self._fail_input(413, "Request Entity Too Large")
                 raise _Rejected
             req.expect_continue = True
@@ -643,16 +644,29 @@ class HttpProtocol(asyncio.Protocol):
         response = plain_response(status, text, head=bad is not None and bad.is_head)
         if current is None:
             self._write_error(response)
+            self._refused(bad, status, len(response))
             self.close()
         elif current is bad:
-            # The app sees http.disconnect; its own response can't go out any more.
+            # The app sees http.disconnect; its own response can't go out any more. Its
+            # access-log line and count come when it returns, with this status.
             if not current.wrote:
                 current.wrote = True
+                current.status = status
                 current._write(response)
             self.close()
         else:
             self.failure = response
+            self._refused(bad, status, len(response))
             self.flow.pause_reading()
+
+    def _refused(self, bad: _Request | None, status: int, size: int) -> None:
+        """Count, and access-log, a response of the server's own to a request that no
+        application answers (``bad`` is None when its head was not even parsed)."""
+        self.state.http_responses[status // 100] += 1
+        if self.log_access:
+            scope = bad.scope if bad is not None else None
+            client = scope.get("client") if scope is not None else self.client
+            access_logger.info(access_log.refused_line(client, scope, status, size))
 
     def _write_error(self, response: bytes) -> None:
         """An error response of the server's own (no application saw the request)."""

@@ -180,9 +180,45 @@ def test_access_log_lines_share_one_format(served) -> None:
         stderr,
         re.M,
     ), stderr
-    # Every access line, HTTP or WebSocket, starts with the client and the quoted request.
+    # Every access line, HTTP or WebSocket, starts with the client and the quoted request
+    # ("-" for a request whose head could not be parsed, see the test below).
     access = [line for line in stderr.splitlines() if "switchboard.server.access:" in line]
-    assert access and all(re.search(r"access: " + client + '"[A-Z]+ /', line) for line in access)
+    assert access and all(
+        re.search(r"access: " + client + '("[A-Z]+ /|"-")', line) for line in access
+    )
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_requests_the_server_refuses_are_logged_and_counted(served) -> None:
+    # No application sees them, but an operator does: like nginx, which logs its own 400s
+    # and 413s. The size is the bytes of the server's response; the time is "-".
+    server, port, metrics_port = served
+    before = scrape(metrics_port)
+    garbage = _raw(port, b"NOT HTTP AT ALL\r\n\r\n")
+    too_big = _raw(
+        port,
+        b"POST /upload/?refused=1 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 999999999999\r\n\r\n",
+    )
+    assert garbage.startswith(b"HTTP/1.1 400") and too_big.startswith(b"HTTP/1.1 413")
+    server.wait_for('"POST /upload/?refused=1 HTTP/1.1" 413')
+    client = r"127\.0\.0\.1:\d+ - "
+    assert re.search(client + f'"-" 400 {len(garbage)} -$', server.stderr, re.M), server.stderr
+    assert re.search(
+        client + f'"POST /upload/\\?refused=1 HTTP/1\\.1" 413 {len(too_big)} -$',
+        server.stderr,
+        re.M,
+    ), server.stderr
+    after = scrape(metrics_port)
+    assert delta(before, after, "switchboard_http_responses_total", status="4xx") == 2
 
 
 def test_the_size_in_the_http_line_is_the_bytes_written(served, tmp_path) -> None:
