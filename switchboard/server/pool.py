@@ -1,4 +1,4 @@
-"""The thread pool that runs blocking applications (WSGI), and the turns its threads take.
+"""The thread pool that runs blocking applications (WSGI), and the turns requests take in it.
 
 Python runs one thread at a time (the GIL), so a second request computing beside the first
 gains nothing and costs a lot: the threads trade the GIL every switch interval, a switch can
@@ -13,7 +13,8 @@ so views that block still run side by side, up to the pool's size.
 A turn goes to a *job* before any thread does: a queued request holds no thread. When a
 request ends, the thread that ran it runs the next queued one itself (``run_next``): no
 thread wakes another, and one thread (with its database connection, and warm caches) serves
-request after request, as a single-threaded WSGI server would.
+request after request, as a single-threaded WSGI server would. (While WebSockets are open,
+the adapter starts the next one from the event loop instead: see ``WSGIAdapter._pass_on``.)
 """
 
 from __future__ import annotations

@@ -244,10 +244,9 @@ class WSGIAdapter:
     """An ASGI application that serves the WSGI application ``app`` (see the module docs).
 
     ``executor``: the pool (default: the process-wide one, of ``threads`` threads unless the
-    server's ``--threads`` says otherwise, created in each process as it first serves);
-    ``thread_setup`` is called in the
-    pool thread before each request, with the server's loop; the application runs in a copy
-    of the request's contextvars.
+    server's ``--threads`` says otherwise, created in each process as it first serves).
+    ``thread_setup`` is called in the pool thread before each request, with the server's
+    loop; the application runs in a copy of the request's contextvars.
 
     ``concurrency``: how many requests compute in the pool at once; the others wait for a
     turn, in order (``switchboard.server.pool`` says why and how); ``grace``: how often the
@@ -322,19 +321,8 @@ class WSGIAdapter:
                     return self._serve(scope, body, send, loop, pathsend)
                 finally:
                     successor = turns.leave(place)
-                    if successor is None:
-                        pass
-                    elif websockets_open():
-                        # While WebSockets share the loop, the next request starts from the
-                        # loop, after it has polled its sockets once: run back to back,
-                        # requests left the loop so little of the GIL that WebSocket echo
-                        # fell to a twentieth (bench/django_http.py).
-                        try:
-                            loop.call_soon_threadsafe(loop.call_soon, pool.start, successor)
-                        except RuntimeError:  # the loop is closed
-                            pool.run_next(successor)
-                    else:
-                        pool.run_next(successor)
+                    if successor is not None:
+                        self._pass_on(loop, pool, successor)
 
             outcome_future, job = self._job(loop, in_turn)
             turns.enter(place, job, pool)
@@ -351,6 +339,20 @@ class WSGIAdapter:
             await send({"type": "http.response.body", "body": outcome.body})
         elif isinstance(outcome, _AsyncBody):
             await self._send_async(outcome, send)
+
+    @staticmethod
+    def _pass_on(loop: asyncio.AbstractEventLoop, pool: WorkerPool, successor: LoopJob) -> None:
+        """In the pool thread, after a request: start the one that now has the turn."""
+        if not websockets_open():
+            pool.run_next(successor)  # this thread runs it: no thread to wake, caches warm
+            return
+        # While WebSockets share the loop, the next request starts from the loop, after it
+        # has polled its sockets once: run back to back, requests left the loop so little of
+        # the GIL that WebSocket echo fell to a twentieth (bench/django_http.py).
+        try:
+            loop.call_soon_threadsafe(loop.call_soon, pool.start, successor)
+        except RuntimeError:  # the loop is closed
+            pool.run_next(successor)
 
     def _run_in_pool(self, fn: Callable[[], Any]) -> asyncio.Future:
         future, job = self._job(asyncio.get_running_loop(), fn)
