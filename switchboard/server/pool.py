@@ -226,14 +226,25 @@ def _thread_clock() -> int | None:
         return None
 
 
+def _runnable(tid: int) -> bool:
+    """Is thread ``tid`` of this process running or waiting for a CPU (Linux's state ``R``)?
+    False where /proc does not tell (the CPU clocks alone decide then)."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split(None, 1)[0] == b"R"
+    except (OSError, IndexError):
+        return False
+
+
 class Place:
     """A request's turn to compute, and the CPU clock of the thread running it."""
 
-    __slots__ = ("started", "clock", "cpu", "process_cpu", "wall", "holding")
+    __slots__ = ("started", "clock", "tid", "cpu", "process_cpu", "wall", "holding")
 
     def __init__(self) -> None:
         self.started = False  # a thread runs it (it may have been given the turn before)
         self.clock: int | None = None
+        self.tid = 0
         self.cpu = 0.0
         self.process_cpu = 0.0
         self.wall = 0.0
@@ -242,6 +253,7 @@ class Place:
     def start_clock(self) -> None:
         """Called in the pool thread as the request starts."""
         clock = _thread_clock()
+        self.tid = threading.get_native_id()
         if clock is not None:
             self.cpu = time.clock_gettime(clock)
             self.process_cpu = time.process_time()
@@ -253,8 +265,10 @@ class Place:
         """Is the thread waiting on something else than the GIL (the database, the network,
         a client)? Yes when, since the last look, it ran on a CPU for less than
         ``BUSY_SHARE`` of the time while the process as a whole left at least that share of
-        a CPU unused (else the thread was only waiting for the GIL). Called from the loop;
-        False before the thread has started, True when its clock is unknown or gone."""
+        a CPU unused (else the thread was only waiting for the GIL), and it is not runnable
+        right now (else the OS had only left the whole process unscheduled, as a busy
+        machine does). Called from the loop; False before the thread has started, True when
+        its clock is unknown or gone."""
         if not self.started:
             return False
         clock = self.clock
@@ -271,7 +285,7 @@ class Place:
             (now - self.wall) - window
         )
         self.cpu, self.process_cpu, self.wall = cpu, process_cpu, now
-        return idle
+        return idle and not _runnable(self.tid)
 
 
 class Turns:

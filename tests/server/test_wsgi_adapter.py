@@ -357,3 +357,32 @@ async def test_the_pool_settles_loop_futures_and_runs_next_jobs_in_the_same_thre
         assert await third == "third"
     finally:
         pool.shutdown()
+
+
+def test_a_thread_blocked_on_io_is_not_runnable_and_a_computing_one_is() -> None:
+    # What tells a request waiting on I/O from one the OS merely left unscheduled (Linux).
+    import sys
+    import time
+
+    from switchboard.server.pool import _runnable
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")  # CI runs on Linux: never skipped there
+    tid: list[int] = []
+    release = threading.Event()
+
+    def blocked() -> None:
+        tid.append(threading.get_native_id())
+        release.wait(10)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    try:
+        while not tid:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert not _runnable(tid[0])
+        assert _runnable(threading.get_native_id())  # this one, running
+    finally:
+        release.set()
+        thread.join()
