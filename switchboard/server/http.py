@@ -291,6 +291,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.expect: bytes | None = None  # the request's Expect field, seen by on_header
+        self.content_length: bytes | None = None  # and its Content-Length field
         self.flow = FlowControl(self.loop)
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.closing = False
@@ -395,6 +396,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.header_bytes = 0
         self.expect = None
+        self.content_length = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -413,6 +415,8 @@ class HttpProtocol(asyncio.Protocol):
         value = value.rstrip(b" \t")
         if name == b"expect":
             self.expect = value
+        elif name == b"content-length":
+            self.content_length = value
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -459,13 +463,17 @@ class HttpProtocol(asyncio.Protocol):
             return
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
         req = _Request(self, scope, keep_alive)
-        if self.expect is not None and self.expect.lower() == b"100-continue":
-            length = request_content_length(headers)
+        if self.content_length is not None:
+            length = request_content_length(((b"content-length", self.content_length),))
             if length is not None and length > self.config.max_body_size:
-                # Refuse before the client sends the body (RFC 9110 section 10.1.1).
+                # Announced too large: refused before any application sees it (as nginx
+                # does), and before the client sends it when it waits for a 100 (RFC 9110
+                # section 10.1.1). An application that answers without reading the body would
+                # otherwise answer a request that the server cuts off on a later read.
                 self.parsing = req  # what the refusal is logged as
                 self._fail_input(413, "Request Entity Too Large")
                 raise _Rejected
+        if self.expect is not None and self.expect.lower() == b"100-continue":
             req.expect_continue = True
         if upgrade:
             self.refused_upgrade = req

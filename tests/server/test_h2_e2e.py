@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +217,35 @@ async def test_a_crashing_app_gets_500_and_other_streams_go_on(running_server: A
             )
     assert crash.status_code == 500
     assert fine.status_code == 200
+
+
+async def test_a_body_announced_over_the_limit_is_refused_before_the_app(
+    running_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As on HTTP/1.1: 413 at the head, then RST_STREAM NO_ERROR so the client stops sending
+    # (RFC 9113 section 8.1). Access lines in the one format (the size is the body's bytes on
+    # HTTP/2), refused requests with "-" for the time.
+    caplog.set_level(logging.INFO, logger="switchboard.server.access")
+    seen = []
+
+    async def recording(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await app(scope, receive, send)
+
+    async with running_server(recording, max_body_size=1000) as (host, port):
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            big = await client.post(f"http://{host}:{port}/big", content=b"x" * 5000)
+            ok = await client.post(f"http://{host}:{port}/ok", content=b"x" * 10)
+    assert big.status_code == 413 and ok.status_code == 200
+    assert big.http_version == "HTTP/2" and seen == ["/ok"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "switchboard.server.access"]
+    client = r"127\.0\.0\.1:\d+ - "
+    assert any(re.fullmatch(client + r'"POST /big HTTP/2" 413 24 -', line) for line in lines)
+    assert any(
+        re.fullmatch(client + rf'"POST /ok HTTP/2" 200 {len(ok.content)} \d+\.\dms', line)
+        for line in lines
+    ), lines
 
 
 async def test_graceful_shutdown_sends_goaway_and_finishes_streams(tmp_path: Path) -> None:

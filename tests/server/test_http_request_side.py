@@ -67,6 +67,30 @@ async def test_expect_continue_with_a_body_over_the_limit_gets_413_not_100(runni
         writer.close()
 
 
+async def test_a_body_announced_over_the_limit_never_reaches_the_app(running_server) -> None:
+    # Refused at the head, as nginx refuses past client_max_body_size: else an app that answers
+    # without reading would answer 200 to a request the server cuts off on a later read.
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answered unread"})
+
+    async with running_server(app, max_body_size=1000) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        writer.close()
+        # At the limit it is the application's.
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        ok = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 413") and ok.startswith(b"HTTP/1.1 200")
+    assert seen == ["/ok"]
+
+
 async def test_expect_continue_within_the_limit_still_gets_100(running_server) -> None:
     async with running_server(http_apps.echo_body, max_body_size=1000) as addr:
         reader, writer = await asyncio.open_connection(*addr)

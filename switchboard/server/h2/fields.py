@@ -94,9 +94,7 @@ class ResponseHead:
         self.length = length  # the app's content-length, if it set one
 
 
-def response_head(
-    message: Message, default_headers: list[tuple[bytes, bytes]]
-) -> ResponseHead:
+def response_head(message: Message, default_headers: list[tuple[bytes, bytes]]) -> ResponseHead:
     """Check ``http.response.start``: a final status, clean fields (names lower-cased, as
     HTTP/2 requires), one content-length. Raises :class:`InvalidResponse`."""
     status = message["status"]
@@ -124,4 +122,3 @@ def response_head(
                 continue  # one field; never on a 204 (RFC 9110 section 8.6)
         fields.append((name, value))
     return ResponseHead(status, fields, length)
-

@@ -43,6 +43,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
+from switchboard.server import access_log
 from switchboard.server.addresses import transport_addresses
 from switchboard.server.config import Config
 from switchboard.server.flow import FlowControl
@@ -50,6 +51,7 @@ from switchboard.server.h2.fields import parse_request, split_path
 from switchboard.server.h2.limits import FloodGuard
 from switchboard.server.h2.stream import HttpStream
 from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
+from switchboard.server.http11_framing import request_content_length
 from switchboard.server.http_cycle import DONE
 from switchboard.server.proxy import apply_proxy_headers
 from switchboard.server.state import ServerState
@@ -279,6 +281,10 @@ class H2Protocol(asyncio.Protocol):
         }
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)
+        length = request_content_length(head.headers)
+        if length is not None and length > self.config.max_body_size:
+            self._refuse_large_body(sid, scope)
+            return
         self.state.total_requests += 1
         self.running += 1
         if head.method == "CONNECT" and head.protocol is not None:
@@ -294,6 +300,30 @@ class H2Protocol(asyncio.Protocol):
         tasks = self.state.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+
+    def _refuse_large_body(self, sid: int, scope: dict[str, Any]) -> None:
+        """Content-Length announces more than ``max_body_size``: 413 before any application
+        sees the request (as on HTTP/1.1), then RST_STREAM NO_ERROR, which tells the client to
+        stop sending the body (RFC 9113 section 8.1)."""
+        body = b"Request Entity Too Large"
+        fields = [(b":status", b"413"), *self.state.default_headers]
+        fields += [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        try:
+            self.conn.send_headers(sid, fields, False)
+            self.conn.send_data(sid, body, True)
+        except H2Error:
+            return  # the client reset the stream already, later in the same batch
+        try:
+            self.conn.reset_stream(sid, ErrorCodes.NO_ERROR)
+        except H2Error:
+            pass  # it had ended its side: the stream is closed already
+        self.state.http_responses[4] += 1
+        if access_log.enabled(self.config):
+            line = access_log.refused_line(scope.get("client"), scope, 413, len(body))
+            access_log.access_logger.info(line)
 
     def _refuse(self, sid: int, code: ErrorCodes) -> None:
         # The client may have reset the stream already, later in the same batch of frames.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
+from switchboard.server import access_log
 from switchboard.server.asgi_types import HeaderIterable, Scope
 from switchboard.server.errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
 from switchboard.server.h2.fields import NOT_TRAILERS, ResponseHead, response_head
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
-access_logger = logging.getLogger("switchboard.server.access")
+access_logger = access_log.access_logger
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
@@ -37,7 +38,17 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 class HttpStream(HttpCycle):
     """One request stream: the cycle's writer, making ``h2`` calls on the shared connection."""
 
-    __slots__ = ("proto", "stream_id", "unacked", "received", "window_waiter", "head", "fields")
+    __slots__ = (
+        "proto",
+        "stream_id",
+        "unacked",
+        "received",
+        "window_waiter",
+        "head",
+        "fields",
+        "sent",
+        "began",
+    )
 
     def __init__(self, proto: H2Protocol, stream_id: int, scope: Scope) -> None:
         HttpCycle.__init__(self, proto.loop, scope)
@@ -48,6 +59,8 @@ class HttpStream(HttpCycle):
         self.window_waiter: asyncio.Future | None = None
         self.head: ResponseHead | None = None  # sent with the first body message
         self.fields: list[tuple[bytes, bytes]] = []  # trailer fields, sent with the last
+        self.sent = 0  # response body bytes sent (access log)
+        self.began = proto.loop.time()
 
     # -- from the connection ------------------------------------------------------------
 
@@ -192,6 +205,7 @@ class HttpStream(HttpCycle):
             chunk = data if n == size else data[pos : pos + n]
             pos += n
             self._h2(conn.send_data, sid, chunk, end and pos == size)
+            self.sent += n
         if proto.flow.writing_paused:
             proto.flush()
             await proto.flow.drain()
@@ -251,14 +265,11 @@ class HttpStream(HttpCycle):
                 self._abandon()
         finally:
             proto.app_done(self)
-        if proto.config.access_log and access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(
-                '%s - "%s %s HTTP/2" %d',
-                scope["client"][0] if scope["client"] else "-",
-                scope["method"],
-                scope["path"],
-                self.status,
-            )
+        status = self.status
+        proto.state.http_responses[status // 100 if 100 <= status < 600 else 0] += 1
+        if access_log.enabled(proto.config):
+            seconds = proto.loop.time() - self.began
+            access_logger.info(access_log.http_line(scope, status, self.sent, seconds))
 
     def _abandon(self) -> None:
         """The response cannot be completed: a 500 if nothing went out yet, else a reset
