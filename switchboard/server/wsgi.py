@@ -306,9 +306,13 @@ class WSGIAdapter:
         pool = self.executor or default_executor(self.threads)
         turns = self._turns
         if turns is None:
-            outcome_future, job = self._job(
-                loop, lambda: self._serve(scope, body, send, loop, pathsend)
-            )
+
+            def at_once() -> Any:
+                if outcome_future.cancelled():
+                    return None  # given up on while it waited for a thread
+                return self._serve(scope, body, send, loop, pathsend)
+
+            outcome_future, job = self._job(loop, at_once)
             pool.start(job)
         else:
             place = Place()
