@@ -176,8 +176,8 @@ class H2Protocol(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream.disconnect()
         self.streams.clear()
-        # Staged, so that a client still sending reads the GOAWAY rather than a reset.
-        # A client that does not read would hold the close forever.
+        # Staged, so that a client still sending reads the GOAWAY rather than a reset; one
+        # that does not read at all would hold the close forever, so it gets LINGER seconds.
         give_up = LINGER if self.flow.writing_paused else None
         close_in_stages(self.transport, self.loop, give_up_after=give_up)
 
