@@ -173,20 +173,23 @@ class Server:
 
     async def serve(self, sock: socket.socket | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.startup(sock)
         previous: dict[signal.Signals, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            # We own the process: SIGINT/SIGTERM stop it, within the shutdown budget.
+        owns_process = threading.current_thread() is threading.main_thread()
+        if owns_process:
+            # We own the process: SIGINT/SIGTERM stop it, within the shutdown budget. Before
+            # startup, so that a stop sent as soon as the port accepts (a process manager, a
+            # test) is a graceful one, not the default action's instant death.
             self._watchdog = ExitWatchdog()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
-            if self.ssl_context is not None and hasattr(signal, "SIGHUP"):
-                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_sighup)
         # else the caller stops us with request_exit() and owns the process's exit
-        assert self._exit_event is not None
-        if self.should_exit:
-            self._exit_event.set()
         try:
+            await self.startup(sock)
+            if owns_process and self.ssl_context is not None and hasattr(signal, "SIGHUP"):
+                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_sighup)
+            assert self._exit_event is not None
+            if self.should_exit:  # asked during startup
+                self._exit_event.set()
             await self._exit_event.wait()
             logger.info("Shutting down")
             if count := len(self.state.connections):

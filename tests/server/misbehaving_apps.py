@@ -3,7 +3,8 @@
 WebSocket paths: /spin keeps calling receive() after websocket.disconnect, /swallow ignores
 cancellation, /block blocks the event loop, /ignore-sigterm blocks it with SIGTERM ignored.
 HTTP paths: /count?key=K says how many websocket.disconnect /spin?key=K saw, /hang never
-answers and ignores cancellation. MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs.
+answers and ignores cancellation. MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs;
+slow-start: a lifespan startup that takes a second.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
-    """With MISBEHAVE_LIFESPAN=hang, the lifespan shutdown never completes."""
+    """With MISBEHAVE_LIFESPAN=hang, the lifespan shutdown never completes; with slow-start,
+    the startup says so on stdout and takes a second."""
     await receive()
+    if os.environ.get("MISBEHAVE_LIFESPAN") == "slow-start":
+        print("lifespan startup began", flush=True)
+        await asyncio.sleep(1.0)
     await send({"type": "lifespan.startup.complete"})
     await receive()
     if os.environ.get("MISBEHAVE_LIFESPAN") == "hang":

@@ -210,6 +210,24 @@ async def test_sigterm_gives_up_on_a_lifespan_shutdown_that_hangs(server_process
     assert "Lifespan shutdown did not finish in time" in server.output()
 
 
+async def test_sigterm_during_startup_is_a_graceful_stop(tmp_path: Path) -> None:
+    # A stop sent before the port even accepts (a process manager that changed its mind) finds
+    # the server's handler: startup completes, then a clean exit, not the default action's
+    # death by SIGTERM (exit -15). The handlers used to come after startup, so a SIGTERM
+    # right after the port opened could still kill the process.
+    server = ServerProcess(tmp_path / "server.log", env={"MISBEHAVE_LIFESPAN": "slow-start"})
+    try:
+        deadline = time.monotonic() + 15
+        while "lifespan startup began" not in server.output():
+            assert server.proc.poll() is None and time.monotonic() < deadline, server.output()
+            await asyncio.sleep(0.02)
+        code, elapsed = await server.terminate()
+        assert code == 0, server.output()
+        assert elapsed < 1.0 + GRACE + MARGIN, server.output()
+    finally:
+        server.kill()
+
+
 async def test_rolling_restart_kills_a_worker_that_ignores_sigterm(server_process) -> None:
     # SIGHUP replaces workers one at a time; one that never exits must not stall it forever.
     server = await server_process(2)
