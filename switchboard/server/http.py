@@ -32,10 +32,10 @@ from switchboard.server.http11_framing import (
     InvalidResponse,
     chunk,
     complete_head,
+    content_length_value,
     has_token,
     is_websocket_upgrade,
     plain_response,
-    request_content_length,
     response_head,
     trailer_section,
 )
@@ -464,7 +464,7 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
         req = _Request(self, scope, keep_alive)
         if self.content_length is not None:
-            length = request_content_length(((b"content-length", self.content_length),))
+            length = content_length_value(self.content_length)
             if length is not None and length > self.config.max_body_size:
                 # Announced too large: refused before any application sees it (as nginx
                 # does), and before the client sends it when it waits for a 100 (RFC 9110
@@ -605,7 +605,7 @@ class HttpProtocol(asyncio.Protocol):
     def _done(self, req: _Request) -> None:
         """Count the response (by status class) and write its access-log line."""
         status = req.status
-        self.state.http_responses[status // 100 if 100 <= status < 600 else 0] += 1
+        self.state.count_response(status)
         if self.log_access:
             seconds = self.loop.time() - req.began
             access_logger.info(access_log.http_line(req.scope, status, req.sent, seconds))
@@ -670,7 +670,7 @@ class HttpProtocol(asyncio.Protocol):
     def _refused(self, bad: _Request | None, status: int, size: int) -> None:
         """Count, and access-log, a response of the server's own to a request that no
         application answers (``bad`` is None when its head was not even parsed)."""
-        self.state.http_responses[status // 100] += 1
+        self.state.count_response(status)
         if self.log_access:
             scope = bad.scope if bad is not None else None
             client = scope.get("client") if scope is not None else self.client

@@ -122,12 +122,18 @@ def is_websocket_upgrade(method: str, headers: Iterable[tuple[bytes, bytes]]) ->
     )
 
 
+def content_length_value(value: bytes) -> int | None:
+    """A request's Content-Length field value as a length, ``None`` if it is not one (the
+    parser enforces the rest of the framing rules)."""
+    return int(value) if _DIGITS.match(value) else None
+
+
 def request_content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     """The announced request body length, if a valid one was given (the parser enforces the
     rest of the framing rules)."""
     for name, value in headers:
-        if name == b"content-length" and _DIGITS.match(value):
-            return int(value)
+        if name == b"content-length" and (length := content_length_value(value)) is not None:
+            return length
     return None
 
 

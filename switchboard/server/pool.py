@@ -27,7 +27,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any
 
 __all__ = [
@@ -88,17 +87,17 @@ def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> N
         future.set_exception(exc)
 
 
-class WorkerPool(Executor):
+class WorkerPool:
     """A bounded pool of daemon threads, started as work arrives.
 
     Daemon threads, unlike ``ThreadPoolExecutor``'s (joined at interpreter exit): a request
     stuck forever must not keep the process alive once the server has given up on it (the
     live-server thread, ``runserver``'s autoreloader child, a test run).
 
-    Besides ``Executor.submit``, it runs ``LoopJob``s (``start``, ``run``): the thread settles
-    the job's asyncio future with one ``call_soon_threadsafe``, with no ``concurrent.futures``
-    future and its lock and callbacks in between (``run_in_executor``'s way, which cost the
-    loop about a tenth of a plain Django view).
+    It runs ``LoopJob``s (``start``, ``run``): the thread settles the job's asyncio future
+    with one ``call_soon_threadsafe``, with no ``concurrent.futures`` future and its lock and
+    callbacks in between (``run_in_executor``'s way, which cost the loop about a tenth of a
+    plain Django view).
     """
 
     def __init__(self, max_workers: int, name: str = "switchboard-wsgi") -> None:
@@ -106,17 +105,12 @@ class WorkerPool(Executor):
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
         self.name = name
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[LoopJob | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
         self._local = threading.local()  # .next: the job a pool thread runs after this one
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        self._put((future, fn, args, kwargs))
-        return future
 
     def start(self, job: LoopJob) -> None:
         """Run ``job`` in a pool thread (from any thread)."""
@@ -136,7 +130,7 @@ class WorkerPool(Executor):
         else:
             self.start(job)
 
-    def _put(self, job: Any) -> None:
+    def _put(self, job: LoopJob) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after shutdown")
@@ -157,15 +151,12 @@ class WorkerPool(Executor):
             if job is None:
                 return
             while job is not None:
-                if len(job) == 3:
-                    self._run_for_loop(*job)
-                else:
-                    self._run_for_future(*job)
+                self._run(*job)
                 job = local.__dict__.pop("next", None)
             self._idle.release()
 
     @staticmethod
-    def _run_for_loop(
+    def _run(
         loop: asyncio.AbstractEventLoop, future: asyncio.Future, fn: Callable[[], Any]
     ) -> None:
         try:
@@ -181,31 +172,11 @@ class WorkerPool(Executor):
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    @staticmethod
-    def _run_for_future(future: Future, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-            future.set_exception(exc)
-            del exc
-        else:
-            future.set_result(result)
-            del result
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True) -> None:
+        """No more jobs; the threads end once the queued ones are done (``wait``: join them)."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
-        if cancel_futures:
-            while True:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is not None and len(job) == 4:
-                    job[0].cancel()
         for _ in threads:
             self._jobs.put(None)
         if wait:

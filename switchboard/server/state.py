@@ -39,6 +39,10 @@ class ServerState:
         self.default_head = b""  # the same as HTTP/1.1 field lines, formatted once a second
         self.refresh_headers()
 
+    def count_response(self, status: int) -> None:
+        """One more HTTP response of ``status`` (0, or anything out of range: none was sent)."""
+        self.http_responses[status // 100 if 100 <= status < 600 else 0] += 1
+
     def refresh_headers(self) -> None:
         """Rebuilt once a second by the server, so requests never format a date."""
         headers = []

@@ -303,7 +303,7 @@ class WSGIAdapter:
             return  # the client went away before its request was complete
         loop = asyncio.get_running_loop()
         pathsend = "http.response.pathsend" in (scope.get("extensions") or {})
-        pool = self.executor or default_executor(self.threads)
+        pool = self._pool()
         turns = self._turns
         if turns is None:
 
@@ -358,9 +358,12 @@ class WSGIAdapter:
         except RuntimeError:  # the loop is closed
             pool.run_next(successor)
 
+    def _pool(self) -> WorkerPool:
+        return self.executor or default_executor(self.threads)
+
     def _run_in_pool(self, fn: Callable[[], Any]) -> asyncio.Future:
         future, job = self._job(asyncio.get_running_loop(), fn)
-        (self.executor or default_executor(self.threads)).start(job)
+        self._pool().start(job)
         return future
 
     # -- in the pool thread ----------------------------------------------

@@ -49,7 +49,7 @@ from switchboard.server.config import Config
 from switchboard.server.flow import FlowControl
 from switchboard.server.h2.fields import parse_request, split_path
 from switchboard.server.h2.limits import FloodGuard
-from switchboard.server.h2.stream import HttpStream
+from switchboard.server.h2.stream import TOO_LARGE, HttpStream
 from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
 from switchboard.server.http11_framing import request_content_length
 from switchboard.server.http_cycle import DONE
@@ -301,28 +301,35 @@ class H2Protocol(asyncio.Protocol):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def _refuse_large_body(self, sid: int, scope: dict[str, Any]) -> None:
-        """Content-Length announces more than ``max_body_size``: 413 before any application
-        sees the request (as on HTTP/1.1), then RST_STREAM NO_ERROR, which tells the client to
-        stop sending the body (RFC 9113 section 8.1)."""
-        body = b"Request Entity Too Large"
-        fields = [(b":status", b"413"), *self.state.default_headers]
+    def answer_and_reset(self, sid: int, status: int, text: bytes) -> bool:
+        """A complete text/plain response of the server's own on stream ``sid``, then
+        RST_STREAM NO_ERROR, which tells the client to stop sending the request's body
+        (RFC 9113 section 8.1). False when the stream was gone already."""
+        fields = [(b":status", b"%d" % status), *self.state.default_headers]
         fields += [
             (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
+            (b"content-length", b"%d" % len(text)),
         ]
         try:
             self.conn.send_headers(sid, fields, False)
-            self.conn.send_data(sid, body, True)
+            self.conn.send_data(sid, text, True)
         except H2Error:
-            return  # the client reset the stream already, later in the same batch
+            return False  # the client reset the stream already, later in the same batch
         try:
             self.conn.reset_stream(sid, ErrorCodes.NO_ERROR)
         except H2Error:
             pass  # it had ended its side: the stream is closed already
-        self.state.http_responses[4] += 1
+        return True
+
+    def _refuse_large_body(self, sid: int, scope: dict[str, Any]) -> None:
+        """Content-Length announces more than ``max_body_size``: 413 before any application
+        sees the request (as on HTTP/1.1)."""
+        text = TOO_LARGE
+        if not self.answer_and_reset(sid, 413, text):
+            return
+        self.state.count_response(413)
         if access_log.enabled(self.config):
-            line = access_log.refused_line(scope.get("client"), scope, 413, len(body))
+            line = access_log.refused_line(scope.get("client"), scope, 413, len(text))
             access_log.access_logger.info(line)
 
     def _refuse(self, sid: int, code: ErrorCodes) -> None:

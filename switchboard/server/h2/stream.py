@@ -33,6 +33,7 @@ error_logger = logging.getLogger("switchboard.server.error")
 access_logger = access_log.access_logger
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+TOO_LARGE = b"Request Entity Too Large"  # the 413's text, at the head or mid-body
 
 
 class HttpStream(HttpCycle):
@@ -100,24 +101,15 @@ class HttpStream(HttpCycle):
     def refuse_body(self) -> None:
         """More request body than ``max_body_size``: 413 unless the response has begun, and
         the client is told to stop sending (RST_STREAM); the app sees http.disconnect."""
-        conn = self.proto.conn
-        try:
-            if not self.wrote and self.state is not DONE:
-                self.wrote = True
-                self.status = 413
-                body = b"Request Entity Too Large"
-                fields = [(b":status", b"413"), *self.proto.state.default_headers]
-                fields += [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", b"%d" % len(body)),
-                ]
-                conn.send_headers(self.stream_id, fields, False)
-                conn.send_data(self.stream_id, body, True)
-                conn.reset_stream(self.stream_id, ErrorCodes.NO_ERROR)
-            else:
-                conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
-        except H2Error:
-            pass
+        if not self.wrote and self.state is not DONE:
+            self.wrote = True
+            self.status = 413
+            self.proto.answer_and_reset(self.stream_id, 413, TOO_LARGE)
+        else:
+            try:
+                self.proto.conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
+            except H2Error:
+                pass
         self.state = DONE
         self.disconnect()
         self.proto.streams.pop(self.stream_id, None)
@@ -266,7 +258,7 @@ class HttpStream(HttpCycle):
         finally:
             proto.app_done(self)
         status = self.status
-        proto.state.http_responses[status // 100 if 100 <= status < 600 else 0] += 1
+        proto.state.count_response(status)
         if access_log.enabled(proto.config):
             seconds = proto.loop.time() - self.began
             access_logger.info(access_log.http_line(scope, status, self.sent, seconds))
