@@ -490,9 +490,7 @@ def print_table(results: dict[str, dict[str, Any]], kinds: list[str], args: argp
     print("ratios: >1 means Switchboard is better (faster or lower latency)")
 
 
-def print_rows(
-    table: list[list[str]], get: Any, kinds: list[str], labels: dict[str, str]
-) -> None:
+def print_rows(table: list[list[str]], get: Any, kinds: list[str], labels: dict[str, str]) -> None:
     """The results table, columns aligned, then any fan-out that lost deliveries."""
     widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
     print()

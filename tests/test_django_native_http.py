@@ -128,12 +128,24 @@ CASES: list[tuple[str, str, list[tuple[str, str]], bytes | list[bytes] | None]] 
     ("GET", "/counter/", [], None),
     ("POST", "/raw-body/", OCTETS, os.urandom(300_000)),
     ("POST", "/raw-body/", OCTETS, [os.urandom(n) for n in (1, 70_000, 5, 200_000)]),
-    ("POST", "/upload/", [("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")],
-     multipart(100_000)),  # fmt: skip
-    ("POST", "/upload/", [("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")],
-     multipart(3_000_000)),  # fmt: skip # beyond FILE_UPLOAD_MAX_MEMORY_SIZE: on disk
-    ("GET", "/native/whoami/?q=1&q=%C3%A9",
-     [("X-Multi", "a"), ("X-Multi", "b"), ("Cookie", "a=1; b=2")], None),  # fmt: skip
+    (
+        "POST",
+        "/upload/",
+        [("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")],
+        multipart(100_000),
+    ),  # fmt: skip
+    (
+        "POST",
+        "/upload/",
+        [("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")],
+        multipart(3_000_000),
+    ),  # fmt: skip # beyond FILE_UPLOAD_MAX_MEMORY_SIZE: on disk
+    (
+        "GET",
+        "/native/whoami/?q=1&q=%C3%A9",
+        [("X-Multi", "a"), ("X-Multi", "b"), ("Cookie", "a=1; b=2")],
+        None,
+    ),  # fmt: skip
 ]
 _TOKEN = re.compile(rb'(name="csrfmiddlewaretoken" value=")[^"]+(")')
 _COOKIE_VALUE = re.compile(r"^([^=]+)=[^;]*")

@@ -107,6 +107,8 @@ async def test_a_client_that_reconnects_gets_what_it_missed():
 
     await alice.disconnect()
     await bob.disconnect()
+
+
 # --8<-- [end:communicator]
 
 
@@ -122,13 +124,15 @@ class ChatLiveServerTests(SwitchboardLiveServerTestCase):
             alice.send(json.dumps({"message": "hi bob"}))
             frame = json.loads(bob.recv(timeout=5))
             assert frame["sb"] == "pub" and frame["data"]["message"] == "hi bob"
+
+
 # --8<-- [end:live]
 
 
 # The guide's class relies on settings.ASGI_APPLICATION; the suite's settings have none.
-ChatLiveServerTests = override_settings(
-    ASGI_APPLICATION="tests.test_docs_tutorial.application"
-)(ChatLiveServerTests)
+ChatLiveServerTests = override_settings(ASGI_APPLICATION="tests.test_docs_tutorial.application")(
+    ChatLiveServerTests
+)
 
 
 # The tutorial's first consumer (step 2, before presence and history): the same room, plain

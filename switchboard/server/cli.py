@@ -233,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=(0, 1, 2),
         default=d.ssl_cert_reqs,
-        help="client certificates: 0 not asked for, 1 optional, 2 required "
-        "(default: %(default)s)",
+        help="client certificates: 0 not asked for, 1 optional, 2 required (default: %(default)s)",
     )
     tls.add_argument(
         "--ssl-ciphers",

@@ -27,9 +27,7 @@ class FlowControl:
 
     __slots__ = ("loop", "transport", "reading_paused", "writing_paused", "stopped", "_waiters")
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, transport: _Readable | None = None
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: _Readable | None = None) -> None:
         self.loop = loop
         self.transport = transport
         self.reading_paused = False

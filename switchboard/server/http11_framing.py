@@ -288,9 +288,7 @@ def trailer_section(fields: Iterable[tuple[bytes, bytes]], last: bool) -> bytes:
     """Trailer field lines (fields already checked), framing fields left out; ``last``: the
     final CRLF that ends the chunked message follows them."""
     out = [
-        b"%s: %s\r\n" % (name, value)
-        for name, value in fields
-        if name.lower() not in NOT_TRAILERS
+        b"%s: %s\r\n" % (name, value) for name, value in fields if name.lower() not in NOT_TRAILERS
     ]
     if last:
         out.append(b"\r\n")

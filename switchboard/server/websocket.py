@@ -70,6 +70,7 @@ CLOSE_TIMEOUT = 5.0
 # Above this size a frame is written as header + payload instead of one concatenated buffer.
 _CONCAT_LIMIT = 16384
 
+
 class _ServerProtocol(ServerProtocol):
     def recv_frame(self, frame: Any) -> None:
         # RFC 6455 5.4 lets control frames, close included, interleave with the fragments of a

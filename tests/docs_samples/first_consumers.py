@@ -60,4 +60,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send_json({**event, "type": "message"})
+
+
 # --8<-- [end:consumer]

@@ -23,6 +23,8 @@ class Scoreboard(RealtimeConsumer):
         cheer = content.get("cheer") if isinstance(content, dict) else None
         if isinstance(cheer, str) and cheer.strip():
             await publish(self.topic, {"cheer": cheer.strip()[:40]})
+
+
 # --8<-- [end:consumer]
 
 

@@ -24,4 +24,6 @@ class Search(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs):
         results = await search(content["q"])
         await self.send_json({"tab": content.get("tab"), "q": content["q"], "results": results})
+
+
 # --8<-- [end:concurrent]

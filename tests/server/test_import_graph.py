@@ -20,7 +20,6 @@ PACKAGE = "switchboard.server"
 ROOT = Path(switchboard.server.__file__).parent
 
 
-
 def _module_names() -> dict[str, Path]:
     names = {}
     for path in sorted(ROOT.rglob("*.py")):

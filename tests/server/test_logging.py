@@ -122,7 +122,13 @@ def test_lifespan_unsupported_is_a_debug_line(tmp_path) -> None:
     finally:
         quiet.close()
     verbose = Serving(
-        tmp_path / "debug.log", app, "--port", str(port), "--log-level", "debug", "--interface",
+        tmp_path / "debug.log",
+        app,
+        "--port",
+        str(port),
+        "--log-level",
+        "debug",
+        "--interface",
         "asgi",
     )
     try:

@@ -120,6 +120,4 @@ def test_the_prebuilt_small_headers_are_the_headers_of_those_frames():
     for size in range(126):
         payload = b"x" * size
         assert TEXT_HEADERS[size] + payload == Frame(Opcode.TEXT, payload).serialize(mask=False)
-        assert BINARY_HEADERS[size] + payload == Frame(Opcode.BINARY, payload).serialize(
-            mask=False
-        )
+        assert BINARY_HEADERS[size] + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
