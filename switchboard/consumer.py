@@ -17,8 +17,8 @@ from asgiref.sync import async_to_sync
 
 from switchboard import DEFAULT_CHANNEL_LAYER
 from switchboard.db import database_sync_to_async
-from switchboard.exceptions import StopConsumer
-from switchboard.layers import get_channel_layer
+from switchboard.exceptions import InvalidChannelLayerError, StopConsumer
+from switchboard.layers import BaseChannelLayer, get_channel_layer
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
 
@@ -97,12 +97,14 @@ class _Inbox:
             self.wake()
             await handled
 
-    def close(self) -> None:
+    def close(self) -> asyncio.Future[dict[str, Any]] | None:
+        """Withdraw the wait on the layer; returns it, for the caller to let it finish."""
         self.waiter = None
         future = self.layer_future
         if future is not None:
             future.remove_done_callback(self.layer_done)
             future.cancel()
+        return future
 
 
 async def _dispatch_loop(
@@ -145,9 +147,11 @@ async def _dispatch_loop(
                 if not handled.done():
                     handled.set_result(None)
     finally:
-        inbox.close()
+        # A third-party layer's receive runs in a task: its cancellation (and the layer's own
+        # clean-up of the channel) completes only when awaited, so the consumer ends after it.
+        layer_wait = inbox.close()
         reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        await asyncio.gather(reader, *([layer_wait] if layer_wait else []), return_exceptions=True)
 
 
 class AsyncConsumer:
@@ -221,6 +225,16 @@ class AsyncConsumer:
         while groups:
             await layer.group_discard(groups.pop(), self.channel_name)
 
+    def _required_layer(self, needed_by: str) -> BaseChannelLayer:
+        """The channel layer, which ``needed_by`` (what the consumer does) cannot do without."""
+        layer = self.channel_layer
+        if layer is None:
+            raise InvalidChannelLayerError(
+                f"{type(self).__name__} {needed_by} but channel layer "
+                f"{self.channel_layer_alias!r} is not configured (CHANNEL_LAYERS)"
+            )
+        return layer
+
     def _track_group(self, group: str) -> None:
         if self._joined_groups is None:
             self._joined_groups = set()
@@ -283,7 +297,7 @@ class SyncConsumer(AsyncConsumer):
     """
 
     @database_sync_to_async
-    def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
+    def dispatch(self, message: dict[str, Any]) -> None:
         handler = self._get_handler(message)
         handler(message)
 
