@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 from tests.server.http_apps import read_body as _read_body
@@ -29,7 +30,7 @@ def _scope_view(scope: dict[str, Any]) -> dict[str, Any]:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/scope``: the scope as JSON; ``/echo``: the body back; ``/big?N``: N bytes;
-    ``/trailers``: a body then trailers; ``/slow?S``: answers after S seconds; ``/crash``;
+    ``/trailers``: a body then trailers; ``/unique``: a response field never sent before; ``/slow?S``: answers after S seconds; ``/crash``;
     WebSockets: echo, ``/deny`` refused before accept."""
     if scope["type"] == "lifespan":
         while True:
@@ -76,6 +77,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 "more_trailers": False,
             }
         )
+        return
+    if path == "/unique":  # a field no two responses share, as a request id is
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"x-request-id", uuid.uuid4().hex.encode() * 2)],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
         return
     if path == "/echo":
         payload = body

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import h2.errors
+import h2.settings
 import hpack
 import pytest
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
@@ -198,3 +199,29 @@ def test_streams_beyond_the_advertised_maximum_end_the_connection(
     client = attack(server, run)
     goaway = client.goaway()
     assert goaway is not None and goaway.error_code != 0
+
+
+def test_a_huge_advertised_header_table_does_not_grow_the_encoders(
+    server: tuple[Serving, int],
+) -> None:
+    """A client may advertise SETTINGS_HEADER_TABLE_SIZE up to 2^32-1; with a response field
+    no two responses share (a request id), a server that took it at its word would keep every
+    one and search them all on each response. RFC 7541 section 4.2 lets the encoder use less
+    than the peer allows: ours stays at the protocol's 4096 octets. The client's own decoder
+    mirrors the server's encoder table, so its size is what the server keeps."""
+    _, port = server
+    client = RawH2(port, settings={h2.settings.SettingCodes.HEADER_TABLE_SIZE: 2**31 - 1})
+    try:
+        client.conn.decoder.max_allowed_table_size = 2**31 - 1
+        ids = set()
+        for _ in range(200):
+            headers, body = client.response(client.request("/unique"))
+            assert headers[b":status"] == b"200" and body == b"ok"
+            ids.add(headers[b"x-request-id"])
+        assert len(ids) == 200  # the field really was new every time
+        table = client.conn.decoder.header_table
+        assert table.maxsize <= 4096, table.maxsize
+        # Many of the 200 fields were indexed, yet what is kept fits in 4096 octets.
+        assert len(table.dynamic_entries) >= 10
+    finally:
+        client.close()

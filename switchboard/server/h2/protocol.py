@@ -63,6 +63,8 @@ logger = logging.getLogger("switchboard.server")
 # The connection's receive window: room for every stream's default window at once, so one
 # stream whose application does not read cannot starve the others.
 STREAM_WINDOW = 65535
+# The most our HPACK encoder keeps for a client, whatever it advertises: the protocol's default.
+ENCODER_TABLE_SIZE = 4096
 
 _SCOPE_ASGI = {"version": "3.0", "spec_version": "2.4"}
 
@@ -243,12 +245,25 @@ class H2Protocol(asyncio.Protocol):
         elif kind is RemoteSettingsChanged:
             if not self.guard.settings.allow():
                 self._calm("SETTINGS flood")
-            elif SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                return
+            changed = event.changed_settings
+            if SettingCodes.HEADER_TABLE_SIZE in changed:
+                self._cap_encoder_table()
+            if SettingCodes.INITIAL_WINDOW_SIZE in changed:
                 self._window(0)
         elif kind is ConnectionTerminated:
             self.close()
         # TrailersReceived: ASGI has no message for request trailers; they are dropped
         # (the StreamEnded that comes with them ends the body).
+
+    def _cap_encoder_table(self) -> None:
+        # h2 sizes our HPACK encoder's dynamic table to whatever the client advertises (up to
+        # 2^32-1): with a unique response field per request, every response then searches a
+        # table that only grows. RFC 7541 section 4.2 lets the encoder use less than the peer
+        # allows; the size update it sends (section 6.3) tells the client's decoder.
+        encoder = self.conn.encoder
+        if encoder.header_table_size > ENCODER_TABLE_SIZE:
+            encoder.header_table_size = ENCODER_TABLE_SIZE
 
     def _request(self, event: RequestReceived) -> None:
         sid = event.stream_id
