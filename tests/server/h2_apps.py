@@ -30,7 +30,8 @@ def _scope_view(scope: dict[str, Any]) -> dict[str, Any]:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/scope``: the scope as JSON; ``/echo``: the body back; ``/big?N``: N bytes;
-    ``/trailers``: a body then trailers; ``/unique``: a response field never sent before; ``/slow?S``: answers after S seconds; ``/crash``;
+    ``/trailers``: a body then trailers; ``/unique``: a response field never sent before;
+    ``/slow?S``: answers after S seconds; ``/crash``;
     WebSockets: echo, ``/deny`` refused before accept."""
     if scope["type"] == "lifespan":
         while True:
