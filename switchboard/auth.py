@@ -144,7 +144,7 @@ async def login(scope: dict[str, Any], user: Any, backend: Any | None = None) ->
 
 def _logout_sync(scope: dict[str, Any]) -> None:
     user = scope.get("user")
-    if hasattr(user, "is_authenticated") and not user.is_authenticated:
+    if user is not None and hasattr(user, "is_authenticated") and not user.is_authenticated:
         user = None
     session = scope.get("session")
     if user is None and (session is None or SESSION_KEY not in session):

@@ -194,13 +194,13 @@ class AsyncWebsocketBinding(AsyncJsonWebsocketConsumer):
         """The form validating an inbound create (``instance`` None) or update (sync)."""
         cls = type(self)
         if cls.form_class is not None:
-            return cls.form_class(data=data, instance=instance)  # type: ignore[call-arg]
+            return cls.form_class(data=data, instance=instance)
         if cls._form is None:
             opts = cls.model._meta  # type: ignore[union-attr]
             names = cls._field_names if cls.form_fields is None else cls.form_fields
             editable = [n for n in names if opts.get_field(n).editable]
-            cls._form = modelform_factory(cls.model, form=ModelForm, fields=editable)  # type: ignore[arg-type]
-        return cls._form(data=data, instance=instance)  # type: ignore[call-arg]
+            cls._form = modelform_factory(cls.model, form=ModelForm, fields=editable)
+        return cls._form(data=data, instance=instance)
 
     def model_permission(self, user: Any, action: str) -> bool:
         """Django's model permission matching ``action`` (sync: may query)."""
@@ -253,9 +253,11 @@ class AsyncWebsocketBinding(AsyncJsonWebsocketConsumer):
             await super().__call__(scope, receive, send)
         finally:
             # However the connection ended: no group keeps sending to a dead channel.
-            for group in list(self._in_groups):
-                await self.channel_layer.group_discard(group, self.channel_name)
-            self._in_groups.clear()
+            if self._in_groups:
+                layer = self._required_layer("subscribes")
+                for group in list(self._in_groups):
+                    await layer.group_discard(group, self.channel_name)
+                self._in_groups.clear()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Updates the client sent are applied even though it left before the window closed.
@@ -365,11 +367,15 @@ class AsyncWebsocketBinding(AsyncJsonWebsocketConsumer):
             wanted.update(self.subscription_group_names(pk))
         if self._filters:
             wanted.update(self.subscription_group_names(None))
-        for group in wanted - self._in_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        joins, leaves = wanted - self._in_groups, self._in_groups - wanted
+        if not joins and not leaves:
+            return
+        layer = self._required_layer("subscribes")
+        for group in joins:
+            await layer.group_add(group, self.channel_name)
             self._in_groups.add(group)
-        for group in self._in_groups - wanted:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in leaves:
+            await layer.group_discard(group, self.channel_name)
             self._in_groups.discard(group)
 
     async def _create(self, content: dict[str, Any], request_id: Any) -> dict[str, Any]:
@@ -463,7 +469,7 @@ class AsyncWebsocketBinding(AsyncJsonWebsocketConsumer):
             form = self.get_form({**current, **(data or {})}, instance)
             if not form.is_valid():
                 raise _Refused("invalid", errors=form.errors.get_json_data())
-            saved = form.save()  # type: ignore[attr-defined]
+            saved = form.save()
             return {"pk": pk_key(saved.pk), "data": self.serialize(saved)}
 
     # -- outbound --------------------------------------------------------------------------

@@ -45,7 +45,9 @@ _bindings: dict[type, list[type[AsyncWebsocketBinding]]] = {}
 
 def register(binding: type[AsyncWebsocketBinding]) -> None:
     """Publish ``binding.model``'s saves and deletes to ``binding``'s subscribers."""
-    stream = binding.stream
+    stream, model = binding.stream, binding.model
+    if stream is None or model is None:
+        raise ImproperlyConfigured(f"{binding.__qualname__} must declare a model and a stream")
     known = _by_stream.get(stream)
     if known is not None and (known.__module__, known.__qualname__) != (
         binding.__module__,
@@ -56,9 +58,9 @@ def register(binding: type[AsyncWebsocketBinding]) -> None:
             f"{binding.__qualname__}: stream {stream!r} is already bound by {known.__qualname__}"
         )
     if known is not None:  # the same class declared again (a reloaded module)
+        assert known.model is not None  # checked when it was registered
         _bindings[known.model].remove(known)
     _by_stream[stream] = binding
-    model = binding.model
     _bindings.setdefault(model, []).append(binding)
     uid = f"switchboard.binding:{model._meta.label}"
     post_save.connect(_saved, sender=model, dispatch_uid=uid, weak=False)

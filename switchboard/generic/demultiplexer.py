@@ -77,8 +77,10 @@ class _Stream:
         self.task: asyncio.Task[None] | None = None
 
     @property
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
+    def running_task(self) -> asyncio.Task[None] | None:
+        """The stream's task while it runs (None before the first start and once done)."""
+        task = self.task
+        return task if task is not None and not task.done() else None
 
     def put(self, message: dict[str, Any]) -> None:
         self.inbox.append(message)
@@ -97,6 +99,10 @@ class _Stream:
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.demux._stream_sent(self, message)
+
+
+def _running_tasks(streams: list[_Stream]) -> list[asyncio.Task[None]]:
+    return [task for task in (s.running_task for s in streams) if task is not None]
 
 
 class _Demultiplexer:
@@ -227,8 +233,9 @@ class _Demultiplexer:
             if stream.state is not CLOSED:
                 await self._send_error("stream is already connected", stream.name)
                 return
-            if stream.running:  # still running its disconnect: let it finish first
-                await asyncio.wait((stream.task,), timeout=self.stream_close_timeout)
+            task = stream.running_task
+            if task is not None:  # still running its disconnect: let it finish first
+                await asyncio.wait((task,), timeout=self.stream_close_timeout)
                 await self._cancel_streams([stream])
             self._start(stream)
         else:
@@ -241,7 +248,7 @@ class _Demultiplexer:
                 stream.state = CLOSED  # anything they send now is dropped (StreamClosed)
                 stream.inbox.clear()
                 stream.put({"type": "websocket.disconnect", "code": code})
-        tasks = [s.task for s in streams if s.running]
+        tasks = _running_tasks(streams)
         if tasks:
             await asyncio.wait(tasks, timeout=self.stream_close_timeout)
         await self._cancel_streams(streams)
@@ -249,7 +256,7 @@ class _Demultiplexer:
     async def _cancel_streams(self, streams: list[_Stream] | None = None) -> None:
         if streams is None:
             streams = list((self._streams or {}).values())
-        tasks = [s.task for s in streams if s.running]
+        tasks = _running_tasks(streams)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -311,9 +318,11 @@ class JsonWebsocketDemultiplexer(AsyncJsonWebsocketDemultiplexer):
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         # Same order as the consumers: groups first, then the hook.
-        for group in self.groups or ():
-            await self.channel_layer.group_add(group, self.channel_name)
-            self._track_group(group)
+        if self.groups:
+            layer = self._required_layer("sets groups")
+            for group in self.groups:
+                await layer.group_add(group, self.channel_name)
+                self._track_group(group)
         try:
             await database_sync_to_async(self.connect)()
         except AcceptConnection:
@@ -345,9 +354,11 @@ class JsonWebsocketDemultiplexer(AsyncJsonWebsocketDemultiplexer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         code = message.get("code", 1000)
         await self._stop_streams(code)
-        for group in self.groups or ():
-            await self.channel_layer.group_discard(group, self.channel_name)
-            self._untrack_group(group)
+        if self.groups:
+            layer = self._required_layer("sets groups")
+            for group in self.groups:
+                await layer.group_discard(group, self.channel_name)
+                self._untrack_group(group)
         await database_sync_to_async(self.disconnect)(code)
         raise StopConsumer()
 

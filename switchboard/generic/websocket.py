@@ -9,12 +9,7 @@ from asgiref.sync import async_to_sync
 
 from switchboard import checks  # noqa: F401 - registers the checks even if the app is not installed
 from switchboard.consumer import AsyncConsumer, SyncConsumer
-from switchboard.exceptions import (
-    AcceptConnection,
-    DenyConnection,
-    InvalidChannelLayerError,
-    StopConsumer,
-)
+from switchboard.exceptions import AcceptConnection, DenyConnection, StopConsumer
 
 __all__ = [
     "AsyncJsonWebsocketConsumer",
@@ -49,14 +44,6 @@ def _close_message(code: int | bool | None, reason: str | None) -> dict[str, Any
     return message
 
 
-def _require_layer_for_groups(consumer: AsyncConsumer) -> None:
-    if consumer.groups and consumer.channel_layer is None:
-        raise InvalidChannelLayerError(
-            f"{type(consumer).__name__} sets groups but channel layer "
-            f"{consumer.channel_layer_alias!r} is not configured (CHANNEL_LAYERS)"
-        )
-
-
 class WebsocketConsumer(SyncConsumer):
     """Synchronous WebSocket consumer; override connect, receive and disconnect."""
 
@@ -68,10 +55,11 @@ class WebsocketConsumer(SyncConsumer):
             self.groups = []
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
-        _require_layer_for_groups(self)
-        for group in self.groups or ():
-            async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
-            self._track_group(group)
+        if self.groups:
+            layer = self._required_layer("sets groups")
+            for group in self.groups:
+                async_to_sync(layer.group_add)(group, self.channel_name)
+                self._track_group(group)
         try:
             self.connect()
         except AcceptConnection:
@@ -108,9 +96,11 @@ class WebsocketConsumer(SyncConsumer):
         super().send(_close_message(code, reason))
 
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        for group in self.groups or ():
-            async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
-            self._untrack_group(group)
+        if self.groups:
+            layer = self._required_layer("sets groups")
+            for group in self.groups:
+                async_to_sync(layer.group_discard)(group, self.channel_name)
+                self._untrack_group(group)
         self.disconnect(message.get("code", 1000))
         raise StopConsumer()
 
@@ -152,10 +142,11 @@ class AsyncWebsocketConsumer(AsyncConsumer):
             self.groups = []
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
-        _require_layer_for_groups(self)
-        for group in self.groups or ():
-            await self.channel_layer.group_add(group, self.channel_name)
-            self._track_group(group)
+        if self.groups:
+            layer = self._required_layer("sets groups")
+            for group in self.groups:
+                await layer.group_add(group, self.channel_name)
+                self._track_group(group)
         try:
             await self.connect()
         except AcceptConnection:
@@ -192,9 +183,11 @@ class AsyncWebsocketConsumer(AsyncConsumer):
         await super().send(_close_message(code, reason))
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        for group in self.groups or ():
-            await self.channel_layer.group_discard(group, self.channel_name)
-            self._untrack_group(group)
+        if self.groups:
+            layer = self._required_layer("sets groups")
+            for group in self.groups:
+                await layer.group_discard(group, self.channel_name)
+                self._untrack_group(group)
         await self.disconnect(message.get("code", 1000))
         raise StopConsumer()
 

@@ -55,6 +55,11 @@ logger = logging.getLogger("switchboard.layers.redis")
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _sentinel_addresses(entries: Iterable[Any]) -> list[tuple[str, int]]:
+    """Sentinels as ``(host, port)`` tuples, given as tuples or lists (settings from JSON)."""
+    return [(str(host), int(port)) for host, port in entries]
+
+
 # Longest wait in group_send for this process's own copy of a group message to come back
 # over pub/sub (it normally arrives before PUBLISH's reply; this bounds a lost connection).
 ECHO_TIMEOUT = 1.0
@@ -368,7 +373,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if not prefix or ":" in prefix:
             raise ValueError("prefix must be a non-empty string without ':'")
         self.prefix = prefix
-        self.sentinels = [tuple(s) for s in sentinels] if sentinels else None
+        self.sentinels = _sentinel_addresses(sentinels) if sentinels else None
         if self.sentinels and not service_name:
             raise ValueError("sentinels needs service_name (the monitored master's name)")
         self.service_name = service_name
@@ -392,7 +397,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if isinstance(raw, Mapping) and raw.get("sentinels"):
                 if not raw.get("master_name"):
                     raise ValueError("a host with 'sentinels' needs 'master_name'")
-                found = [tuple(x) for x in raw["sentinels"]]
+                found = _sentinel_addresses(raw["sentinels"])
                 self._host_sentinels.append((found, raw["master_name"], raw.get("sentinel_kwargs")))
             else:
                 self._host_sentinels.append(None)

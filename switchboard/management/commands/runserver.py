@@ -119,7 +119,8 @@ class Command(DjangoRunserver):
         try:
             sock = bind_socket(config)
         except OSError as exc:
-            self.stderr.write(f"Error: {_BIND_ERRORS.get(exc.errno, exc)}")
+            reason = _BIND_ERRORS.get(exc.errno, exc) if exc.errno is not None else exc
+            self.stderr.write(f"Error: {reason}")
             # sys.exit would only end this thread when the autoreloader runs us in one.
             os._exit(1)
         self.on_bind(sock.getsockname()[1])
