@@ -99,6 +99,7 @@ class HttpCycle:
         "complete",
         "body_done",
         "disconnected",
+        "disconnect_reported",
         "waiter",
         "expect_continue",
         "status",
@@ -117,6 +118,7 @@ class HttpCycle:
         self.complete = False  # the client sent the whole request body
         self.body_done = False  # the final http.request (more_body=False) was handed over
         self.disconnected = False  # the client is gone: send() refuses, receive() says so
+        self.disconnect_reported = False  # receive() returned http.disconnect once
         self.waiter: asyncio.Future[None] | None = None
         self.expect_continue = False  # the client waits for 100 Continue before its body
         self.status = 0
@@ -159,6 +161,12 @@ class HttpCycle:
         while not self.disconnected and self.state is not DONE:
             self.waiter = self.loop.create_future()
             await self.waiter
+        if self.disconnect_reported:
+            # Every later receive() says http.disconnect again (apps poll it, as uvicorn's
+            # and Starlette's users do), but yields first: an app looping on receive() must
+            # not hold the event loop, and cancellation (SIGTERM) must reach it.
+            await asyncio.sleep(0)
+        self.disconnect_reported = True
         return {"type": "http.disconnect"}
 
     # -- response side --------------------------------------------------------------------

@@ -3,7 +3,7 @@
 WebSocket paths: /spin keeps calling receive() after websocket.disconnect, /swallow ignores
 cancellation, /block blocks the event loop, /ignore-sigterm blocks it with SIGTERM ignored.
 HTTP paths: /count?key=K says how many websocket.disconnect /spin?key=K saw, /hang never
-answers and ignores cancellation. MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs;
+answers and ignores cancellation, /spin-http answers and then keeps calling receive(). MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs;
 slow-start: a lifespan startup that takes a second.
 """
 
@@ -58,6 +58,12 @@ async def _lifespan(receive: Any, send: Any) -> None:
 async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/hang":
         await _ignore_cancellation_forever()
+    if scope["path"] == "/spin-http":
+        await receive()  # the (empty) body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        while True:  # never returns: an app that ignores http.disconnect
+            await receive()
     body = str(DISCONNECTS[_query(scope).get("key", "")]).encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})

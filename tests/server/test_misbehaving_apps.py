@@ -142,6 +142,22 @@ async def test_receive_after_disconnect_waits_instead_of_spinning(server_process
     assert await server.get("/count?key=a") == b"1"
 
 
+async def test_http_receive_after_disconnect_yields_to_the_loop(server_process) -> None:
+    # ASGI www spec: http.disconnect is what receive() returns once the response is sent or
+    # the client is gone, and uvicorn returns it on every later call too; so do we, but a
+    # later call yields first. Without that, an app looping on receive() held the event loop:
+    # nothing else was served and SIGTERM waited for the watchdog.
+    server = await server_process()
+    assert await server.get("/spin-http") == b"done"  # /spin-http now loops on receive()
+    started = time.monotonic()
+    assert await server.get("/count?key=none") == b"0"
+    assert time.monotonic() - started < 2.0, "the spinning app held the event loop"
+    code, elapsed = await server.terminate()
+    assert code == 0, server.output()
+    assert elapsed < GRACE + MARGIN, f"SIGTERM took {elapsed:.1f} s"
+    assert OVERRAN not in server.output()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("path", ["/spin", "/swallow"])
 async def test_sigterm_closes_websockets_with_1001_and_exits_on_time(
