@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -111,15 +112,38 @@ class BaseChannelLayer:
 
     @staticmethod
     def require_valid_message(message: Any) -> None:
+        """A message is a dict. Like Channels' layers, a dict without ``"type"`` is carried
+        (only a consumer dispatching it needs one); a ``"type"`` that is there must be a str,
+        as no handler could be named by anything else."""
         if not isinstance(message, dict):
             raise TypeError(f"Message must be a dict, not {type(message).__name__}")
-        if not isinstance(message.get("type"), str):
-            raise TypeError("Message must have a 'type' key holding a str")
+        if "type" in message and not isinstance(message["type"], str):
+            raise TypeError("A message's 'type' must be a str")
 
     def valid_channel_names(self, names: Iterable[str], receive: bool = False) -> bool:
         for name in names:
             self.require_valid_channel_name(name, receive=receive)
         return True
+
+    # Channels 4.2.1 renamed these to require_valid_*; 4.2.2 brought the old names back as
+    # deprecated aliases, which channel layers written for older Channels still call.
+    def valid_channel_name(self, name: Any, receive: bool = False) -> bool:
+        """Deprecated alias of :meth:`require_valid_channel_name`."""
+        warnings.warn(
+            "valid_channel_name is deprecated: call require_valid_channel_name",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.require_valid_channel_name(name, receive=receive)
+
+    def valid_group_name(self, name: Any) -> bool:
+        """Deprecated alias of :meth:`require_valid_group_name`."""
+        warnings.warn(
+            "valid_group_name is deprecated: call require_valid_group_name",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.require_valid_group_name(name)
 
     # -- the API ----------------------------------------------------------
 

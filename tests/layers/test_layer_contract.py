@@ -253,8 +253,7 @@ async def test_flush_drops_messages_and_groups(layers):
     ("message", "error"),
     [
         ("not a dict", TypeError),
-        ({"no": "type"}, TypeError),
-        ({"type": 1}, TypeError),
+        ({"type": 1}, TypeError),  # present, a "type" must be able to name a handler
         ({"type": "m", "when": object()}, UnserializableMessage),
         ({"type": "m", 1: "int key"}, UnserializableMessage),
         ({"type": "m", "blob": b"x" * 2048}, ChannelMessageTooLarge),
@@ -271,6 +270,32 @@ async def test_bad_messages_fail_at_send_for_channels_and_groups(layers, message
         await layer.group_send(layers.name("room"), message)
 
 
+async def test_messages_without_a_type_are_carried(layers):
+    """Channels' layers ask only for a dict: its in-memory layer and channels_redis (core and
+    pubsub) check ``isinstance(message, dict)`` at ``send``/``group_send`` and nothing about
+    ``"type"``, which only a consumer dispatching the message needs. Code that reads a channel
+    itself (a worker loop calling ``receive``) may send type-less messages, on every layer, to
+    every kind of channel."""
+    own = await layers.local.new_channel()
+    theirs = await layers.other.new_channel()
+    worker = layers.name("jobs")
+    group = layers.name("room")
+    await layers.local.group_add(group, own)
+    await layers.other.group_add(group, theirs)
+
+    await layers.local.send(own, {"n": 1})
+    await layers.local.send(theirs, {"n": 2})
+    await layers.local.send(worker, {"n": 3})
+    await layers.local.group_send(group, {"n": 4, "raw": b"\x00"})
+    assert await receive(layers.local, own) == {"n": 1}
+    assert await layers.other.receive(theirs) == {"n": 2}
+    assert await receive(layers.local, worker) == {"n": 3}
+    assert await receive(layers.local, own) == {"n": 4, "raw": b"\x00"}
+    assert await layers.other.receive(theirs) == {"n": 4, "raw": b"\x00"}
+    assert await layers.local.send(own, {}) is None  # even an empty dict
+    assert await receive(layers.local, own) == {}
+
+
 @pytest.mark.parametrize("name", ["", "spaces here", "a" * 100, "two!bangs!", 7])
 async def test_bad_names_are_refused(layers, name):
     with pytest.raises(TypeError):
@@ -279,3 +304,24 @@ async def test_bad_names_are_refused(layers, name):
         await layers.local.group_add("room", name)
     with pytest.raises(TypeError):
         await layers.local.group_send(name if name != "two!bangs!" else "a!b", {"type": "m"})
+
+
+async def test_the_old_name_checks_still_work_and_warn(layers):
+    """Channels 4.2.1 renamed ``valid_channel_name``/``valid_group_name`` to
+    ``require_valid_channel_name``/``require_valid_group_name`` without notice, and 4.2.2 put
+    the old names back as aliases that raise a ``DeprecationWarning`` (release notes 4.2.2):
+    True for a good name, ``TypeError`` for a bad one. Layers and code written against older
+    Channels keep working, warned."""
+    layer = layers.local
+    with pytest.warns(DeprecationWarning, match="valid_channel_name is deprecated"):
+        assert layer.valid_channel_name("chat.abc!1") is True
+    with pytest.warns(DeprecationWarning, match="valid_group_name is deprecated"):
+        assert layer.valid_group_name("room-1") is True
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError):
+        layer.valid_channel_name("two!bangs!")
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError):
+        layer.valid_group_name("no!bang")
+    # The warning points at the caller, so filters by module and -W error find it.
+    with pytest.warns(DeprecationWarning) as caught:
+        layer.valid_group_name("room")
+    assert caught[0].filename == __file__
