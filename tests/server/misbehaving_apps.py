@@ -3,7 +3,8 @@
 WebSocket paths: /spin keeps calling receive() after websocket.disconnect, /swallow ignores
 cancellation, /block blocks the event loop, /ignore-sigterm blocks it with SIGTERM ignored.
 HTTP paths: /count?key=K says how many websocket.disconnect /spin?key=K saw, /hang never
-answers and ignores cancellation, /spin-http answers and then keeps calling receive(). MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs;
+answers and ignores cancellation, /spin-http answers and then keeps calling receive().
+MISBEHAVE_LIFESPAN=hang: a lifespan shutdown that hangs;
 slow-start: a lifespan startup that takes a second.
 """
 
