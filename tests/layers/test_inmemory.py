@@ -251,7 +251,7 @@ async def test_invalid_group_names_rejected(layer, bad):
         await layer.group_discard(bad, "c")
 
 
-@pytest.mark.parametrize("bad", [None, "text", ["type", "m"], {"no": "type"}, {"type": 1}])
+@pytest.mark.parametrize("bad", [None, "text", ["type", "m"], {"type": 1}])
 async def test_invalid_messages_rejected(layer, bad):
     with pytest.raises(TypeError):
         await layer.send("c", bad)

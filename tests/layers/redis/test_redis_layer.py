@@ -271,7 +271,7 @@ async def test_invalid_input_is_refused(make_layer):
     with pytest.raises(TypeError):
         await layer.send("bad name!!", {"type": "x"})
     with pytest.raises(TypeError):
-        await layer.send("ok", {"no": "type"})
+        await layer.send("ok", {"type": ["not", "a", "str"]})
     with pytest.raises(TypeError):
         await layer.group_add("bad group!", "ok")
     with pytest.raises(TypeError):
