@@ -286,7 +286,7 @@ class _LoopState:
             if not q.messages or process_token(name) not in self.tokens:
                 continue
             sealed = [
-                layer._serializer.seal(name, expires, layer.codec.pack(message))
+                layer._serializer.pack(layer.codec, name, expires, message, checked=False)
                 for expires, message in q.messages
                 if expires > now
             ]
@@ -311,6 +311,8 @@ class RedisChannelLayer(BaseChannelLayer):
     as in Channels. ``max_message_size``: bytes, checked at send (see BaseChannelLayer).
     ``symmetric_encryption_keys``: list of secrets; payloads are
     Fernet-encrypted with the first, decrypted with any.
+    ``serializer_format``: ``"msgpack"`` (default), ``"json"`` or a name registered in
+    :data:`switchboard.layers.redis.serializer.registry`; every process must use the same.
     ``cluster=True`` (or hosts written ``"redis+cluster://host:port"``): the hosts are
     startup nodes of one Redis Cluster; groups and process channels use sharded pub/sub
     (SSUBSCRIBE/SPUBLISH, one subscriber connection per node owning a slot in use).
@@ -357,7 +359,7 @@ class RedisChannelLayer(BaseChannelLayer):
         at_least_once_channels: Iterable[str] = (),
         redelivery_timeout: float = 30.0,
         random_prefix_length: int = 12,  # accepted for channels_redis settings; unused
-        serializer_format: str = "msgpack",
+        serializer_format: str = "msgpack",  # a name in serializer.registry
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         presence_timeout: float = 15.0,
     ) -> None:
@@ -368,8 +370,6 @@ class RedisChannelLayer(BaseChannelLayer):
             group_expiry=group_expiry,
             max_message_size=max_message_size,
         )
-        if serializer_format != "msgpack":
-            raise ValueError("RedisChannelLayer only speaks msgpack (serializer_format)")
         if not prefix or ":" in prefix:
             raise ValueError("prefix must be a non-empty string without ':'")
         self.prefix = prefix
@@ -401,7 +401,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._host_sentinels.append((found, raw["master_name"], raw.get("sentinel_kwargs")))
             else:
                 self._host_sentinels.append(None)
-        self._serializer = Serializer(symmetric_encryption_keys)
+        self._serializer = Serializer(symmetric_encryption_keys, serializer_format)
         self.at_least_once = [re.compile(fnmatch.translate(p)) for p in at_least_once_channels]
         self.redelivery_timeout = redelivery_timeout
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
@@ -539,13 +539,13 @@ class RedisChannelLayer(BaseChannelLayer):
             if token in state.tokens:
                 # Encoded and decoded although it never leaves the process: the same checks
                 # as a remote send, and the receiver's copy is its own.
-                message = codec.decode(codec.pack(message))
+                message = self._serializer.copy(codec, message)
                 # Behind fan-outs still being delivered, so it cannot overtake them.
                 if not state.local.put(channel, expires, message):
                     raise ChannelFull(channel)
                 self.stats.sends += 1
                 return
-            data = self._serializer.seal(channel, expires, codec.encode(message))
+            data = self._serializer.pack(codec, channel, expires, message)
             if await state.publish(token, f"{self.prefix}:p:{token}", data):
                 self.stats.sends += 1
                 return
@@ -562,7 +562,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 raise ChannelFull(channel)
             self.stats.sends += 1
             return
-        data = self._serializer.seal(channel, expires, codec.encode(message))
+        data = self._serializer.pack(codec, channel, expires, message)
         index = state.shard_for(channel)
         ttl = int(self.expiry) + 1
         if self._durable(channel):
@@ -792,7 +792,7 @@ class RedisChannelLayer(BaseChannelLayer):
         state = self._state()
         # Checked here, whoever receives it: Redis would accept a message no process can use
         # (or one so large it cuts every subscriber's connection) and say nothing.
-        data = self._serializer.seal(None, time.time() + self.expiry, self.codec.encode(message))
+        data = self._serializer.pack(self.codec, None, time.time() + self.expiry, message)
         routing_key = group_routing_key(group)
         pubsub = self._key("g", group)
         name = pubsub.encode()
@@ -846,6 +846,12 @@ class RedisChannelLayer(BaseChannelLayer):
             await state.close()
             with self._states_lock:
                 self._orphans.update(state.tokens)
+
+    async def close_pools(self) -> None:
+        """channels_redis's name for :meth:`close`, which tests and shutdown code call: close
+        this event loop's connections (the layer reconnects if used again). Other loops'
+        connections close when those loops end."""
+        await self.close()
 
     def __repr__(self) -> str:
         return f"<RedisChannelLayer prefix={self.prefix!r} shards={len(self.hosts)}>"
