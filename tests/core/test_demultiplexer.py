@@ -306,3 +306,16 @@ def test_the_demultiplexers_are_importable_from_generic_websocket():
     assert websocket.JsonWebsocketDemultiplexer is demultiplexer.JsonWebsocketDemultiplexer
     with pytest.raises(AttributeError):
         websocket.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize("base", [AsyncJsonWebsocketDemultiplexer, JsonWebsocketDemultiplexer])
+async def test_groups_without_a_channel_layer_are_a_configuration_error(base):
+    """Like every WebSocket consumer (Channels' generic consumers raise InvalidChannelLayerError
+    when ``groups`` is set but the layer is missing), not an AttributeError on None."""
+    from switchboard.exceptions import InvalidChannelLayerError
+    from switchboard.testing import WebsocketCommunicator
+
+    grouped = type("Grouped", (base,), {"groups": ["g"], "channel_layer_alias": "unset"})
+    communicator = WebsocketCommunicator(grouped.as_asgi(), "/")
+    with pytest.raises(InvalidChannelLayerError, match="'unset' is not configured"):
+        await communicator.connect()
