@@ -54,6 +54,8 @@ access_logger = access_log.access_logger
 
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
+# The least framing a header field has in a request head: ":" and CRLF.
+FIELD_FRAMING = 3
 
 
 class _Request(HttpCycle):
@@ -406,7 +408,9 @@ class HttpProtocol(asyncio.Protocol):
             raise _Rejected
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value)
+        # Each field costs at least its ":" and CRLF on the wire, and an empty one nothing
+        # else: counted with its framing, 10,000 empty fields no longer pass a 16 KiB limit.
+        self.header_bytes += len(name) + len(value) + FIELD_FRAMING
         if self.header_bytes > self.config.max_header_size:
             self._fail_input(431, "Request Header Fields Too Large")
             raise _Rejected
