@@ -7,6 +7,7 @@ from django.urls import path
 from switchboard.db import database_sync_to_async
 from switchboard.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from switchboard.routing import ProtocolTypeRouter, URLRouter
+from switchboard.security.websocket import AllowedHostsOriginValidator
 
 
 class Echo(AsyncWebsocketConsumer):
@@ -43,11 +44,24 @@ class Groups(AsyncJsonWebsocketConsumer):
         return Group.objects.create(name=name).pk
 
 
+class Origin(AsyncJsonWebsocketConsumer):
+    """Tells the client the Origin its handshake carried (None: no such header)."""
+
+    async def connect(self):
+        await self.accept()
+        origin = dict(self.scope["headers"]).get(b"origin")
+        await self.send_json({"origin": None if origin is None else origin.decode("latin-1")})
+
+
 application = ProtocolTypeRouter(
     {
         "http": get_asgi_application(),
         "websocket": URLRouter(
-            [path("ws/echo/", Echo.as_asgi()), path("ws/groups/", Groups.as_asgi())]
+            [
+                path("ws/echo/", Echo.as_asgi()),
+                path("ws/groups/", Groups.as_asgi()),
+                path("ws/origin/", AllowedHostsOriginValidator(Origin.as_asgi())),
+            ]
         ),
     }
 )

@@ -1,8 +1,8 @@
 """The documentation builds with ``mkdocs build --strict`` and its Python samples are Python.
 
 Strict mode turns every warning into a failure: a broken link or anchor, a page missing from the
-nav, a snippet whose file is gone (the tutorial includes examples/chat and the tests run against
-it), a reference entry mkdocstrings cannot find.
+nav, a snippet whose file is gone (the testing guide includes the chat example's tests), a
+reference entry mkdocstrings cannot find.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def test_documentation_builds_strictly_and_renders_code_and_reference(tmp_path: 
     assert elapsed < BUILD_LIMIT_SECONDS
 
     tutorial = _text(tmp_path / "tutorial" / "index.html")
-    # Included from examples/chat, not copied: the example's own lines appear in the page.
+    # The example's files, shown inline (tests/test_docs_tutorial.py checks they are its own).
     assert "MAX_MESSAGE_LENGTH = 2000" in tutorial
     assert "AllowedHostsOriginValidator(" in tutorial
     assert "async def test_a_message_reaches_everyone_in_the_room" in tutorial
-    assert "--8<--" not in tutorial  # every snippet was resolved (and its markers removed)
+    assert "--8<--" not in tutorial
     # The tutorial builds up to the real example: its first consumer, then the final one on
     # RealtimeConsumer with switchboard.js, and the tests of the realtime protocol.
     assert "class ChatConsumer(AsyncJsonWebsocketConsumer):" in tutorial

@@ -1,142 +1,257 @@
-"""The tests the tutorial and the testing guide show (docs/ includes the marked sections).
+"""The tutorial (docs/tutorial.md) as written.
 
-They run against the real chat example in examples/chat (and the tutorial's first consumer in
-tests/docs_samples/), so the documented code and tests stay true. The chat speaks the
-protocol of switchboard.realtime: ``{"sb": ...}`` control frames around the application's JSON.
+Its files are shown whole, inline (so the page reads the same on GitHub as in the built site),
+each with its path on its first line. Here: every one of them is the chat example's own file
+(examples/chat, or the first consumer in tests/docs_samples/), the tutorial shows every file the
+example has, and its commands, run in order in an empty directory with the files written as
+shown, build a project that serves the step-5 exchange, serves the room page, and passes its
+own tests with the test command of step 7 exactly as written (Django's test runner, the
+site's own asgi.py with AllowedHostsOriginValidator).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from django.test import override_settings
 from django.urls import re_path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "chat"))
-
-# --8<-- [start:communicator]
-import json
-
 from websockets.sync.client import connect
 
-from chat.routing import websocket_urlpatterns
-from switchboard.routing import ProtocolTypeRouter, URLRouter
-from switchboard.testing import SwitchboardLiveServerTestCase, WebsocketCommunicator
+from switchboard.routing import URLRouter
+from switchboard.testing import WebsocketCommunicator
+from tests.support.example_server import free_port
 
-application = ProtocolTypeRouter({"websocket": URLRouter(websocket_urlpatterns)})
+REPO = Path(__file__).resolve().parent.parent
+TUTORIAL = REPO / "docs" / "tutorial.md"
+EXAMPLE = REPO / "examples" / "chat"
+FIRST_CONSUMER = REPO / "tests" / "docs_samples" / "first_consumers.py"
+FIRST_VERSION = "chat/consumers.py (first version)"
 
+sys.path.insert(0, str(EXAMPLE))
 
-async def join(room: str) -> tuple[WebsocketCommunicator, str]:
-    """A client in ``room``, subscribed to its messages; returns it and its user name."""
-    client = WebsocketCommunicator(application, f"/ws/chat/{room}/")
-    connected, _subprotocol = await client.connect()
-    assert connected
-    welcome = await client.receive_json_from()
-    assert welcome["type"] == "welcome" and welcome["room"] == room
-    await client.send_json_to({"sb": "sub", "topic": f"chat_{room}"})
-    assert (await client.receive_json_from())["sb"] == "subscribed"
-    return client, welcome["username"]
+# The first line of a block names its file, in the language's own comment.
+_PATH_LINE = {"python": r"# (.+)", "html": r"\{# (.+) #\}"}
 
-
-async def test_a_message_reaches_everyone_in_the_room():
-    alice, alice_name = await join("lobby")
-    bob, _ = await join("lobby")
-
-    await alice.send_json_to({"message": "  hello  "})
-    for member in (alice, bob):
-        frame = await member.receive_json_from()
-        assert frame["sb"] == "pub" and frame["topic"] == "chat_lobby"
-        assert frame["data"]["message"] == "hello"
-        assert frame["data"]["username"] == alice_name
-
-    await alice.disconnect()
-    await bob.disconnect()
+# Replaced by the suite's environment, which has the checkout installed (editable): the
+# tutorial's reader makes a virtual environment and installs Switchboard into it.
+ENVIRONMENT_LINES = {
+    "python -m venv .venv",
+    ". .venv/bin/activate",
+    'python -m pip install "/path/to/switchboard"',
+    'python -m pip install "/path/to/switchboard[redis]"',
+}
 
 
-async def test_an_empty_message_is_refused():
-    client, _ = await join("lobby")
-    await client.send_json_to({"message": "   "})
-    assert (await client.receive_json_from())["type"] == "error"
-    await client.disconnect()
+@dataclass
+class Block:
+    kind: str  # "file", "sh" or another fence language
+    text: str
+    path: str = ""
+    line: int = 0
+    path_line: str = ""
 
 
-async def test_a_newcomer_sees_who_is_online_and_the_last_messages():
-    alice, alice_name = await join("history")
-    await alice.send_json_to({"message": "first"})
-    await alice.receive_json_from()  # alice's own message
-
-    bob = WebsocketCommunicator(application, "/ws/chat/history/")
-    await bob.connect()
-    bob_name = (await bob.receive_json_from())["username"]
-    await bob.send_json_to({"sb": "presence", "topic": "chat_history"})
-    state = await bob.receive_json_from()
-    assert state["sb"] == "presence_state"
-    assert set(state["state"]) == {alice_name, bob_name}  # one key per user
-
-    await bob.send_json_to({"sb": "sub", "topic": "chat_history", "history": 50})
-    assert (await bob.receive_json_from())["sb"] == "subscribed"
-    replayed = await bob.receive_json_from()
-    assert replayed["sb"] == "pub" and replayed["data"]["message"] == "first"
-
-    await alice.disconnect()
-    await bob.disconnect()
+def _blocks() -> list[Block]:
+    markdown = TUTORIAL.read_text(encoding="utf-8")
+    blocks = []
+    for match in re.finditer(r"^```(\w*)[^\n]*\n(.*?)^```", markdown, re.M | re.S):
+        language, text = match.group(1), match.group(2)
+        line = markdown.count("\n", 0, match.start()) + 1
+        first, _, rest = text.partition("\n")
+        named = re.fullmatch(_PATH_LINE[language], first) if language in _PATH_LINE else None
+        if named:
+            blocks.append(Block("file", rest, named.group(1), line, first))
+        else:
+            blocks.append(Block(language, text, line=line))
+    return blocks
 
 
-async def test_a_client_that_reconnects_gets_what_it_missed():
-    alice, _ = await join("recovery")
-    await alice.send_json_to({"message": "before"})
-    last = await alice.receive_json_from()  # the last message alice showed
-    await alice.disconnect()
-
-    bob, _ = await join("recovery")
-    await bob.send_json_to({"message": "while you were away"})
-    await bob.receive_json_from()
-
-    alice = WebsocketCommunicator(application, "/ws/chat/recovery/")
-    await alice.connect()
-    await alice.receive_json_from()  # welcome
-    # What switchboard.js sends on every reconnect: the position of the last message shown.
-    position = {"epoch": last["epoch"], "offset": last["offset"]}
-    await alice.send_json_to({"sb": "sub", "topic": "chat_recovery", **position})
-    subscribed = await alice.receive_json_from()
-    assert subscribed["sb"] == "subscribed" and subscribed["recovered"] is True
-    missed = await alice.receive_json_from()
-    assert missed["data"]["message"] == "while you were away"
-    assert missed["offset"] == last["offset"] + 1
-
-    await alice.disconnect()
-    await bob.disconnect()
+def _example_source(path: str) -> str:
+    if path == FIRST_VERSION:
+        text = FIRST_CONSUMER.read_text(encoding="utf-8")
+        section = text.split("# --8<-- [start:consumer]\n")[1].split("# --8<-- [end:consumer]")[0]
+        return section.rstrip("\n") + "\n"
+    return (EXAMPLE / path).read_text(encoding="utf-8")
 
 
-# --8<-- [end:communicator]
+def test_every_file_the_tutorial_shows_is_the_examples_own():
+    shown = {}
+    for block in _blocks():
+        if block.kind == "file":
+            assert block.text == _example_source(block.path), (
+                f"docs/tutorial.md:{block.line}: {block.path} differs from the example's file"
+            )
+            shown[block.path] = block
+    assert FIRST_VERSION in shown
+    # Every file of the example a reader has to write (startproject and startapp make the rest).
+    written = {
+        str(path.relative_to(EXAMPLE))
+        for path in EXAMPLE.rglob("*")
+        if path.is_file()
+        and path.suffix in (".py", ".html")
+        and "__pycache__" not in path.parts
+        and path.name not in ("manage.py", "__init__.py")
+    }
+    assert written - set(shown) == set(), "files of examples/chat the tutorial does not show"
 
 
-# --8<-- [start:live]
-class ChatLiveServerTests(SwitchboardLiveServerTestCase):
-    def test_two_clients_chat_over_real_websockets(self):
-        url = f"{self.live_server_ws_url}/ws/chat/lobby/"
-        with connect(url) as alice, connect(url) as bob:
-            for client in (alice, bob):
-                assert json.loads(client.recv(timeout=5))["type"] == "welcome"
-                client.send(json.dumps({"sb": "sub", "topic": "chat_lobby"}))
-                assert json.loads(client.recv(timeout=5))["sb"] == "subscribed"
-            alice.send(json.dumps({"message": "hi bob"}))
-            frame = json.loads(bob.recv(timeout=5))
-            assert frame["sb"] == "pub" and frame["data"]["message"] == "hi bob"
+def test_the_tutorial_has_no_site_only_syntax():
+    """GitHub renders the file as it is: no snippet includes, no attribute lists."""
+    markdown = TUTORIAL.read_text(encoding="utf-8")
+    assert "--8<--" not in markdown
+    assert not re.search(r"\{:[^}]*\}", markdown)
+    assert not re.search(r"^(!!!|\?\?\?)", markdown, re.M)  # admonitions
 
 
-# --8<-- [end:live]
+# -- the tutorial, run ---------------------------------------------------------------------------
 
 
-# The guide's class relies on settings.ASGI_APPLICATION; the suite's settings have none.
-ChatLiveServerTests = override_settings(ASGI_APPLICATION="tests.test_docs_tutorial.application")(
-    ChatLiveServerTests
-)
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # A reader's shell has none of the suite's settings.
+    for name in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "CHAT_DATABASE", "CHAT_REDIS_URL"):
+        env.pop(name, None)
+    env.pop("DJANGO_DEBUG", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
-# The tutorial's first consumer (step 2, before presence and history): the same room, plain
-# group messages and no control frames.
+def _commands(block: Block) -> list[str]:
+    lines = []
+    for line in block.text.splitlines():
+        command = re.sub(r"\s+#.*$", "", line).strip()
+        if command:
+            lines.append(command)
+    return lines
+
+
+class _Background:
+    """A server command of the tutorial, on a free port, until ``stop()``."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_listening(self, port: int) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, self.log_path.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, self.log_path.read_text()
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+        self._log.close()
+
+
+def _step5_console_exchange(port: int) -> None:
+    """What step 5 types in the browser's console, from the page's own origin."""
+    url, origin = f"ws://127.0.0.1:{port}/ws/chat/lobby/", f"http://127.0.0.1:{port}"
+    with connect(url, origin=origin, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        ws.send(json.dumps({"message": "hello"}))
+        echoed = json.loads(ws.recv(timeout=10))
+        assert echoed["type"] == "message" and echoed["message"] == "hello"
+
+
+def _step6_room_page(port: int) -> None:
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/chat/lobby/", timeout=10) as page:
+        html = page.read().decode()
+    script = re.search(r'from "([^"]+/switchboard\.js)"', html)
+    assert script, html
+    with urllib.request.urlopen(base + script.group(1), timeout=10) as client:
+        assert b"export class Switchboard" in client.read()
+    with connect(f"ws://127.0.0.1:{port}/ws/chat/lobby/", origin=base, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        ws.send(json.dumps({"sb": "sub", "topic": "chat_lobby"}))
+        assert json.loads(ws.recv(timeout=10))["sb"] == "subscribed"
+
+
+def _serve(command: str, cwd: Path, env: dict[str, str], log: Path) -> None:
+    """Runs a server command of the tutorial on a free port and checks what the step says."""
+    port = free_port()
+    argv = shlex.split(command)
+    if argv[-1] == "runserver":
+        argv += [f"127.0.0.1:{port}", "--noreload"]
+        check = _step5_console_exchange
+    else:
+        assert argv[argv.index("--port") + 1] == "8000", command
+        argv[argv.index("--port") + 1] = str(port)
+        check = _step6_room_page
+    server = _Background(argv, cwd, env, log)
+    try:
+        server.wait_listening(port)
+        check(port)
+    finally:
+        server.stop()
+
+
+def test_the_tutorial_runs_as_written(tmp_path):
+    env = _env()
+    cwd = tmp_path  # an empty directory, as the reader starts in
+    ran: list[str] = []
+    skipped: set[str] = set()
+    tested = False
+    for block in _blocks():
+        if block.kind == "file":
+            target = cwd / block.path.removesuffix(" (first version)")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # As the reader pastes it, path line included.
+            target.write_text(f"{block.path_line}\n{block.text}", encoding="utf-8")
+            continue
+        if block.kind != "sh":
+            continue
+        for command in _commands(block):
+            if command in ENVIRONMENT_LINES:
+                skipped.add(command)
+            elif command.startswith("CHAT_REDIS_URL="):
+                # Step 8 needs a Redis server: tests/test_example_chat_browser.py runs two
+                # servers of the example on one.
+                skipped.add(command)
+            elif " runserver" in command or " serve " in command:
+                _serve(command, cwd, env, tmp_path / f"server-{len(ran)}.log")
+            elif command.startswith("cd "):
+                cwd = cwd / shlex.split(command)[1]
+            else:
+                result = subprocess.run(
+                    shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True,
+                    timeout=180,
+                )  # fmt: skip
+                output = result.stdout + result.stderr
+                assert result.returncode == 0, f"{command}:\n{output}"
+                if command == "python manage.py test chat":
+                    assert re.search(r"^Ran [1-9]\d* tests? ", output, re.M), output
+                    assert re.search(r"^OK$", output, re.M), output
+                    tested = True
+            ran.append(command)
+    assert skipped == ENVIRONMENT_LINES | {c for c in skipped if c.startswith("CHAT_REDIS_URL")}
+    assert ran[:2] == ["mkdir chat-demo", "cd chat-demo"]
+    assert tested, "the tutorial's test command did not run"
+    assert (cwd / "chat" / "tests.py").read_text().startswith("# chat/tests.py\n")
+
+
+# -- the tutorial's first consumer (step 2, before presence and history) -------------------------
+
 from tests.docs_samples.first_consumers import ChatConsumer as FirstChatConsumer  # noqa: E402
 
 first_application = URLRouter(

@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.test import override_settings
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from switchboard.testing import ChannelsLiveServerTestCase, SwitchboardLiveServerTestCase
@@ -65,6 +65,21 @@ class LiveServerTests(SwitchboardLiveServerTestCase):
             assert ws.recv(timeout=10) == "echo: ping"
             ws.send(b"\x01\x02\x03")
             assert ws.recv(timeout=10) == b"\x03\x02\x01"
+
+    def test_websocket_connect_sends_the_live_servers_origin_unless_told_otherwise(self):
+        """A browser's handshake carries its page's Origin (RFC 6455 section 4.1, point 8), and
+        AllowedHostsOriginValidator refuses one without (as Channels' does): the test case's
+        client is a page of the live server unless the test says otherwise."""
+        with self.websocket_connect("/ws/origin/") as ws:
+            assert json.loads(ws.recv(timeout=10)) == {"origin": self.live_server_url}
+        for origin in (None, "http://evil.example"):
+            with pytest.raises(InvalidStatus) as refused:
+                self.websocket_connect("/ws/origin/", origin=origin)
+            assert refused.value.response.status_code == 403
+        with override_settings(ALLOWED_HOSTS=["*"]):  # the validator lets anything through
+            for origin in (None, "http://elsewhere.example"):
+                with self.websocket_connect("/ws/origin/", origin=origin) as ws:
+                    assert json.loads(ws.recv(timeout=10)) == {"origin": origin}
 
     def test_consumer_sees_rows_the_test_wrote_and_vice_versa(self):
         Group.objects.create(name="live-alpha")

@@ -226,4 +226,5 @@ def test_live_server_test_case(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "test_room_page_and_chat_message_between_two_sockets" in output
-    assert "Ran 1 test" in output and "\nOK" in output
+    assert "test_a_socket_without_an_origin_or_from_another_site_is_refused" in output
+    assert "Ran 2 tests" in output and "\nOK" in output

@@ -10,12 +10,16 @@ an uncommitted TestCase transaction would be invisible to the server's own conne
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
 from typing import Any
 
 from django.db import connections
 from django.test import TransactionTestCase, modify_settings
 from django.utils.functional import classproperty
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as websocket_client
+from websockets.typing import Origin
 
 from switchboard.routing import project_application
 from switchboard.server import Config, Server
@@ -98,15 +102,20 @@ class LiveServer:
             await server.shutdown()
 
 
+class _Origin(enum.Enum):
+    LIVE_SERVER = "the live server's own origin"
+
+
 class SwitchboardLiveServerTestCase(TransactionTestCase):
     """A TransactionTestCase with the project's ASGI application served for real.
 
     The server starts in ``setUpClass`` (after class-level ``override_settings`` apply, so
     that is where to pick ``ASGI_APPLICATION``) on a free port of ``host``, and stops once the
     class is done. Reach it with a browser, an HTTP client or a WebSocket client through
-    ``live_server_url`` / ``live_server_ws_url``. ``host`` is appended to ``ALLOWED_HOSTS``
-    meanwhile, and static files are served under ``STATIC_URL`` unless ``serve_static`` is
-    False. Each test's rows are committed (and flushed after it), so the server sees them.
+    ``live_server_url`` / ``live_server_ws_url``, or open a WebSocket with
+    ``websocket_connect(path)``. ``host`` is appended to ``ALLOWED_HOSTS`` meanwhile, and static
+    files are served under ``STATIC_URL`` unless ``serve_static`` is False. Each test's rows are
+    committed (and flushed after it), so the server sees them.
     """
 
     host: str = "127.0.0.1"
@@ -121,6 +130,22 @@ class SwitchboardLiveServerTestCase(TransactionTestCase):
     @classproperty
     def live_server_ws_url(cls) -> str:
         return f"ws://{cls._live_server_netloc()}"
+
+    def websocket_connect(
+        self, path: str, *, origin: str | None | _Origin = _Origin.LIVE_SERVER, **options: Any
+    ) -> ClientConnection:
+        """A WebSocket client (``websockets.sync.client``) connected to ``path`` on the server.
+
+        Its handshake carries ``Origin: <live_server_url>``, as a page the server served would,
+        so an application behind ``AllowedHostsOriginValidator`` accepts it. Pass ``origin``
+        for another one (a foreign site's page), ``origin=None`` for none. ``options`` go to
+        ``websockets.sync.client.connect`` (``open_timeout``, ``additional_headers``, ...).
+        Use it as a context manager, or ``close()`` it.
+        """
+        sent: str | None = self.live_server_url if isinstance(origin, _Origin) else origin
+        options.setdefault("open_timeout", 10)
+        url = f"{self.live_server_ws_url}{path}"
+        return websocket_client(url, origin=None if sent is None else Origin(sent), **options)
 
     @classmethod
     def _live_server_netloc(cls) -> str:

@@ -11,8 +11,19 @@ from switchboard.testing.application import ApplicationCommunicator
 __all__ = ["WebsocketCommunicator"]
 
 
+# The scope's server is ("testserver", 80), a host Django's test runner (and pytest-django) adds
+# to ALLOWED_HOSTS: a browser's page from that server would send this Origin.
+TEST_ORIGIN = "http://testserver"
+
+
 class WebsocketCommunicator(ApplicationCommunicator):
-    """Runs ``application`` with a websocket scope for ``path`` (which may hold a query)."""
+    """Runs ``application`` with a websocket scope for ``path`` (which may hold a query).
+
+    The handshake carries ``Origin: http://testserver``, as a page of the scope's own server
+    would, so an application behind ``AllowedHostsOriginValidator`` accepts it under Django's
+    test runner. Pass ``origin`` for another one, ``origin=None`` for none; an ``origin``
+    header in ``headers`` wins over both.
+    """
 
     def __init__(
         self,
@@ -21,10 +32,15 @@ class WebsocketCommunicator(ApplicationCommunicator):
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,
         spec_version: str | None = None,
+        *,
+        origin: str | None = TEST_ORIGIN,
     ) -> None:
         if not isinstance(path, str):
             raise TypeError(f"Expected str path, got {type(path).__name__}")
         parts = urlsplit(path)
+        headers = list(headers or [])
+        if origin is not None and not any(name.lower() == b"origin" for name, _ in headers):
+            headers.append((b"origin", origin.encode("latin-1")))
         scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": "3.0", "spec_version": spec_version or "2.3"},
@@ -33,7 +49,7 @@ class WebsocketCommunicator(ApplicationCommunicator):
             "raw_path": parts.path.encode("latin-1"),
             "query_string": parts.query.encode("utf-8"),
             "root_path": "",
-            "headers": list(headers or []),
+            "headers": headers,
             "subprotocols": list(subprotocols or []),
             "client": ("127.0.0.1", 50000),
             "server": ("testserver", 80),

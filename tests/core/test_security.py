@@ -152,3 +152,38 @@ def test_auth_anonymous_user_is_djangos_class():
     import switchboard.auth
 
     assert switchboard.auth.AnonymousUser is AnonymousUser
+
+
+async def _origin_seen(**options) -> tuple[bool, bytes | None]:
+    """Connects a WebsocketCommunicator through AllowedHostsOriginValidator to an app that
+    records the handshake's Origin header."""
+    from switchboard.testing import WebsocketCommunicator
+
+    seen: dict = {}
+
+    async def recording_app(scope, receive, send):
+        seen["origin"] = dict(scope["headers"]).get(b"origin")
+        await accepting_app(scope, receive, send)
+
+    client = WebsocketCommunicator(AllowedHostsOriginValidator(recording_app), "/ws/", **options)
+    connected, _ = await client.connect()
+    if connected:
+        await client.disconnect()
+    return connected, seen.get("origin")
+
+
+async def test_the_communicator_is_a_page_of_the_test_server_unless_told_otherwise():
+    """A browser's handshake carries its page's Origin (RFC 6455 section 4.1, point 8); the
+    communicator's scope is served by "testserver", which Django's test runner adds to
+    ALLOWED_HOSTS, so it sends that server's origin (Channels' communicator sends none, and a
+    project's AllowedHostsOriginValidator refused it)."""
+    # tests/settings.py: ["localhost", "127.0.0.1", "testserver", "allowed.example.com"]
+    assert await _origin_seen() == (True, b"http://testserver")
+    assert await _origin_seen(origin="http://evil.com") == (False, None)
+    assert await _origin_seen(origin=None) == (False, None)
+    # An Origin header of the test's own wins.
+    headers = [(b"origin", b"https://allowed.example.com")]
+    assert await _origin_seen(headers=headers, origin="http://evil.com") == (
+        True,
+        b"https://allowed.example.com",
+    )

@@ -4,7 +4,7 @@ tutorial's readers would: the live-server test case serving ``mysite.asgi.applic
 import json
 import urllib.request
 
-from websockets.sync.client import connect
+from websockets.exceptions import InvalidStatus
 
 from switchboard.testing import ChannelsLiveServerTestCase
 
@@ -16,12 +16,18 @@ class TutorialLiveServerTests(ChannelsLiveServerTestCase):
             assert '<script id="room-name" type="application/json">"lobby"</script>' in (
                 page.read().decode()
             )
-        room = f"{self.live_server_ws_url}/ws/chat/lobby/"
-        origin = self.live_server_url
+        # The test case's client sends the live server's own Origin, which
+        # AllowedHostsOriginValidator in mysite/asgi.py accepts.
         with (
-            connect(room, origin=origin, open_timeout=10) as alice,
-            connect(room, origin=origin, open_timeout=10) as bob,
+            self.websocket_connect("/ws/chat/lobby/") as alice,
+            self.websocket_connect("/ws/chat/lobby/") as bob,
         ):
             alice.send(json.dumps({"message": "hello from the live server"}))
             assert json.loads(bob.recv(timeout=10)) == {"message": "hello from the live server"}
             assert json.loads(alice.recv(timeout=10)) == {"message": "hello from the live server"}
+
+    def test_a_socket_without_an_origin_or_from_another_site_is_refused(self):
+        for origin in (None, "http://evil.example"):
+            with self.assertRaises(InvalidStatus) as refused:
+                self.websocket_connect("/ws/chat/lobby/", origin=origin)
+            assert refused.exception.response.status_code == 403
