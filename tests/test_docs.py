@@ -95,3 +95,21 @@ def test_python_samples_in_readme_and_docs_are_valid_python() -> None:
                 raise AssertionError(f"{page.relative_to(ROOT)}:{line}: {exc}") from None
             checked += 1
     assert checked >= 20, f"only {checked} Python samples found: is the fence pattern right?"
+
+
+def test_install_page_lists_every_extra_and_the_workers_default() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    install = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", install, re.M))
+    assert listed == set(extras), "docs/install.md's extras table and pyproject.toml differ"
+    # As README.md says: `serve --workers N` with no CHANNEL_LAYERS shares the IPC layer.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in (readme, install):
+        assert "switchboard.layers.ipc.IPCChannelLayer" in page
+        assert re.search(
+            r"`(switchboard )?serve --workers N`[^.]*no[ \n]+(`CHANNEL_LAYERS`|setting)", page
+        )
