@@ -64,6 +64,11 @@ def _sentinel_addresses(entries: Iterable[Any]) -> list[tuple[str, int]]:
 # over pub/sub (it normally arrives before PUBLISH's reply; this bounds a lost connection).
 ECHO_TIMEOUT = 1.0
 
+# Published on a process channel after a message was left in a channel's mailbox because the
+# PUBLISH reached nobody (the receiver was between a Redis restart and its re-subscribe): the
+# receiver, if it listens by then, collects the mailbox. No serialized envelope starts so.
+MAILBOX_NOTICE = b"\x00switchboard:mailbox\x00"
+
 # Longest single BLPOP / XREADGROUP BLOCK wait, in seconds.
 BLOCK_SECONDS = 1
 
@@ -138,7 +143,12 @@ class _LoopState:
         sub = self.subscribers.get(key)
         if sub is None:
             sub = Subscriber(
-                shard, self.on_message, sharded=shard.cluster, node=node, stats=self.layer.stats
+                shard,
+                self.on_message,
+                sharded=shard.cluster,
+                node=node,
+                stats=self.layer.stats,
+                on_subscribed=self.on_subscribed,
             )
             self.subscribers[key] = sub
             sub.start()
@@ -209,11 +219,26 @@ class _LoopState:
     def is_local(self, channel: str) -> bool:
         return process_token(channel) in self.tokens
 
+    def on_subscribed(self, pubsub_channel: bytes) -> None:
+        """A process channel is (again) subscribed: sends that found nobody listening before,
+        as after a Redis restart, wait in the mailboxes of its consumer channels."""
+        if pubsub_channel not in self.routes or self.routes[pubsub_channel] is not None:
+            return  # a group, or no longer wanted
+        prefix = f"{self.layer.prefix}:p:".encode()
+        token = pubsub_channel[len(prefix) :].decode()
+        channels = [name for name in self.queues if process_token(name) == token]
+        if channels:
+            self.spawn(self.layer._collect_mailboxes(self, channels))
+
     def on_message(self, pubsub_channel: bytes, data: bytes) -> None:
         try:
             group = self.routes[pubsub_channel]
         except KeyError:
             return  # unsubscribed a moment ago
+        if group is None and data.startswith(MAILBOX_NOTICE):
+            channel = data[len(MAILBOX_NOTICE) :].decode()
+            self.spawn(self.layer._collect_mailboxes(self, [channel]))
+            return
         echoes = self.echoes.get(pubsub_channel)
         if echoes and echoes[0][0] == data:
             # Delivered below, in this same callback, before the waiting group_send resumes.
@@ -546,7 +571,8 @@ class RedisChannelLayer(BaseChannelLayer):
                 self.stats.sends += 1
                 return
             data = self._serializer.pack(codec, channel, expires, message)
-            if await state.publish(token, f"{self.prefix}:p:{token}", data):
+            pubsub = f"{self.prefix}:p:{token}"
+            if await state.publish(token, pubsub, data):
                 self.stats.sends += 1
                 return
             # Nobody listens for that token right now: its loop ended (sync code runs each
@@ -561,6 +587,12 @@ class RedisChannelLayer(BaseChannelLayer):
             if not stored:
                 raise ChannelFull(channel)
             self.stats.sends += 1
+            # The receiver may have subscribed between that PUBLISH and this store (a Redis
+            # restart): tell it. If it has not yet, it reads its mailboxes once it has.
+            try:
+                await state.publish(token, pubsub, MAILBOX_NOTICE + channel.encode())
+            except _DISCONNECTS:
+                pass
             return
         data = self._serializer.pack(codec, channel, expires, message)
         index = state.shard_for(channel)
@@ -627,6 +659,29 @@ class RedisChannelLayer(BaseChannelLayer):
                 return await asyncio.wait_for(q.get(time.time, self.expiry), BLOCK_SECONDS)
             except asyncio.TimeoutError:
                 continue
+
+    async def _collect_mailboxes(self, state: _LoopState, channels: list[str]) -> None:
+        """Move what waits in these local channels' mailboxes into their queues. Around a
+        Redis restart such messages may arrive after newer ones that came over pub/sub."""
+        mailboxes = [
+            state.shards[state.shard_for(name)].command(
+                "LPOP", self._key("c", name), self.get_capacity(name)
+            )
+            for name in channels
+        ]
+        results = await asyncio.gather(*mailboxes, return_exceptions=True)
+        now = time.time()
+        for name, raws in zip(channels, results, strict=True):
+            if isinstance(raws, BaseException):
+                # Still in Redis (or gone with it): collected on the next re-subscribe.
+                logger.warning("Could not read the mailbox of %s: %r", name, raws)
+                continue
+            for raw in raws or ():
+                _target, expires, message = self._serializer.loads(raw)
+                if expires <= now:
+                    self.drops.note("expired", name)
+                else:
+                    state.local.fan_out([name], expires, message, direct=True)
 
     async def _fetch(self, state: _LoopState, fetch: Any, on_orphan: Any) -> Any:
         """Run a blocking Redis read in its own task and wait for it.

@@ -45,8 +45,11 @@ class Subscriber:
         sharded: bool = False,
         node: tuple[str, int] | None = None,
         stats: LayerStats | None = None,
+        on_subscribed: Callable[[bytes], None] | None = None,
     ) -> None:
         self.shard = shard
+        # Told of each confirmed (re-)subscription: what was published before it reached nobody.
+        self.on_subscribed = on_subscribed
         self.stats = stats  # the layer's: reconnects counted there too
         self.node = node
         self.on_message = on_message
@@ -181,6 +184,8 @@ class Subscriber:
                 for fut in self._confirmations.get(reply[1], ()):
                     if not fut.done():
                         fut.set_result(None)
+                if self.on_subscribed is not None:
+                    self.on_subscribed(reply[1])
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

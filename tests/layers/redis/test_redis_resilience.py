@@ -96,3 +96,57 @@ async def test_group_add_while_redis_is_down_subscribes_on_reconnect(fresh_redis
     finally:
         await a.close()
         await b.close()
+
+
+async def test_no_acknowledged_direct_send_is_lost_across_a_crash(fresh_redis_server):
+    """Redis killed (SIGKILL) and restarted empty while one process sends steadily to another
+    process's consumer channel. A send that raised was not acknowledged and may be lost; one
+    that returned must arrive. Between the restart and the receiver's re-subscribe a PUBLISH
+    reaches nobody, and such a message waits in the channel's mailbox, which the receiver
+    reads once it is subscribed again (channels_redis's pub/sub layer loses these silently)."""
+    receiver = RedisChannelLayer(hosts=[fresh_redis_server.url])
+    sender = RedisChannelLayer(hosts=[fresh_redis_server.url])
+    try:
+        channel = await receiver.new_channel()
+        acknowledged: list[int] = []
+        refused = 0
+        stop = asyncio.Event()
+
+        async def send_steadily() -> None:
+            nonlocal refused
+            n = 0
+            while not stop.is_set():
+                try:
+                    await sender.send(channel, {"type": "tick", "n": n})
+                    acknowledged.append(n)
+                except Exception:  # noqa: BLE001 - refused while Redis is down: not acknowledged
+                    refused += 1
+                n += 1
+                await asyncio.sleep(0.002)
+
+        received: list[int] = []
+
+        async def read_steadily() -> None:  # a consumer keeps up: nothing is dropped as full
+            while True:
+                received.append((await receiver.receive(channel))["n"])
+
+        reading = asyncio.ensure_future(read_steadily())
+        sending = asyncio.ensure_future(send_steadily())
+        await asyncio.sleep(0.3)
+        fresh_redis_server.kill()
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(fresh_redis_server.start)
+        await wait_resubscribed(receiver)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await sending
+        deadline = time.monotonic() + WAIT
+        while not set(acknowledged) <= set(received) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        reading.cancel()
+        lost = sorted(set(acknowledged) - set(received))
+        assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged sends lost: {lost[:20]}"
+        assert len(acknowledged) > 100
+    finally:
+        await receiver.close()
+        await sender.close()
