@@ -4,18 +4,23 @@ Chromium windows (selenium + chromedriver) and a real WebSocket client."""
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support.browser import MISSING, chromium_browsers, chromium_installed
+from tests.support.browser import MISSING, chromium_browsers, chromium_installed, console_errors
 from tests.support.example_server import serve_example
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "liveblog"
@@ -121,6 +126,46 @@ def test_a_post_saved_in_one_window_appears_in_the_other(liveblog, tmp_path):
         _wait(editor, lambda d: _post_titles(d) == ["Goal!", "Secret draft", "Kick-off!"])
         reader.save_screenshot(str(SCREENSHOTS / "liveblog-reader.png"))
         assert "Secret draft" not in reader.page_source
+
+
+def _staff_session_cookie(base: str) -> dict[str, str]:
+    """Signs in through the admin's login form over plain HTTP; the session cookie."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{base}/admin/login/", timeout=10) as page:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.read().decode())
+    assert token
+    form = {"username": "admin", "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token[1]}
+    opener.open(f"{base}/admin/login/", urllib.parse.urlencode(form).encode(), timeout=10).close()
+    session = next(cookie for cookie in jar if cookie.name == "sessionid")
+    return {"name": "sessionid", "value": session.value, "path": "/"}
+
+
+def test_the_page_logs_no_console_error_for_readers_or_staff(liveblog, tmp_path):
+    """The page, loaded and live, leaves nothing at level SEVERE in the browser's console:
+    no uncaught exception (each stream's accept frame has no payload), no failed load."""
+    from selenium.webdriver.common.by import By
+
+    if not chromium_installed():
+        pytest.skip(MISSING)
+    base = f"http://{liveblog}"
+    with chromium_browsers(tmp_path, window_size=(1000, 800)) as open_browser:
+        browser = open_browser("console")
+        for who in ("reader", "staff"):
+            if who == "staff":
+                browser.add_cookie(_staff_session_cookie(base))
+            browser.get(base + "/")
+            _wait(
+                browser,
+                lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "live",
+                what=f"the page live for the {who}",
+            )
+            compose = browser.find_element(By.ID, "compose")
+            _wait(browser, lambda d, c=compose, w=who: c.is_displayed() == (w == "staff"),
+                  what=f"the compose form {'shown' if who == 'staff' else 'hidden'}")  # fmt: skip
+            time.sleep(0.5)  # frames after the subscription's answer, and the favicon
+            browser.save_screenshot(str(SCREENSHOTS / f"liveblog-console-{who}.png"))
+            assert console_errors(browser) == [], who
 
 
 async def test_the_socket_speaks_the_documented_frames(liveblog):

@@ -46,6 +46,8 @@ def open_chromium(profile: str | Path, window_size: tuple[int, int] = (800, 700)
         options.add_argument(flag)
     options.add_argument(f"--window-size={window_size[0]},{window_size[1]}")
     options.add_argument(f"--user-data-dir={profile}")
+    # Keep the page's console (read with console_errors): an error there is a failing page.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_script_timeout(30)
     return driver
@@ -78,3 +80,9 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: f
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
         condition, message=f"timed out waiting for {what}"
     )
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The console's errors (level SEVERE: uncaught exceptions, ``console.error``, failed
+    loads) since the last call: each call drains the browser's log."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
