@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from switchboard.server.app_check import AppShapeError
 from switchboard.server.config import AppImportError, Config
+from switchboard.server.health import check_path
 from switchboard.server.logging_setup import LOG_LEVELS
 from switchboard.server.tls import TLSConfigError
 
@@ -22,6 +23,13 @@ EXIT_APP_ERROR = 2
 
 def _optional_float(value: str) -> float | None:
     return None if value.lower() in ("none", "off", "0") else float(value)
+
+
+def _health_path(value: str) -> str:
+    try:
+        return check_path(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _version() -> str:
@@ -285,6 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="interface the metrics endpoint binds; it has no authentication, so keep it "
         "private (default: %(default)s)",
     )
+    health = p.add_argument_group(
+        "health endpoints",
+        "Answered by the server itself, without calling the application; off by default.",
+    )
+    health.add_argument(
+        "--health-path",
+        type=_health_path,
+        default=d.health_path,
+        metavar="PATH",
+        help="liveness: 200 ok while the process serves, e.g. /healthz (default: off)",
+    )
+    health.add_argument(
+        "--ready-path",
+        type=_health_path,
+        default=d.ready_path,
+        metavar="PATH",
+        help="readiness: 200 when the application's readiness checks pass (Django: a round "
+        "trip through the channel layer), else 503, e.g. /readyz (default: off)",
+    )
+    health.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=d.ready_timeout,
+        metavar="SECONDS",
+        help="time the readiness checks get before the answer is 503 (default: %(default)s)",
+    )
     procs.add_argument(
         "--interface",
         choices=("auto", "asgi", "wsgi"),
@@ -308,7 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     from switchboard.metrics import MetricsUnavailableError
     from switchboard.server.server import ListenError, run
 
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    if args["health_path"] is not None and args["health_path"] == args["ready_path"]:
+        parser.error("--health-path and --ready-path must differ")
     args.pop("command")
     app = args.pop("app")
     sys.path.insert(0, ".")

@@ -60,6 +60,10 @@ class Config:
     # HTTP/2 (server/h2/): ALPN h2 over TLS, prior-knowledge h2c in the clear.
     http2: bool = True
     h2_max_concurrent_streams: int = 100
+    # Answered by the server itself, off unless given (server/health.py).
+    health_path: str | None = None
+    ready_path: str | None = None
+    ready_timeout: float = 1.0
 
     def load(self) -> Any:
         """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted, Django's

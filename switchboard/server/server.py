@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from switchboard.server import health
 from switchboard.server.config import FORCE_EXIT_MARGIN, Config
 from switchboard.server.http import HttpProtocol
 from switchboard.server.lifespan import Lifespan
@@ -68,6 +69,8 @@ class Server:
     async def startup(self, sock: socket.socket | None = None) -> None:
         config = self.config
         config.load()
+        # The health paths are answered in front of the application (and its lifespan).
+        config.app = health.wrap(config.app, config)
         self.ssl_context = create_ssl_context(config)
         loop = asyncio.get_running_loop()
         self._exit_event = asyncio.Event()
