@@ -19,6 +19,13 @@ without one: code 1006), how long it was open and the messages received and sent
 The lines go to the ``switchboard.server.access`` logger at INFO. Protocols ask
 :func:`enabled` once per request or connection, so a server with the access log off pays
 nothing more per request.
+
+Each line is an :class:`AccessLine`: the text above, carrying its parts as ``fields`` for a
+structured formatter (``--log-format json``): ``event`` (``http``, ``websocket.handshake``,
+``websocket.close``), ``client``, ``method``, ``path``, ``query``, ``protocol``, ``status``,
+``size`` and ``duration`` (seconds, ``None`` when the server answered itself); close lines
+have ``close_code``, ``closed_by``, ``messages_in`` and ``messages_out`` instead of the
+status and size. Call sites log it as the message, unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import logging
 from typing import Any
 
 __all__ = [
+    "AccessLine",
     "access_logger",
     "enabled",
     "http_line",
@@ -36,6 +44,30 @@ __all__ = [
 ]
 
 access_logger = logging.getLogger("switchboard.server.access")
+
+
+class AccessLine(str):
+    """An access-log line: the text, with its parts in ``fields``."""
+
+    fields: dict[str, Any]
+
+
+def _line(text: str, fields: dict[str, Any]) -> AccessLine:
+    line = AccessLine(text)
+    line.fields = fields
+    return line
+
+
+def _request_fields(scope: dict[str, Any], event: str, method: str) -> dict[str, Any]:
+    query = scope.get("query_string")
+    return {
+        "event": event,
+        "client": client_text(scope.get("client")),
+        "method": method,
+        "path": scope.get("path", ""),
+        "query": query.decode("latin-1") if query else "",
+        "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+    }
 
 
 def enabled(config: Any) -> bool:
@@ -64,33 +96,51 @@ def _request_text(scope: dict[str, Any]) -> str:
     return f"{scope.get('method', '-')} {target_text(scope)} HTTP/{scope.get('http_version')}"
 
 
-def http_line(scope: dict[str, Any], status: int, size: int, seconds: float) -> str:
+def http_line(scope: dict[str, Any], status: int, size: int, seconds: float) -> AccessLine:
     client = client_text(scope.get("client"))
     request = _request_text(scope)
-    return f'{client} - "{request}" {status} {size} {seconds * 1000.0:.1f}ms'
+    fields = _request_fields(scope, "http", scope.get("method", "-"))
+    fields.update(status=status, size=size, duration=round(seconds, 6))
+    return _line(f'{client} - "{request}" {status} {size} {seconds * 1000.0:.1f}ms', fields)
 
 
-def refused_line(client: Any, scope: dict[str, Any] | None, status: int, size: int) -> str:
+def refused_line(client: Any, scope: dict[str, Any] | None, status: int, size: int) -> AccessLine:
     """A request the server answered itself, no application involved (``400``, ``413``,
     ``431``): ``-`` for the time, and for the request when its head was not parsed."""
-    request = "-" if scope is None else _request_text(scope)
-    return f'{client_text(client)} - "{request}" {status} {size} -'
+    fields: dict[str, Any]
+    if scope is None:
+        request = "-"
+        fields = {"event": "http", "client": client_text(client), "method": None}
+        fields.update(path=None, query=None, protocol=None)
+    else:
+        request = _request_text(scope)
+        fields = _request_fields(scope, "http", scope.get("method", "-"))
+        fields["client"] = client_text(client)
+    fields.update(status=status, size=size, duration=None)
+    return _line(f'{client_text(client)} - "{request}" {status} {size} -', fields)
 
 
-def ws_handshake_line(scope: dict[str, Any], status: int, seconds: float) -> str:
+def ws_handshake_line(scope: dict[str, Any], status: int, seconds: float) -> AccessLine:
     client = client_text(scope.get("client"))
     request = f"WEBSOCKET {target_text(scope)} HTTP/{scope.get('http_version', '1.1')}"
-    return f'{client} - "{request}" {status} - {seconds * 1000.0:.1f}ms'
+    fields = _request_fields(scope, "websocket.handshake", "WEBSOCKET")
+    fields.update(status=status, size=None, duration=round(seconds, 6))
+    return _line(f'{client} - "{request}" {status} - {seconds * 1000.0:.1f}ms', fields)
 
 
-def ws_close_prefix(scope: dict[str, Any]) -> str:
+def ws_close_prefix(scope: dict[str, Any]) -> AccessLine:
     """What the close line starts with; kept at the handshake, after which the scope goes."""
-    return f'{client_text(scope.get("client"))} - "WEBSOCKET {target_text(scope)}"'
+    text = f'{client_text(scope.get("client"))} - "WEBSOCKET {target_text(scope)}"'
+    return _line(text, _request_fields(scope, "websocket.close", "WEBSOCKET"))
 
 
 def ws_close_line(
     prefix: str, code: int, by: str | None, seconds: float, received: int, sent: int
-) -> str:
+) -> AccessLine:
     """``by``: ``"client"`` or ``"server"``, ``None`` when no close frame was exchanged."""
     who = f"by {by}" if by else "abnormally"
-    return f"{prefix} closed {code} {who} after {seconds:.1f}s, {received} in / {sent} out"
+    fields = dict(getattr(prefix, "fields", {}))
+    fields.update(close_code=code, closed_by=by, duration=round(seconds, 6))
+    fields.update(messages_in=received, messages_out=sent)
+    text = f"{prefix} closed {code} {who} after {seconds:.1f}s, {received} in / {sent} out"
+    return _line(text, fields)

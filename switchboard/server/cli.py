@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from switchboard.server.app_check import AppShapeError
 from switchboard.server.config import AppImportError, Config
 from switchboard.server.health import check_path
-from switchboard.server.logging_setup import LOG_LEVELS
+from switchboard.server.logging_setup import LOG_FORMATS, LOG_LEVELS
 from switchboard.server.tls import TLSConfigError
 
 EXIT_LISTEN_ERROR = 1
@@ -276,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=d.access_log,
         help="log one line per HTTP request and WebSocket handshake (default: on)",
+    )
+    logs.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=d.log_format,
+        help="text lines, or one JSON object per line with the access log's fields "
+        "(default: %(default)s)",
     )
     metrics = p.add_argument_group("metrics (Prometheus; needs switchboard[metrics])")
     metrics.add_argument(

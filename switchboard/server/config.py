@@ -29,6 +29,7 @@ class Config:
     forwarded_allow_ips: str = "127.0.0.1"
     access_log: bool = True
     log_level: str = "info"
+    log_format: str = "text"  # "text" | "json" (server/logging_setup.py)
     lifespan: str = "auto"  # "auto" | "on" | "off"
     timeout_keep_alive: float = 5.0
     timeout_graceful_shutdown: float = 30.0

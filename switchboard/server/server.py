@@ -296,7 +296,7 @@ def run(app: Any, **options: Any) -> None:
     serving anything.
     """
     config = Config(app=app, **options)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, log_format=config.log_format)
     if config.metrics_port is not None:
         from switchboard.metrics import require_prometheus
 
