@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
-from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
+from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE, ChannelMessageTooLarge
 from switchboard.layers.fanout import LocalDelivery, sweep_interval
 from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.local import LocalQueue
@@ -63,6 +63,27 @@ def _sentinel_addresses(entries: Iterable[Any]) -> list[tuple[str, int]]:
 # Longest wait in group_send for this process's own copy of a group message to come back
 # over pub/sub (it normally arrives before PUBLISH's reply; this bounds a lost connection).
 ECHO_TIMEOUT = 1.0
+
+# Redis cuts a pub/sub subscriber whose output buffer holds more than 8 MB for 60 s or 32 MB
+# at once (client-output-buffer-limit pubsub, its default): the subscriber loses that message
+# and every other one in flight. Pub/sub messages are refused above this at send.
+PUBSUB_MAX_MESSAGE_SIZE = 8 * 1024 * 1024
+
+
+class PubSubMessageTooLarge(ChannelMessageTooLarge):
+    """A group or consumer-channel message over ``pubsub_max_message_size``; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        self.args = (
+            f"Channel layer message is {size} bytes, over the Redis layer's "
+            f"pubsub_max_message_size of {limit} bytes; nothing was sent. Groups and consumer "
+            "channels travel over Redis pub/sub, and Redis disconnects a subscriber whose "
+            "output buffer passes client-output-buffer-limit pubsub (8 MB sustained, 32 MB at "
+            "once by default), losing every message in flight. Send large payloads through a "
+            "worker channel, or raise both that Redis setting and pubsub_max_message_size",
+        )
+
 
 # Published on a process channel after a message was left in a channel's mailbox because the
 # PUBLISH reached nobody (the receiver was between a Redis restart and its re-subscribe): the
@@ -343,6 +364,9 @@ class RedisChannelLayer(BaseChannelLayer):
     (SSUBSCRIBE/SPUBLISH, one subscriber connection per node owning a slot in use).
     ``sentinels`` + ``service_name`` (+ ``sentinel_kwargs``): find the master via Sentinel;
     after a failover every connection re-discovers the master.
+    ``pubsub_max_message_size``: bytes; a group or consumer-channel message larger than this
+    raises PubSubMessageTooLarge at send (default 8 MiB, below what makes Redis cut a pub/sub
+    subscriber; raise it only with Redis's client-output-buffer-limit pubsub).
     ``presence_timeout``: seconds after which a dead process's presence entries vanish
     (:mod:`switchboard.layers.redis.presence`).
     ``at_least_once_channels``: glob patterns of worker channels delivered through
@@ -387,6 +411,7 @@ class RedisChannelLayer(BaseChannelLayer):
         serializer_format: str = "msgpack",  # a name in serializer.registry
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         presence_timeout: float = 15.0,
+        pubsub_max_message_size: int = PUBSUB_MAX_MESSAGE_SIZE,
     ) -> None:
         super().__init__(
             expiry=expiry,
@@ -398,6 +423,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if not prefix or ":" in prefix:
             raise ValueError("prefix must be a non-empty string without ':'")
         self.prefix = prefix
+        self.pubsub_max_message_size = pubsub_max_message_size
         self.sentinels = _sentinel_addresses(sentinels) if sentinels else None
         if self.sentinels and not service_name:
             raise ValueError("sentinels needs service_name (the monitored master's name)")
@@ -571,6 +597,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 self.stats.sends += 1
                 return
             data = self._serializer.pack(codec, channel, expires, message)
+            self._check_pubsub_size(data)
             pubsub = f"{self.prefix}:p:{token}"
             if await state.publish(token, pubsub, data):
                 self.stats.sends += 1
@@ -608,6 +635,10 @@ class RedisChannelLayer(BaseChannelLayer):
         if not stored:
             raise ChannelFull(channel)
         self.stats.sends += 1
+
+    def _check_pubsub_size(self, data: bytes) -> None:
+        if len(data) > self.pubsub_max_message_size:
+            raise PubSubMessageTooLarge(len(data), self.pubsub_max_message_size)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel, receive=True)
@@ -848,6 +879,7 @@ class RedisChannelLayer(BaseChannelLayer):
         # Checked here, whoever receives it: Redis would accept a message no process can use
         # (or one so large it cuts every subscriber's connection) and say nothing.
         data = self._serializer.pack(self.codec, None, time.time() + self.expiry, message)
+        self._check_pubsub_size(data)
         routing_key = group_routing_key(group)
         pubsub = self._key("g", group)
         name = pubsub.encode()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from switchboard.layers.redis import RedisChannelLayer
 
 WAIT = 3.0
@@ -150,3 +152,36 @@ async def test_no_acknowledged_direct_send_is_lost_across_a_crash(fresh_redis_se
     finally:
         await receiver.close()
         await sender.close()
+
+
+async def test_a_group_message_too_large_for_pub_sub_is_refused_at_send(redis_server):
+    """Redis disconnects a pub/sub subscriber whose output buffer passes client-output-buffer-
+    limit pubsub (32 MB at once by default; redis.conf): a 40 MB group message cut the
+    subscriber, and it and the chat messages behind it were lost with no error to anyone.
+    Refused at send instead, with the reason and the fix; the subscriber keeps working."""
+    from switchboard.layers.codec import ChannelMessageTooLarge
+    from switchboard.layers.redis.core import PubSubMessageTooLarge
+
+    big = 64 * 1024 * 1024
+    a = RedisChannelLayer(hosts=[redis_server.url], max_message_size=big, prefix="ceiling")
+    b = RedisChannelLayer(hosts=[redis_server.url], max_message_size=big, prefix="ceiling")
+    try:
+        channel = await a.new_channel()
+        await a.group_add("room", channel)
+        with pytest.raises(PubSubMessageTooLarge, match="client-output-buffer-limit") as raised:
+            await b.group_send("room", {"type": "big", "blob": b"x" * (40 * 1024 * 1024)})
+        assert isinstance(raised.value, ChannelMessageTooLarge)  # what callers already catch
+        with pytest.raises(PubSubMessageTooLarge):
+            await b.send(channel, {"type": "big", "blob": b"x" * (40 * 1024 * 1024)})
+        for n in range(3):
+            await b.group_send("room", {"type": "chat", "n": n})
+        got = [(await asyncio.wait_for(a.receive(channel), WAIT))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]
+        subscriber = next(iter(next(iter(a._states.values())).subscribers.values()))
+        assert subscriber.reconnects == 0  # never cut
+        # Worker channels are lists, not pub/sub: max_message_size alone applies there.
+        await b.send("uploads", {"type": "big", "blob": b"x" * (12 * 1024 * 1024)})
+        assert len((await asyncio.wait_for(a.receive("uploads"), WAIT))["blob"]) == 12 * 1024 * 1024
+    finally:
+        await a.close()
+        await b.close()
