@@ -149,22 +149,22 @@ class ReliableMixin(FrameMixin):
         if sub is None:
             return  # unsubscribed meanwhile
         epoch, offset = event["epoch"], event["offset"]
-        if epoch == sub[0]:
-            if offset <= sub[1]:
-                return  # already sent (replayed by a recovery or a gap fill)
-            if offset > sub[1] + 1:
-                read = await self._reliable_store().recover(
-                    topic, sub[0], sub[1], self.max_recovery
-                )
-                if read.complete:
-                    for pub_offset, data in read.publications:
-                        if pub_offset > sub[1]:
-                            await self.send_json(_pub_frame(topic, epoch, pub_offset, data))  # type: ignore[attr-defined]
-                            sub[1] = pub_offset
-                    return
-                await self._resync(topic, sub, epoch, offset - 1)
-        else:
-            # The history started again under a new epoch (data lost): say so, then go on.
+        if epoch != sub[0]:
+            # The history started again under a new epoch (its backend lost the old one, as
+            # Redis does restarting without persistence): what the old epoch held after our
+            # position is gone, so say so; what the new one holds is replayed below, since
+            # this process may have missed its first publications while it re-subscribed.
+            await self._resync(topic, sub, epoch, 0)
+        if offset <= sub[1]:
+            return  # already sent (replayed by a recovery or a gap fill)
+        if offset > sub[1] + 1:
+            read = await self._reliable_store().recover(topic, epoch, sub[1], self.max_recovery)
+            if read.complete:
+                for pub_offset, data in read.publications:
+                    if pub_offset > sub[1]:
+                        await self.send_json(_pub_frame(topic, epoch, pub_offset, data))  # type: ignore[attr-defined]
+                        sub[1] = pub_offset
+                return
             await self._resync(topic, sub, epoch, offset - 1)
         sub[1] = offset
         await self.send_json(_pub_frame(topic, epoch, offset, event["data"]))  # type: ignore[attr-defined]
