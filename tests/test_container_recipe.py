@@ -219,8 +219,14 @@ def test_the_compose_web_command_serves_the_chat_on_redis_and_passes_its_healthc
     with RedisServer(name="compose", aof=True) as redis:
         env = _environment(tmp_path, redis.url, port)
         with open(tmp_path / "web.log", "wb") as log:
+            # A session of its own: if the test fails, its workers go down with it.
             web_process = subprocess.Popen(
-                command, cwd=CHAT, env=env, stdout=log, stderr=subprocess.STDOUT
+                command,
+                cwd=CHAT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             # Docker waits start_period for a first success.
@@ -241,9 +247,11 @@ def test_the_compose_web_command_serves_the_chat_on_redis_and_passes_its_healthc
             web_process.send_signal(signal.SIGTERM)
             assert web_process.wait(seconds(web["stop_grace_period"])) == 0
         finally:
-            if web_process.poll() is None:
-                web_process.kill()
-                web_process.wait(10)
+            try:
+                os.killpg(web_process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # stopped as it should, workers included
+            web_process.wait(10)
             output = (tmp_path / "web.log").read_text(errors="replace")
     assert "Listening on http://127.0.0.1:" in output, output
     assert output.count("Started server process") == 2, output
