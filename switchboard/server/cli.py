@@ -1,8 +1,9 @@
 """``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``).
 
 Exit status: 0 after a graceful stop, 1 when the address cannot be listened on, 2 for a bad
-command line, an application that cannot be imported or is not an ASGI application,
-``--metrics-port`` without ``prometheus_client``, or TLS files that cannot be used.
+command line, an application that cannot be imported or is not an ASGI application, a
+startup check that refuses the application (Django's system checks), ``--metrics-port``
+without ``prometheus_client``, or TLS files that cannot be used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from switchboard.server.app_check import AppShapeError
 from switchboard.server.config import AppImportError, Config
 from switchboard.server.health import check_path
 from switchboard.server.logging_setup import LOG_FORMATS, LOG_LEVELS
+from switchboard.server.startup import StartupCheckError
 from switchboard.server.tls import TLSConfigError
 
 EXIT_LISTEN_ERROR = 1
@@ -358,7 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, ".")
     try:
         run(app, **args)
-    except (AppImportError, AppShapeError, MetricsUnavailableError, TLSConfigError) as exc:
+    except (
+        AppImportError,
+        AppShapeError,
+        MetricsUnavailableError,
+        StartupCheckError,
+        TLSConfigError,
+    ) as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return EXIT_APP_ERROR
     except ListenError as exc:

@@ -24,6 +24,7 @@ from switchboard.server.listen import (
     listening_address,
 )
 from switchboard.server.logging_setup import configure_logging
+from switchboard.server.startup import run_startup_checks
 from switchboard.server.state import ServerState, add_serving, remove_serving
 from switchboard.server.supervisor import run_supervised
 from switchboard.server.tls import create_ssl_context, reload_certificates
@@ -291,6 +292,7 @@ def run(app: Any, **options: Any) -> None:
     """Serve ``app`` (an ASGI callable or ``"module:attr"``) until SIGTERM/SIGINT.
 
     Raises ``AppImportError``/``AppShapeError`` for an unusable application,
+    ``StartupCheckError`` when a startup check refuses it (Django's system checks),
     :class:`ListenError` when the address (or the metrics port) cannot be listened on, and
     ``MetricsUnavailableError`` for ``metrics_port`` without ``prometheus_client``, before
     serving anything.
@@ -307,6 +309,7 @@ def run(app: Any, **options: Any) -> None:
         # Import and vet the app before binding, as the supervisor does, and bind before
         # lifespan startup so a busy port does not run (and strand) the app's startup.
         config.load()
+        run_startup_checks(config)  # e.g. Django's system checks (switchboard/checks.py)
         create_ssl_context(config)  # unusable certificate files: fail before binding
         sock = bind_socket(config)
         try:

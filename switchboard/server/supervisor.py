@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from switchboard.server.config import FORCE_EXIT_MARGIN, Config
 from switchboard.server.listen import ListenError, bind_metrics_sockets, bind_socket
+from switchboard.server.startup import run_startup_checks
 from switchboard.server.tls import create_ssl_context
 
 logger = logging.getLogger("switchboard.server")
@@ -26,6 +27,7 @@ def run_supervised(config: Config, serve: ServeWorker) -> None:
     # layer registry then gives the workers a layer they share (see layers/registry.py).
     os.environ["SWITCHBOARD_WORKERS"] = str(config.workers)
     config.load()  # fail fast in the parent on a bad import string
+    run_startup_checks(config)  # ... and on a setup the application's framework refuses
     create_ssl_context(config)  # ... and on unusable certificate files
     sock = bind_socket(config)
     try:
