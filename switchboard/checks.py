@@ -13,6 +13,17 @@ cause, into a message with an ID at startup:
 - ``switchboard.E002``: ``ASGI_APPLICATION`` cannot be imported (names the failure and where).
 - ``switchboard.E003``: a ``CHANNEL_LAYERS`` backend cannot be imported (with the install hint).
 - ``switchboard.E004``: ``CHANNEL_LAYERS`` is not shaped ``{alias: {"BACKEND": ...}}``.
+- ``switchboard.E005``: an in-memory layer under ``switchboard serve --workers N`` (N > 1):
+  every worker process would have groups of its own, and a group message would silently
+  reach only the consumers of the process that sent it.
+- ``switchboard.W002``: no ``ASGI_APPLICATION``: ``runserver`` then serves Django's own
+  handler, HTTP only, and every WebSocket handshake gets 500.
+
+``switchboard serve`` runs the system checks too, once the application is imported and before
+it listens (:func:`check_at_serve_startup`, registered with the server as a startup check):
+errors stop it, warnings are logged. The checks that concern ``manage.py runserver`` alone
+(E001, W001, E002, W002) say nothing there: ``serve`` takes its application on the command line
+and is no management command.
 
 This module imports nothing that needs settings, so importing it before Django is set up
 (as a project's asgi.py does indirectly) is safe.
@@ -22,17 +33,38 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import WARNING, CheckMessage, Error, Warning, register, run_checks
+
+from switchboard.layers.registry import serving_workers
+from switchboard.server.app_import import describe_exception
+from switchboard.server.startup import StartupCheckError, add_startup_check
+
+if TYPE_CHECKING:
+    from switchboard.server.config import Config
 
 TAG = "switchboard"
 APP = "switchboard"
 STATICFILES = "django.contrib.staticfiles"
+INMEMORY_LAYER = "switchboard.layers.inmemory.InMemoryChannelLayer"
+IPC_LAYER = "switchboard.layers.ipc.IPCChannelLayer"
+REDIS_LAYER = "switchboard.layers.redis.RedisChannelLayer"
+
+logger = logging.getLogger("switchboard.checks")
+
+# The files ASGI_APPLICATION's failed import went through, for runserver's autoreloader to
+# watch: a module whose import failed is not in sys.modules, where the reloader looks.
+failed_import_files: set[str] = set()
+
+# True while `switchboard serve` runs the checks (check_at_serve_startup): the checks about
+# `manage.py runserver` alone stay quiet then.
+_serve_startup = False
 
 # Top-level module missing -> the extra that brings it.
 _EXTRAS = {"redis": "redis", "hiredis": "redis", "cryptography": "crypto"}
@@ -54,6 +86,8 @@ def _installed_app_names() -> list[str]:
 
 @register(TAG)
 def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if _serve_startup:
+        return []  # the order of INSTALLED_APPS only decides which runserver runs
     names = _installed_app_names()
     if APP not in names:
         return [
@@ -89,7 +123,20 @@ def _where(exc: BaseException) -> str:
     return f" ({frames[-1].filename}, line {frames[-1].lineno})"
 
 
+def _files_of(exc: BaseException) -> set[str]:
+    files = {
+        frame.filename
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<")
+    }
+    if isinstance(exc, SyntaxError) and exc.filename:
+        files.add(exc.filename)  # the file that did not compile is in no frame
+    return files
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return describe_exception(exc)  # the file that did not compile, with its full path
     return f"{type(exc).__name__}: {exc}{_where(exc)}"
 
 
@@ -101,9 +148,20 @@ def _install_hint(exc: BaseException) -> str | None:
 
 @register(TAG)
 def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if _serve_startup:
+        return []  # serve was told its application on the command line
     path = getattr(settings, "ASGI_APPLICATION", None)
     if not path:
-        return []  # runserver then serves Django's own ASGI handler
+        return [
+            Warning(
+                "ASGI_APPLICATION is not set: `manage.py runserver` serves Django's own ASGI "
+                "handler, which speaks HTTP only, so every WebSocket handshake gets 500.",
+                hint='Set ASGI_APPLICATION = "mysite.asgi.application", naming the '
+                'ProtocolTypeRouter in your asgi.py that routes "websocket". A project without '
+                "WebSockets can silence switchboard.W002.",
+                id="switchboard.W002",
+            )
+        ]
     module_path, _, attribute = str(path).rpartition(".")
     if not module_path:
         return [
@@ -116,6 +174,7 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Check
     try:
         module = importlib.import_module(module_path)
     except Exception as exc:  # noqa: BLE001 - any failure here is the user's to see
+        failed_import_files.update(_files_of(exc))
         return [
             Error(
                 f"ASGI_APPLICATION {path!r} cannot be imported: {_describe(exc)}",
@@ -192,6 +251,22 @@ def _check_backend(alias: Any, entry: Mapping[str, Any]) -> list[CheckMessage]:
                 id="switchboard.E003",
             )
         ]
+    workers = serving_workers()
+    if workers > 1 and _is_in_memory(getattr(module, attribute)):
+        return [
+            Error(
+                f"CHANNEL_LAYERS[{alias!r}] is an in-memory layer, but `switchboard serve "
+                f"--workers {workers}` runs {workers} processes, each with memory of its own: "
+                "a group message would reach only the consumers of the process that sent it, "
+                "silently.",
+                hint=f'On one machine use {{"BACKEND": "{IPC_LAYER}"}} (or leave '
+                "CHANNEL_LAYERS out: serve --workers then gives the workers the IPC layer); on "
+                f'several machines {{"BACKEND": "{REDIS_LAYER}", "CONFIG": {{"hosts": '
+                '["redis://..."]}} (pip install "switchboard[redis]"). Or serve with '
+                "--workers 1.",
+                id="switchboard.E005",
+            )
+        ]
     config = entry.get("CONFIG") or {}
     if isinstance(config, Mapping) and config.get("symmetric_encryption_keys"):
         try:
@@ -206,3 +281,48 @@ def _check_backend(alias: Any, entry: Mapping[str, Any]) -> list[CheckMessage]:
                 )
             ]
     return []
+
+
+def _is_in_memory(backend: Any) -> bool:
+    from switchboard.layers.inmemory import InMemoryChannelLayer
+
+    return isinstance(backend, type) and issubclass(backend, InMemoryChannelLayer)
+
+
+def check_at_serve_startup(config: Config) -> None:
+    """``switchboard serve``'s startup check: Django's system checks, as ``runserver`` runs
+    them (no database or deployment checks), for a Django application.
+
+    Errors raise :class:`~switchboard.server.startup.StartupCheckError` with their messages,
+    so the server refuses to start (exit status 2) rather than fail at the first connection;
+    warnings and lesser messages are logged. Silenced checks (``SILENCED_SYSTEM_CHECKS``) stay
+    silent.
+    """
+    if not settings.configured or not apps.ready:
+        return  # not a Django application, or one that never set Django up
+    global _serve_startup
+    _serve_startup = True
+    try:
+        messages = run_checks()
+    except Exception as exc:  # noqa: BLE001 - a check that crashes (a broken URLconf, say)
+        raise StartupCheckError(f"System checks failed: {describe_exception(exc)}") from exc
+    finally:
+        _serve_startup = False
+    errors = []
+    for message in messages:
+        if message.is_silenced():
+            continue
+        if message.is_serious():
+            errors.append(message)
+        else:
+            level = logging.WARNING if message.level >= WARNING else logging.INFO
+            logger.log(level, "System check: %s", message)
+    if errors:
+        text = "\n".join(str(message) for message in errors)
+        raise StartupCheckError(f"System check identified errors:\n{text}")
+
+
+# Registered on import, like the checks above: the server runs it whenever a Django
+# application it serves has imported this module (AppConfig.ready, the consumer bases, the
+# native HTTP path).
+add_startup_check(check_at_serve_startup)

@@ -15,12 +15,14 @@ import errno
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandParser, SystemCheckError
 from django.db import connections
 from django.utils import autoreload
 
@@ -98,13 +100,26 @@ class Command(DjangoRunserver):
         autoreload.raise_last_exception()
         if not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
-            self.check(display_num_errors=True)
+            try:
+                self.check(display_num_errors=True)
+            except SystemCheckError as exc:
+                if threading.current_thread() is threading.main_thread():
+                    raise  # --noreload: Django prints the message and exits with status 1
+                # Under the autoreloader: the message without a thread traceback, and the
+                # files of a failed ASGI_APPLICATION import watched, so that the fix restarts
+                # the server (a module that failed to import is not among those it watches).
+                self.stderr.write(str(exc))
+                from switchboard.checks import failed_import_files
+
+                _watch_until_fixed(failed_import_files)
+                return
         self.check_migrations()
         # The checks may have opened connections in this thread; requests use their own.
         for connection in connections.all(initialized_only=True):
             connection.close()
 
         application = self.get_asgi_handler(**options)
+        self._protocols = _protocols(application)
         config = Config(
             app=application,
             host=self._bind_host(),
@@ -161,7 +176,7 @@ class Command(DjangoRunserver):
         self.stdout.write(
             f"{started}\n"
             f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
-            f"Starting Switchboard ASGI development server (HTTP and WebSocket) at "
+            f"Starting Switchboard ASGI development server ({self._protocols}) at "
             f"{self.protocol}://{host}:{server_port}/\n"
             f"Quit the server with {quit_key}."
         )
@@ -196,6 +211,46 @@ def _graceful_stop_at_exit(
 
     atexit.register(stop)
     return stop
+
+
+_reloader: Any = None  # this process's autoreloader, once it has started
+_files_to_watch: set[str] = set()
+_watch_lock = threading.Lock()
+
+
+def _watch_until_fixed(files: Iterable[str]) -> None:
+    """Have the autoreloader watch ``files`` too, whether it has started yet or not."""
+    with _watch_lock:
+        _files_to_watch.update(files)
+        if _reloader is not None:
+            # A new set rather than add(): the reloader's thread may be iterating the old one.
+            _reloader.extra_files = _reloader.extra_files | {Path(f) for f in _files_to_watch}
+
+
+def _remember_reloader(sender: Any, **kwargs: Any) -> None:
+    global _reloader
+    with _watch_lock:
+        _reloader = sender
+    _watch_until_fixed(())
+
+
+# Sent by the reloader in the process that serves, as Django's template autoreloader uses it.
+autoreload.autoreload_started.connect(
+    _remember_reloader, dispatch_uid="switchboard.runserver.remember_reloader"
+)
+
+
+def _protocols(application: Any) -> str:
+    """What the banner may promise: WebSocket only when the application routes it."""
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        # Django's own handler (switchboard.W002): a WebSocket handshake would get 500.
+        return "HTTP only: set ASGI_APPLICATION for WebSocket"
+    from switchboard.routing import ProtocolTypeRouter
+
+    inner = getattr(application, "application", application)  # inside the static handler
+    if isinstance(inner, ProtocolTypeRouter) and "websocket" not in inner.application_mapping:
+        return 'HTTP only: ASGI_APPLICATION routes no "websocket"'
+    return "HTTP and WebSocket"
 
 
 def _configure_logging() -> None:
