@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -10,6 +12,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver
 from django.urls.resolvers import RoutePattern
+
+# Registers the system checks, and with them serve's startup check, even if the app is not
+# installed.
+from switchboard import checks  # noqa: F401
 
 __all__ = [
     "ChannelNameRouter",
@@ -21,6 +27,13 @@ __all__ = [
 ]
 
 ASGIApp = Callable[..., Awaitable[None]]
+
+logger = logging.getLogger("switchboard.routing")
+
+# The ASGI extension that lets an application answer a WebSocket handshake with an HTTP
+# response of its own (a "denial response"); the server lists it in scope["extensions"].
+DENIAL_RESPONSE = "websocket.http.response"
+CONNECT_WAIT = 1.0  # seconds
 
 
 def get_default_application() -> ASGIApp:
@@ -98,7 +111,50 @@ class ProtocolTypeRouter:
         app = self.application_mapping.get(scope["type"])
         if app is None:
             raise ValueError(f"No application configured for scope type {scope['type']!r}")
-        await app(scope, receive, send)
+        if scope["type"] != "websocket":
+            await app(scope, receive, send)
+            return
+        try:
+            await app(scope, receive, send)
+        except NoRouteFound as exc:
+            # No route at all for this handshake: a client's mistake (a stale page, a scanner),
+            # not the application's, so it is refused with one warning, not a 500 and a
+            # traceback. The routers below raise it so an outer router can try its next route.
+            if not await _refuse_unrouted(scope, receive, send, exc):
+                raise
+
+
+async def _refuse_unrouted(
+    scope: dict[str, Any], receive: Any, send: Any, miss: NoRouteFound
+) -> bool:
+    """Refuse a WebSocket handshake nothing routes: 404 where the server takes a denial
+    response, else a close before accept (which the server sends as 403, per the ASGI spec).
+    False when the handshake cannot be refused any more (the application got further)."""
+    try:
+        # Servers queue websocket.connect before the application starts: waiting longer means
+        # the application read it already (and maybe accepted), so it is not ours to answer.
+        message = await asyncio.wait_for(receive(), CONNECT_WAIT)
+    except asyncio.TimeoutError:
+        return False
+    if message["type"] != "websocket.connect":
+        return message["type"] == "websocket.disconnect"  # the client left: nothing to say
+    path = scope.get("path", "")
+    if DENIAL_RESPONSE in (scope.get("extensions") or {}):
+        status = 404
+        start = {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+        body = {"type": "websocket.http.response.body", "body": b"Not Found\n"}
+        messages = [start, body]
+    else:
+        status = 403
+        messages = [{"type": "websocket.close"}]
+    logger.warning("No route for WebSocket path %r: handshake refused with %d", path, status)
+    for message in messages:
+        await send(message)
+    return True
 
 
 class NoRouteFound(ValueError):
