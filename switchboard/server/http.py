@@ -33,6 +33,7 @@ from switchboard.server.http11_framing import (
     chunk,
     complete_head,
     content_length_value,
+    has_request_body,
     has_token,
     is_websocket_upgrade,
     plain_response,
@@ -297,7 +298,7 @@ class HttpProtocol(asyncio.Protocol):
         self.flow = FlowControl(self.loop)
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.closing = False
-        # Bytes from the client are no longer parsed as HTTP/1.1 (error, CONNECT, WebSocket).
+        # Bytes from the client are no longer parsed as HTTP/1.1 (error, WebSocket).
         self.input_closed = False
         # An error response for bad input, written once the requests before it are answered.
         self.failure: bytes | None = None
@@ -460,8 +461,20 @@ class HttpProtocol(asyncio.Protocol):
             scope["extensions"]["tls"] = self.tls
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)
+        if method == "CONNECT":
+            # A tunnel (RFC 9110 section 9.3.6), which ASGI has none to offer: refused before
+            # any application runs, and nothing after it is read (it may be tunnel bytes).
+            self.parsing = _Request(self, scope, False)  # what the refusal is logged as
+            self._fail_input(400, "Bad Request: CONNECT is not supported")
+            raise _Rejected
         upgrade = parser.should_upgrade()
         if upgrade and is_websocket_upgrade(method, headers):
+            if has_request_body(headers):
+                # The handshake is a GET (RFC 6455 section 4.1) with no content: the body
+                # would be read as WebSocket frames after the 101.
+                self.parsing = _Request(self, scope, False)
+                self._fail_input(400, "Bad Request: a WebSocket handshake has no body")
+                raise _Rejected
             self.parsing = None
             self.ws_scope = scope
             return
@@ -516,8 +529,8 @@ class HttpProtocol(asyncio.Protocol):
     # -- upgrades --------------------------------------------------------
 
     def _upgraded(self, leftover: bytes) -> None:
-        """llhttp stopped at an Upgrade (or CONNECT) request: hand a WebSocket handshake over,
-        answer anything else as a plain request."""
+        """llhttp stopped at an Upgrade request (CONNECT was refused in on_headers_complete):
+        hand a WebSocket handshake over, answer anything else as a plain request."""
         if self.ws_scope is not None:
             self.input_closed = True  # what follows are WebSocket frames
             if self.current is None and not self.queue:
@@ -529,12 +542,6 @@ class HttpProtocol(asyncio.Protocol):
         req, self.refused_upgrade = self.refused_upgrade, None
         if req is None:  # pragma: no cover - llhttp only stops after on_headers_complete
             self._fail_input(400, "Bad Request: malformed HTTP")
-            return
-        if req.scope["method"] == "CONNECT":
-            # No tunnels here: the app answers, then the connection closes, since the client
-            # may already be sending tunnel bytes (RFC 9110 section 9.3.6).
-            req.keep_alive = False
-            self.input_closed = True
             return
         # The client stays on HTTP/1.1 (RFC 9110 section 7.8). llhttp skipped this request's
         # body, so a fresh parser reads it: fed a head with just the request's framing fields,

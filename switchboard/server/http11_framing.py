@@ -113,13 +113,39 @@ def header_has_token(headers: Iterable[tuple[bytes, bytes]], name: bytes, token:
 
 def is_websocket_upgrade(method: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """A WebSocket opening handshake: GET, ``Connection: upgrade`` and ``Upgrade: websocket``
-    (RFC 6455 section 4.2.1; tokens compare case-insensitively)."""
+    (RFC 6455 section 4.2.1; tokens compare case-insensitively).
+
+    Upgrade must offer websocket alone: with other protocols besides (``foo, websocket``) the
+    request is served on HTTP/1.1, which a server may always do (RFC 9110 section 7.8), as
+    uvicorn and Daphne do."""
     headers = list(headers)
     return (
         method == "GET"
         and header_has_token(headers, b"connection", b"upgrade")
-        and header_has_token(headers, b"upgrade", b"websocket")
+        and _offered_protocols(headers) == [b"websocket"]
     )
+
+
+def _offered_protocols(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The protocols of every Upgrade field, lower-cased, empty list elements skipped."""
+    return [
+        item
+        for name, value in headers
+        if name == b"upgrade"
+        for item in (part.strip(b" \t").lower() for part in value.split(b","))
+        if item
+    ]
+
+
+def has_request_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Does the request head announce content: any Transfer-Encoding, or a Content-Length
+    other than 0 (RFC 9112 section 6.3)?"""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and content_length_value(value) != 0:
+            return True
+    return False
 
 
 def content_length_value(value: bytes) -> int | None:
