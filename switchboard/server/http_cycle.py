@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from switchboard.server.asgi_types import HeaderIterable, Message, Scope
@@ -100,6 +100,7 @@ class HttpCycle:
         "body_done",
         "disconnected",
         "disconnect_reported",
+        "on_disconnect",
         "waiter",
         "expect_continue",
         "status",
@@ -119,6 +120,7 @@ class HttpCycle:
         self.body_done = False  # the final http.request (more_body=False) was handed over
         self.disconnected = False  # the client is gone: send() refuses, receive() says so
         self.disconnect_reported = False  # receive() returned http.disconnect once
+        self.on_disconnect: Callable[[], None] | None = None  # see watch_disconnect()
         self.waiter: asyncio.Future[None] | None = None
         self.expect_continue = False  # the client waits for 100 Continue before its body
         self.status = 0
@@ -135,6 +137,9 @@ class HttpCycle:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.on_disconnect is not None and self.disconnected:
+            callback, self.on_disconnect = self.on_disconnect, None
+            callback()
 
     async def receive(self) -> Message:
         if self.expect_continue:
@@ -304,3 +309,22 @@ def final_status(status: Any) -> int:
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status < 600:
         raise InvalidResponse(f"Invalid status for a final response: {status!r}")
     return int(status)
+
+
+def watch_disconnect(receive: Any, callback: Callable[[], None]) -> bool:
+    """Have ``callback`` called (once, on the loop) when the client of the request whose
+    ``receive`` this is goes away. False when ``receive`` is not this server's (an app wrapped
+    it): the caller then learns of the disconnect from ``receive()`` alone.
+
+    For the server's own WSGI adapter, whose request may wait for a thread after its body was
+    read: ASGI has no way to hear of a disconnect but a ``receive()`` call waiting in a task
+    of its own, which every request would pay for.
+    """
+    cycle = getattr(receive, "__self__", None)
+    if not isinstance(cycle, HttpCycle):
+        return False
+    if cycle.disconnected:
+        callback()
+    else:
+        cycle.on_disconnect = callback
+    return True

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
+from switchboard.server.http_cycle import watch_disconnect
 from switchboard.server.pool import (
     CONCURRENCY_GRACE,
     DEFAULT_CONCURRENCY,
@@ -305,11 +306,14 @@ class WSGIAdapter:
         pathsend = "http.response.pathsend" in (scope.get("extensions") or {})
         pool = self._pool()
         turns = self._turns
+        started = False
         if turns is None:
 
             def at_once() -> Any:
+                nonlocal started
                 if outcome_future.cancelled():
                     return None  # given up on while it waited for a thread
+                started = True
                 return self._serve(scope, body, send, loop, pathsend)
 
             outcome_future, job = self._job(loop, at_once)
@@ -318,9 +322,11 @@ class WSGIAdapter:
             place = Place()
 
             def in_turn() -> Any:
+                nonlocal started
                 try:
                     if outcome_future.cancelled():
                         return None  # given up on while it waited for its turn
+                    started = True
                     place.start_clock()
                     return self._serve(scope, body, send, loop, pathsend)
                 finally:
@@ -331,10 +337,34 @@ class WSGIAdapter:
             outcome_future, job = self._job(loop, in_turn)
             turns.enter(place, job, pool)
             turns.watch(loop, pool)
+
+        gone = False
+
+        def client_gone() -> None:
+            # A request still waiting for a thread (or its turn) when its client leaves is
+            # never run: nobody would read its response, and queued behind slow ones it kept
+            # later clients waiting. One already running goes on: WSGI can't stop it; its
+            # writes fail once it sends.
+            nonlocal gone
+            if not started:
+                gone = True
+                outcome_future.cancel()
+
+        watch_disconnect(receive, client_gone)
         try:
             outcome = await outcome_future
-        finally:
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if gone and task is not None and not task.cancelling():
+                # Not closed here: a thread may have taken the job as it was given up on (it
+                # then runs, and its outcome is dropped). The garbage collector closes it.
+                return
             body.close()
+            raise
+        except BaseException:
+            body.close()
+            raise
+        body.close()
         if isinstance(outcome, _Done):
             await send(
                 {"type": "http.response.start", "status": outcome.status,

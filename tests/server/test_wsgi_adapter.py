@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
+import struct
 import threading
+import time
 
 import pytest
 
@@ -386,3 +389,43 @@ def test_a_thread_blocked_on_io_is_not_runnable_and_a_computing_one_is() -> None
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.parametrize("concurrency", [0, 1], ids=["threads", "turns"])
+async def test_requests_whose_clients_left_while_queued_never_run(
+    running_server, concurrency
+) -> None:
+    # Twenty slow requests whose clients reset at once, then one more: the two a thread had
+    # already taken run to their end (WSGI cannot stop them, PEP 3333), the eighteen that
+    # still waited for a thread are never run, and the next request is served as soon as a
+    # thread is free. gunicorn's sync workers behave alike: a request whose client has gone
+    # before a worker accepts it is never handed to the application.
+    started: list[str] = []
+
+    def app(environ, start_response):
+        started.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/slow":
+            time.sleep(1.0)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    from switchboard.server.pool import WorkerPool
+
+    pool = WorkerPool(2, name="test-gone")  # its own: the default pool is shared by tests
+    adapter = WSGIAdapter(app, executor=pool, concurrency=concurrency, grace=0.05)
+    async with running_server(adapter) as addr:
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection(*addr)
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()  # a reset, as a client that gave up
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        raw = await exchange(addr, b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        took = time.monotonic() - began
+    pool.shutdown(wait=False)
+    assert split(raw)[0] == 200
+    assert took < 2.5, f"the next request waited {took:.1f} s behind requests nobody waits for"
+    assert started.count("/slow") <= 2, started
