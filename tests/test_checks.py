@@ -16,6 +16,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from tests.support.scratch_project import HIDE_ABSENT_PACKAGES, write_project
+
 REPO = Path(__file__).resolve().parent.parent
 
 _BASE_SETTINGS = """
@@ -57,36 +59,26 @@ class Thumbnails(AsyncConsumer):
 
 # Fails imports of the top-level packages named in $ABSENT_PACKAGES exactly as Python does
 # for a package that is not installed (ModuleNotFoundError naming it), then runs django-admin.
-_RUN_WITHOUT = """
-import os, sys
-absent = set(os.environ.get("ABSENT_PACKAGES", "").split())
-
-class Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in absent:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, Absent())
+_RUN_WITHOUT = (
+    HIDE_ABSENT_PACKAGES
+    + """
 from django.core.management import execute_from_command_line
 execute_from_command_line(["django-admin", *sys.argv[1:]])
 """
+)
 
 
 def _project(tmp_path: Path, settings: str = "", **modules: str) -> Path:
-    package = tmp_path / "proj"
-    package.mkdir(exist_ok=True)
-    files = {
-        "__init__": "",
-        "urls": "urlpatterns = []\n",
-        "asgi": _ASGI,
-        "consumers": _CONSUMERS,
-        "settings": _BASE_SETTINGS + textwrap.dedent(settings),
-        **modules,
-    }
-    for name, text in files.items():
-        (package / f"{name}.py").write_text(textwrap.dedent(text))
-    return tmp_path
+    return write_project(
+        tmp_path,
+        {
+            "urls": "urlpatterns = []\n",
+            "asgi": _ASGI,
+            "consumers": _CONSUMERS,
+            "settings": _BASE_SETTINGS + textwrap.dedent(settings),
+            **modules,
+        },
+    )
 
 
 def _env(project: Path, absent: str = "") -> dict[str, str]:

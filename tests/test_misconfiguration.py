@@ -27,6 +27,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.support.scratch_project import HIDE_ABSENT_PACKAGES, write_project
+
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 30.0
 
@@ -75,17 +77,9 @@ websocket_urlpatterns = [path("ws/echo/", Echo.as_asgi())]
 # The project's run.py (a script, as runserver's autoreloader restarts it by its path): hides
 # the top-level packages named in $ABSENT_PACKAGES (ModuleNotFoundError naming them, as for a
 # package that is not installed), then runs `serve ...` or a management command.
-_RUN_WITHOUT = """
-import os, sys
-absent = set(os.environ.get("ABSENT_PACKAGES", "").split())
-
-class Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in absent:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, Absent())
+_RUN_WITHOUT = (
+    HIDE_ABSENT_PACKAGES
+    + """
 sys.path.insert(0, ".")
 if sys.argv[1] == "serve":
     from switchboard.server.cli import main
@@ -93,21 +87,20 @@ if sys.argv[1] == "serve":
 from django.core.management import execute_from_command_line
 execute_from_command_line(["manage.py", *sys.argv[1:]])
 """
+)
 
 
 def _project(tmp_path: Path, settings: str = "", **modules: str) -> Path:
-    package = tmp_path / "proj"
-    package.mkdir(exist_ok=True)
-    files = {
-        "__init__": "",
-        "urls": "urlpatterns = []\n",
-        "asgi": _ASGI,
-        "routing": _ROUTING,
-        "settings": _SETTINGS + textwrap.dedent(settings),
-        **modules,
-    }
-    for name, text in files.items():
-        (package / f"{name}.py").write_text(textwrap.dedent(text))
+    write_project(
+        tmp_path,
+        {
+            "urls": "urlpatterns = []\n",
+            "asgi": _ASGI,
+            "routing": _ROUTING,
+            "settings": _SETTINGS + textwrap.dedent(settings),
+            **modules,
+        },
+    )
     (tmp_path / "run.py").write_text(_RUN_WITHOUT)
     return tmp_path
 
