@@ -27,6 +27,13 @@ def _optional_float(value: str) -> float | None:
     return None if value.lower() in ("none", "off", "0") else float(value)
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {value}")
+    return number
+
+
 def _health_path(value: str) -> str:
     try:
         return check_path(value)
@@ -138,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="most open connections; a connection beyond it gets a 503 and is closed "
-        "(default: no limit)",
+        help="most open connections; a connection beyond it gets a 503 and is closed (a TLS "
+        "one counts from its accept, and is closed before its handshake) (default: no limit)",
     )
 
     timeouts = p.add_argument_group("timeouts (seconds)")
@@ -249,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--ssl-ciphers",
         metavar="LIST",
         help="OpenSSL cipher list for TLS 1.2 (default: none, OpenSSL's own)",
+    )
+    tls.add_argument(
+        "--ssl-handshake-timeout",
+        type=_positive_float,
+        default=d.ssl_handshake_timeout,
+        metavar="SECONDS",
+        help="close a connection whose TLS handshake is not done after this many seconds "
+        "(default: %(default)s)",
     )
     tls.add_argument(
         "--http2",

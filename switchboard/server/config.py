@@ -58,9 +58,16 @@ class Config:
     ssl_ca_certs: str | None = None
     ssl_cert_reqs: int = 0  # ssl.CERT_NONE
     ssl_ciphers: str | None = None  # OpenSSL's defaults
+    # Seconds a connection gets to complete its TLS handshake (asyncio's default is 60).
+    ssl_handshake_timeout: float = 10.0
     # HTTP/2 (server/h2/): ALPN h2 over TLS, prior-knowledge h2c in the clear.
     http2: bool = True
     h2_max_concurrent_streams: int = 100
+    # Request body a connection may send ahead of what applications read (its flow-control
+    # window, at least the protocol's 65535), and what all connections of a process may have
+    # beyond 65535 each (server/h2/limits.py WindowBudget).
+    h2_connection_window: int = 256 << 10
+    h2_max_buffered_body: int = 64 << 20
     # Answered by the server itself, off unless given (server/health.py).
     health_path: str | None = None
     ready_path: str | None = None

@@ -726,6 +726,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Close now when idle; otherwise after the response in flight."""
+        if self.transport is None:
+            return  # still in its TLS handshake, which the listener ends (tls.TLSServer)
         if self.current is None:
             self.close()
         else:

@@ -27,7 +27,7 @@ from switchboard.server.logging_setup import configure_logging
 from switchboard.server.startup import run_startup_checks
 from switchboard.server.state import ServerState, add_serving, remove_serving
 from switchboard.server.supervisor import run_supervised
-from switchboard.server.tls import create_ssl_context, reload_certificates
+from switchboard.server.tls import TLSServer, create_ssl_context, reload_certificates
 
 __all__ = [
     "FORCE_EXIT_MARGIN",
@@ -54,7 +54,7 @@ class Server:
         self.config = config
         self.state = ServerState(config.server_header, config.date_header)
         self.should_exit = False
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[asyncio.Server | TLSServer] = []
         self.lifespan: Lifespan | None = None
         self._exit_event: asyncio.Event | None = None
         self._ticker: asyncio.TimerHandle | None = None
@@ -84,12 +84,21 @@ class Server:
 
         sock = sock or bind_socket(config)
         tls = self.ssl_context
-        if sock.family == socket.AF_UNIX:
-            server = await loop.create_unix_server(
-                factory, sock=sock, backlog=config.backlog, ssl=tls
+        server: asyncio.Server | TLSServer
+        if tls is not None:  # handshakes timed and counted (--ssl-handshake-timeout)
+            server = TLSServer(
+                loop,
+                factory,
+                sock,
+                tls,
+                config.ssl_handshake_timeout,
+                self.state.connections,
+                config.limit_concurrency,
             )
+        elif sock.family == socket.AF_UNIX:
+            server = await loop.create_unix_server(factory, sock=sock, backlog=config.backlog)
         else:
-            server = await loop.create_server(factory, sock=sock, backlog=config.backlog, ssl=tls)
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
         self.servers.append(server)
         add_serving(self.state)
         self._tick()

@@ -1,5 +1,6 @@
-"""TLS for the server: the SSL context built from the ``ssl_*`` options, certificate reload on
-SIGHUP, and the ASGI ``tls`` extension of each connection's scopes.
+"""TLS for the server: the SSL context built from the ``ssl_*`` options, the listener that runs
+each handshake under a deadline, certificate reload on SIGHUP, and the ASGI ``tls`` extension of
+each connection's scopes.
 
 ALPN offers ``h2`` (when HTTP/2 is on) and ``http/1.1``; the HTTP/1.1 protocol hands a
 connection that chose ``h2`` over to the HTTP/2 one (``server/h2/handover.py``).
@@ -7,11 +8,19 @@ connection that chose ``h2`` over to the HTTP/2 one (``server/h2/handover.py``).
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("switchboard.server")
+
+# Accepting fails for want of file descriptors or memory: wait this long before trying again.
+ACCEPT_RETRY_DELAY = 1.0
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 # ssl.SSLObject.version() -> the 16-bit protocol version of the ASGI tls extension.
 TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -38,6 +47,11 @@ def create_ssl_context(config: Any) -> ssl.SSLContext | None:
     """
     if not tls_enabled(config):
         return None
+    if not config.ssl_handshake_timeout > 0:
+        raise TLSConfigError(
+            f"ssl_handshake_timeout must be a positive number of seconds, "
+            f"not {config.ssl_handshake_timeout!r}"
+        )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # HTTP/2 over TLS needs TLS 1.2 or later (RFC 9113 section 9.2).
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -51,6 +65,95 @@ def create_ssl_context(config: Any) -> ssl.SSLContext | None:
         raise TLSConfigError(f"Cannot set up TLS: {exc}") from exc
     ctx.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     return ctx
+
+
+class TLSServer:
+    """Accepts connections on a listening socket and runs each TLS handshake, for at most
+    ``handshake_timeout`` seconds.
+
+    asyncio's own TLS server calls the protocol only once a handshake is over, and never when
+    it fails, so a connection in its handshake would be invisible to ``--limit-concurrency``.
+    Here a connection counts (its protocol is in ``connections``) from the moment it is
+    accepted until its handshake fails, or, once it succeeded, until the protocol lets go.
+    A connection accepted with ``limit`` connections open is closed before any handshake:
+    a 503 would cost the very handshake the limit is there to spare.
+
+    The parts of ``asyncio.Server`` the server uses: ``sockets``, ``close``, ``wait_closed``.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        factory: Callable[[], asyncio.BaseProtocol],
+        sock: socket.socket,
+        ctx: ssl.SSLContext,
+        handshake_timeout: float,
+        connections: set[Any],
+        limit: int | None = None,
+    ) -> None:
+        self._loop = loop
+        self._factory = factory
+        self._sock: socket.socket | None = sock
+        self._ctx = ctx
+        self._timeout = handshake_timeout
+        self._connections = connections
+        self._limit = limit
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._accepting = loop.create_task(self._accept(sock))
+        # Closed once the accept loop has unwound (and sock_accept removed its reader).
+        self._accepting.add_done_callback(lambda _: sock.close())
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._sock is None else (self._sock,)
+
+    def close(self) -> None:
+        """Stop accepting (the listening socket closes), and end the handshakes in progress."""
+        self._sock = None
+        self._accepting.cancel()
+        for task in self._handshakes:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._accepting, *self._handshakes, return_exceptions=True)
+
+    async def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = await self._loop.sock_accept(sock)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue  # the client gave up before we took it
+            except OSError as exc:
+                level = logging.ERROR if exc.errno in _OUT_OF_RESOURCES else logging.WARNING
+                logger.log(level, "Cannot accept a connection: %s", exc)
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            limit = self._limit
+            if limit is not None and len(self._connections) >= limit:
+                conn.close()
+                continue
+            # Counted now, not when its task first runs: the accepts queued behind this one
+            # may be taken before that.
+            protocol = self._factory()
+            self._connections.add(protocol)
+            task = self._loop.create_task(self._handshake(conn, protocol))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, protocol: asyncio.BaseProtocol) -> None:
+        """Run the handshake; on success the protocol has had connection_made (and counts
+        itself from now on), on failure the connection is closed and no longer counted."""
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self._ctx, ssl_handshake_timeout=self._timeout
+            )
+        except BaseException as exc:
+            # A protocol whose handshake ended early never hears of it: uncount it here.
+            # (Cancelled after a success, it is closed and uncounts itself too: harmless.)
+            self._connections.discard(protocol)
+            if not isinstance(exc, Exception):
+                raise
+            logger.debug("TLS handshake failed: %r", exc)
 
 
 def reload_certificates(ctx: ssl.SSLContext, config: Any) -> bool:

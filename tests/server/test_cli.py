@@ -70,6 +70,7 @@ def test_help_states_units() -> None:
         "--ws-handshake-timeout": "seconds",
         "--ws-ping-interval": "seconds",
         "--ws-ping-timeout": "seconds",
+        "--ssl-handshake-timeout": "seconds",
     }
     for option, unit in units.items():
         key = next(k for k in entries if k.split()[0] == option)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,138 @@ async def test_handshakes_do_not_block_plain_clients(running_server: Any, certs:
             assert response.status_code == 200
         finally:
             idle.close()
+
+
+# -- handshakes: a deadline, and a place under --limit-concurrency -----------------------------
+
+
+def serve_tls(tmp_path: Path, certs: Certs, *options: str) -> tuple[Serving, int]:
+    port = free_port()
+    serving = Serving(
+        tmp_path / "serve.log",
+        "tests.server.h2_apps:app",
+        "--port", str(port),
+        "--ssl-certfile", str(certs.server_cert),
+        "--ssl-keyfile", str(certs.server_key),
+        *options,
+    )  # fmt: skip
+    serving.wait_for("Listening on https://127.0.0.1")
+    return serving, port
+
+
+def https_status(port: int, certs: Certs) -> int:
+    """The status of a GET over TLS (HTTP/1.1 by ALPN); raises if the connection is refused."""
+    ctx = certs.client_context(alpn=["http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /scope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            head = b""
+            while b"\r\n" not in head:
+                data = tls.recv(4096)
+                assert data, "closed without a response"
+                head += data
+    return int(head.split(b" ", 2)[1])
+
+
+def eventually_ok(port: int, certs: Certs, within: float) -> float:
+    """Seconds until a GET over TLS gets 200 (the connections a test closed may take the server
+    a moment to see); fails after ``within``."""
+    started = time.monotonic()
+    while True:
+        try:
+            if https_status(port, certs) == 200:
+                return time.monotonic() - started
+        except (OSError, AssertionError):
+            pass
+        assert time.monotonic() - started < within, f"no 200 within {within}s"
+        time.sleep(0.05)
+
+
+def still_open(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def stalled(port: int) -> socket.socket:
+    """A TCP connection that never says hello, once the server holds it (a connection that a
+    test closed just before may still count for a moment, so a refused one is opened again)."""
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        time.sleep(0.2)  # accepted by now
+        if still_open(sock):
+            return sock
+        sock.close()
+    raise AssertionError("the server refuses every connection")
+
+
+def client_hello(certs: Certs) -> bytes:
+    """The first flight of a real TLS client."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_stalled_tls_handshake_is_closed_after_ssl_handshake_timeout(
+    tmp_path: Path, certs: Certs
+) -> None:
+    """A client that opens TCP and never finishes its handshake (silent, or stopping half way
+    through its ClientHello) was held for asyncio's 60 s. ``--ssl-handshake-timeout`` bounds
+    it, default 10 s (hypercorn has the same setting, ``ssl_handshake_timeout``, at 60 s;
+    Kestrel's ``HandshakeTimeout`` defaults to 10 s; RFC 8446 sets no time)."""
+    serving, port = serve_tls(tmp_path, certs, "--ssl-handshake-timeout", "0.5")
+    try:
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+        halfway = socket.create_connection(("127.0.0.1", port), timeout=10)
+        halfway.sendall(client_hello(certs)[:20])
+        started = time.monotonic()
+        for sock in (silent, halfway):
+            with sock:
+                try:
+                    assert sock.recv(4096) == b""
+                except ConnectionResetError:
+                    pass
+        waited = time.monotonic() - started
+        assert 0.3 < waited < 3, waited
+        assert eventually_ok(port, certs, within=2) < 2  # and the server goes on serving
+        assert serving.stop() == 0
+    finally:
+        serving.close()
+    assert "Traceback" not in serving.stderr, serving.stderr
+
+
+def test_connections_in_their_tls_handshake_count_towards_limit_concurrency(
+    tmp_path: Path, certs: Certs
+) -> None:
+    """An open connection is counted from the moment it is accepted, handshake or not: two
+    stalled handshakes under ``--limit-concurrency 2`` leave no room, so the next connection
+    is closed at once (a 503 would first cost the handshake that the limit is there to spare).
+    Each stalled one gives its place back as soon as it ends: when the client leaves, or when
+    its handshake fails, not at the handshake timeout. Before, a connection counted only from
+    the end of its handshake, as in uvicorn, so stalled handshakes were never refused."""
+    serving, port = serve_tls(tmp_path, certs, "--limit-concurrency", "2")
+    try:
+        first, second = stalled(port), stalled(port)
+        with pytest.raises((ssl.SSLError, OSError)):
+            https_status(port, certs)
+        first.close()  # the client leaves: its place is free again
+        assert eventually_ok(port, certs, within=2) < 2
+        third = stalled(port)
+        with pytest.raises((ssl.SSLError, OSError)):
+            https_status(port, certs)
+        second.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not TLS: the handshake fails
+        assert eventually_ok(port, certs, within=2) < 2
+        second.close()
+        third.close()
+        assert serving.stop() == 0
+    finally:
+        serving.close()
+    assert "Traceback" not in serving.stderr, serving.stderr
