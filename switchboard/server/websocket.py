@@ -617,10 +617,16 @@ class WebSocketProtocol(asyncio.Protocol):
                 else:
                     header = frame_header(first, size)
                     state.bytes_out += len(header) + size
+                    transport = self.transport
+                    assert transport is not None
                     if size <= _CONCAT_LIMIT:
-                        self.transport.write(header + payload)  # type: ignore[union-attr]
+                        transport.write(header + payload)
                     else:
-                        self.transport.writelines((header, payload))  # type: ignore[union-attr]
+                        # Two writes, not writelines: asyncio's writelines on Python 3.12 and
+                        # 3.13.0 never pauses the protocol, so a client that does not read
+                        # would have the whole flood buffered.
+                        transport.write(header)
+                        transport.write(payload)
             else:
                 ws = self.ws
                 assert ws is not None
