@@ -114,6 +114,22 @@ class ServerCollector:
         transferred.add_metric([*values, "out"], total("bytes_out"))
         yield transferred
 
+        resets = counter(
+            "switchboard_http2_streams_reset",
+            "HTTP/2 streams their client reset before the response was complete (rapid reset, "
+            "CVE-2023-44487, does it on purpose).",
+        )
+        resets.add_metric(values, total("h2_streams_reset"))
+        yield resets
+
+        refused = counter(
+            "switchboard_http2_streams_refused",
+            "HTTP/2 streams refused (REFUSED_STREAM) before any application saw them: too many "
+            "at once, a client address over its reset budget, or after GOAWAY.",
+        )
+        refused.add_metric(values, total("h2_streams_refused"))
+        yield refused
+
 
 def _built_layers() -> Mapping[str, Any]:
     # The layers this process has built so far; reading the registry never builds one (and

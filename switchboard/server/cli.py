@@ -278,6 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="streams a client may have open on one HTTP/2 connection (default: %(default)s)",
     )
+    tls.add_argument(
+        "--h2-connection-window",
+        type=int,
+        default=d.h2_connection_window,
+        metavar="BYTES",
+        help="request body one HTTP/2 connection may send ahead of what applications read "
+        "(its flow-control window; at least 65535) (default: %(default)s)",
+    )
+    tls.add_argument(
+        "--h2-max-buffered-body",
+        type=int,
+        default=d.h2_max_buffered_body,
+        metavar="BYTES",
+        help="window all HTTP/2 connections of a process may get beyond the 65535 bytes each "
+        "starts with; once lent out, new connections get only those (default: %(default)s)",
+    )
 
     logs = p.add_argument_group("logging (stderr)")
     logs.add_argument(

@@ -33,6 +33,14 @@ class ServerState:
         self.ws_closes: dict[int, int] = {}  # accepted connections ended, by close code
         self.bytes_in = 0  # read from client sockets (HTTP and WebSocket, framing included)
         self.bytes_out = 0  # written to client sockets
+        # HTTP/2 streams the client reset before their response was complete (work started
+        # for nothing: what rapid reset, CVE-2023-44487, does on purpose), and streams the
+        # server refused before any application saw them (too many at once, a client
+        # address over its reset budget, a GOAWAY sent).
+        self.h2_streams_reset = 0
+        self.h2_streams_refused = 0
+        # The budgets all HTTP/2 connections share (h2/limits.py H2Budgets), made by the first.
+        self.h2_budgets: Any = None
         self._server_header = server_header
         self._date_header = date_header
         self.default_headers: list[tuple[bytes, bytes]] = []

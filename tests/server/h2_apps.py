@@ -31,7 +31,8 @@ def _scope_view(scope: dict[str, Any]) -> dict[str, Any]:
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/scope``: the scope as JSON; ``/echo``: the body back; ``/big?N``: N bytes;
     ``/trailers``: a body then trailers; ``/unique``: a response field never sent before;
-    ``/slow?S``: answers after S seconds; ``/crash``;
+    ``/slow?S``: answers after S seconds; ``/hold?S``: the same without reading the body;
+    ``/crash``;
     WebSockets: echo, ``/deny`` refused before accept."""
     if scope["type"] == "lifespan":
         while True:
@@ -48,6 +49,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     query = scope["query_string"].decode()
     if path == "/crash":
         raise RuntimeError("boom")
+    if path == "/hold":  # answers after S seconds without reading the request body
+        await asyncio.sleep(float(query or 0))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"held"})
+        return
     body = await _read_body(receive)
     if path == "/slow":
         await asyncio.sleep(float(query or 1))

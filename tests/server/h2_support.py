@@ -170,8 +170,13 @@ class RawH2:
     """A blocking HTTP/2 client connection that sends whatever a test tells it to: the ``h2``
     state machine for the well-formed parts, raw frame bytes for the rest."""
 
-    def __init__(self, port: int, *, settings: dict[int, int] | None = None) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(
+        self, port: int, *, settings: dict[int, int] | None = None, source: str | None = None
+    ) -> None:
+        # ``source``: another loopback address to connect from (127.0.0.2...), another client.
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=(source, 0) if source else None
+        )
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )

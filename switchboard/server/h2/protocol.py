@@ -8,13 +8,18 @@ per batch, and defends itself:
 * at most ``h2_max_concurrent_streams`` streams per connection, counting those whose client
   reset them while their application still runs (what rapid reset, CVE-2023-44487, abuses):
   streams beyond are refused (REFUSED_STREAM), and refusing or seeing resets too fast ends
-  the connection with ENHANCE_YOUR_CALM (``limits.FloodGuard``);
-* header lists above ``max_header_size`` (the HPACK bomb) and runs of CONTINUATION frames
-  are refused by ``h2`` itself, which ends the connection with a GOAWAY;
-* PING, SETTINGS and empty DATA floods draw on rate limits; and while the client does not
-  read what we write (the transport's buffer is full) nothing more is read from it, so
-  replies cannot pile up;
-* request data is acknowledged (flow-control window given back) only as applications read it.
+  the connection with ENHANCE_YOUR_CALM (``limits.FloodGuard``); streams reset before their
+  response also draw on a budget per client address and per process (``limits.ResetBudget``),
+  past which new streams from that address are refused before any application runs;
+* header lists above ``max_header_size`` (the HPACK bomb) are refused by ``h2`` itself, which
+  ends the connection with a GOAWAY; a header block still arriving is held to
+  ``max_header_size`` bytes and to ``timeout_keep_alive`` seconds, as HTTP/1.1 heads are;
+* PING, SETTINGS, empty DATA, WINDOW_UPDATE and PRIORITY floods draw on rate limits; and while
+  the client does not read what we write (the transport's buffer is full) nothing more is read
+  from it, so replies cannot pile up;
+* request data is acknowledged (flow-control window given back) only as applications read it,
+  and a connection's window is ``h2_connection_window`` bytes: so much unread body at most,
+  beyond the protocol's first 64 KiB lent from a process-wide ``h2_max_buffered_body``.
 
 Graceful shutdown sends GOAWAY, lets the streams in flight finish and refuses new ones.
 """
@@ -33,6 +38,7 @@ from h2.events import (
     ConnectionTerminated,
     DataReceived,
     PingReceived,
+    PriorityUpdated,
     RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
@@ -48,7 +54,7 @@ from switchboard.server.addresses import transport_addresses
 from switchboard.server.config import Config
 from switchboard.server.flow import FlowControl
 from switchboard.server.h2.fields import parse_request, split_path
-from switchboard.server.h2.limits import FloodGuard
+from switchboard.server.h2.limits import FloodGuard, H2Budgets, pending_header_block
 from switchboard.server.h2.stream import TOO_LARGE, HttpStream
 from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
 from switchboard.server.http11_framing import request_content_length
@@ -60,13 +66,20 @@ from switchboard.server.tls import tls_extension
 
 logger = logging.getLogger("switchboard.server")
 
-# The connection's receive window: room for every stream's default window at once, so one
-# stream whose application does not read cannot starve the others.
-STREAM_WINDOW = 65535
+# The windows RFC 9113 gives a stream and a connection before any WINDOW_UPDATE.
+INITIAL_WINDOW = 65535
+MAX_WINDOW = 2**31 - 1
 # The most our HPACK encoder keeps for a client, whatever it advertises: the protocol's default.
 ENCODER_TABLE_SIZE = 4096
 
 _SCOPE_ASGI = {"version": "3.0", "spec_version": "2.4"}
+
+
+def _address(scope: dict[str, Any]) -> str:
+    """The client address budgets are kept for: the scope's (a trusted proxy's X-Forwarded-For
+    included), "" when there is none (a Unix socket)."""
+    client = scope.get("client")
+    return client[0] if client else ""
 
 
 class H2Protocol(asyncio.Protocol):
@@ -111,6 +124,14 @@ class H2Protocol(asyncio.Protocol):
         self.streams: dict[int, HttpStream | StreamTransport] = {}
         self.running = 0  # application tasks and WebSockets still alive on this connection
         self.guard = FloodGuard()
+        self.budgets = H2Budgets.of(state, config.h2_max_buffered_body)
+        # Receive window beyond the initial one: wanted, and borrowed from budgets.window.
+        self.window_wanted = min(max(config.h2_connection_window, INITIAL_WINDOW), MAX_WINDOW)
+        self.window_wanted -= INITIAL_WINDOW
+        self.window_extra = 0
+        self.header_block: object | None = None  # first frame of a header block in progress
+        self.header_handle: asyncio.TimerHandle | None = None
+        self.over_budget = False  # this connection's address is over its reset budget
         self.closing = False
         self.goaway_sent = False
         self.flow = FlowControl(self.loop)
@@ -128,7 +149,6 @@ class H2Protocol(asyncio.Protocol):
         self.scheme = "https" if self.tls is not None else "http"
         conn = self.conn
         conn.initiate_connection()
-        conn.increment_flow_control_window(STREAM_WINDOW * self.max_streams - 65535)
         self.flush()
         self._arm_idle()
 
@@ -137,6 +157,7 @@ class H2Protocol(asyncio.Protocol):
         self.flow.stop()
         self.state.connections.discard(self)
         self._cancel_idle()
+        self._let_go()
         for stream in list(self.streams.values()):
             stream.disconnect()
         self.streams.clear()
@@ -173,7 +194,17 @@ class H2Protocol(asyncio.Protocol):
             pass
         self._close_transport()
 
+    def _let_go(self) -> None:
+        """Nothing more is read: the window borrowed goes back, the header timer goes."""
+        if self.window_extra:
+            self.budgets.window.give_back(self.window_extra)
+            self.window_extra = 0
+        if self.header_handle is not None:
+            self.header_handle.cancel()
+            self.header_handle = None
+
     def _close_transport(self) -> None:
+        self._let_go()
         self.flush()
         for stream in list(self.streams.values()):
             stream.disconnect()
@@ -223,7 +254,40 @@ class H2Protocol(asyncio.Protocol):
                 logger.debug("HTTP/2 event %r not handled: %s", event, exc)
             if self.closing:
                 return
-        self.flush()
+        self._watch_header_block()
+        if not self.closing:
+            self.flush()
+
+    def _watch_header_block(self) -> None:
+        """A header block in progress (HEADERS, CONTINUATION... without END_HEADERS), which
+        ``h2`` holds and says nothing of: held to ``max_header_size`` bytes, and to
+        ``timeout_keep_alive`` seconds, as an HTTP/1.1 head is. Until it ends, no other frame
+        may come (RFC 9113 section 6.10), so the connection is of no use anyway."""
+        pending = pending_header_block(self.conn)
+        if pending is None:
+            self.header_block = None
+            if self.header_handle is not None:
+                self.header_handle.cancel()
+                self.header_handle = None
+            return
+        first, size = pending
+        if size > self.config.max_header_size:
+            # Encoded, a field list is never larger than the size the header list limit
+            # counts (RFC 7541 section 4.1: 32 octets a field on top): it could not pass.
+            self._calm(f"header block over {self.config.max_header_size} bytes")
+            return
+        if first is not self.header_block:
+            self.header_block = first
+            if self.header_handle is not None:
+                self.header_handle.cancel()
+            self.header_handle = self.loop.call_later(
+                self.config.timeout_keep_alive, self._header_block_expired
+            )
+
+    def _header_block_expired(self) -> None:
+        self.header_handle = None
+        if pending_header_block(self.conn) is not None:
+            self._calm(f"header block unfinished after {self.config.timeout_keep_alive:g}s")
 
     def _event(self, event: Any) -> None:
         kind = event.__class__
@@ -236,7 +300,13 @@ class H2Protocol(asyncio.Protocol):
             if stream is not None:
                 stream.end()
         elif kind is WindowUpdated:
+            if not self.guard.window.allow():
+                self._calm("WINDOW_UPDATE flood")
+                return
             self._window(event.stream_id)
+        elif kind is PriorityUpdated:
+            if not self.guard.priority.allow():
+                self._calm("PRIORITY flood")
         elif kind is StreamReset:
             self._reset(event)
         elif kind is PingReceived:
@@ -268,9 +338,7 @@ class H2Protocol(asyncio.Protocol):
     def _request(self, event: RequestReceived) -> None:
         sid = event.stream_id
         if self.goaway_sent or self.running >= self.max_streams:
-            self._refuse(sid, ErrorCodes.REFUSED_STREAM)
-            if not self.guard.reset.allow():
-                self._calm("too many streams refused (rapid reset?)")
+            self._refuse_stream(sid)
             return
         self._cancel_idle()
         head = parse_request(event.headers)
@@ -296,13 +364,36 @@ class H2Protocol(asyncio.Protocol):
         }
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)
+        if not self.budgets.resets.admits(_address(scope)):
+            # This client address reset too many streams before their response lately.
+            if not self.over_budget:
+                self.over_budget = True  # said once per connection
+                logger.warning(
+                    "Refusing new HTTP/2 streams from %s: too many streams reset before their "
+                    "response (rapid reset)",
+                    _address(scope) or "-",
+                )
+            self._refuse_stream(sid)
+            return
         length = request_content_length(head.headers)
         if length is not None and length > self.config.max_body_size:
-            self._refuse_large_body(sid, scope)
+            self._answer_refused(sid, scope, 413, TOO_LARGE)
             return
+        if head.method == "CONNECT":
+            if head.protocol is None:
+                # A tunnel to :authority (RFC 9113 section 8.5), which an origin server offers
+                # for no resource: 501, as for a method it does not implement (RFC 9110
+                # section 15.6.2; 405 would say the method suits other resources).
+                self._answer_refused(sid, scope, 501, b"Not Implemented")
+                return
+            if event.stream_ended is not None:
+                # An RFC 8441 stream that ends at once cannot carry a WebSocket.
+                self._answer_refused(sid, scope, 400, b"Bad Request")
+                return
         self.state.total_requests += 1
         self.running += 1
-        if head.method == "CONNECT" and head.protocol is not None:
+        self.guard.stream_opened()
+        if head.protocol is not None:
             self._websocket(sid, head.protocol, scope)
             return
         extensions: dict[str, Any] = {"http.response.pathsend": {}, "http.response.trailers": {}}
@@ -336,23 +427,26 @@ class H2Protocol(asyncio.Protocol):
             pass  # it had ended its side: the stream is closed already
         return True
 
-    def _refuse_large_body(self, sid: int, scope: dict[str, Any]) -> None:
-        """Content-Length announces more than ``max_body_size``: 413 before any application
-        sees the request (as on HTTP/1.1)."""
-        text = TOO_LARGE
-        if not self.answer_and_reset(sid, 413, text):
+    def _answer_refused(self, sid: int, scope: dict[str, Any], status: int, text: bytes) -> None:
+        """A request the server answers itself, before any application sees it (413 when
+        Content-Length announces more than ``max_body_size``, as on HTTP/1.1...)."""
+        if not self.answer_and_reset(sid, status, text):
             return
-        self.state.count_response(413)
+        self.state.count_response(status)
         if access_log.enabled(self.config):
-            line = access_log.refused_line(scope.get("client"), scope, 413, len(text))
+            line = access_log.refused_line(scope.get("client"), scope, status, len(text))
             access_log.access_logger.info(line)
 
-    def _refuse(self, sid: int, code: ErrorCodes) -> None:
+    def _refuse_stream(self, sid: int) -> None:
+        """REFUSED_STREAM: not processed, the client may retry (RFC 9113 section 8.7)."""
+        self.state.h2_streams_refused += 1
         # The client may have reset the stream already, later in the same batch of frames.
         try:
-            self.conn.reset_stream(sid, code)
+            self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
         except H2Error:
             pass
+        if not self.guard.reset.allow():
+            self._calm("too many streams refused (rapid reset?)")
 
     def _websocket(self, sid: int, protocol: str, scope: dict[str, Any]) -> None:
         if protocol.lower() != "websocket":
@@ -381,18 +475,41 @@ class H2Protocol(asyncio.Protocol):
         if not event.data and not event.stream_ended and not self.guard.empty.allow():
             self._calm("empty DATA flood")
             return
+        if self.window_extra < self.window_wanted:
+            self._grow_window()
         if stream is None:
             self.ack(sid, flow)  # the stream is done with: nobody will read it
             return
         if not stream.data(event.data, flow):
             assert isinstance(stream, HttpStream)
+            self.ack(sid, flow)  # this frame is dropped with the rest of the body
             stream.refuse_body()
+
+    def _grow_window(self) -> None:
+        """The client sends body: open the connection's window to ``h2_connection_window``,
+        as far as the process's budget lends. (A connection that never sends body never
+        borrows; one that found the budget spent tries again with its next DATA frame.)"""
+        got = self.budgets.window.borrow(self.window_wanted - self.window_extra)
+        if got:
+            self.window_extra += got
+            self.conn.increment_flow_control_window(got)
 
     def _reset(self, event: StreamReset) -> None:
         stream = self.streams.pop(event.stream_id, None)
         if stream is not None:
             stream.disconnect()
-        if event.remote_reset and not self.guard.reset.allow():
+        if not event.remote_reset:
+            return
+        if isinstance(stream, HttpStream) and stream.state is not DONE:
+            # Reset before its response was complete: work started for nothing, which the
+            # client's address, whatever its connections, has a budget for.
+            self.state.h2_streams_reset += 1
+            address = _address(stream.scope)
+            if not self.budgets.resets.reset(address):
+                who = address or "-"
+                self._calm(f"{who} reset too many streams before their response (rapid reset)")
+                return
+        if not self.guard.reset.allow():
             self._calm("too many streams reset (rapid reset)")
 
     def _window(self, sid: int) -> None:
@@ -423,6 +540,7 @@ class H2Protocol(asyncio.Protocol):
 
     def app_done(self, stream: HttpStream) -> None:
         self.running -= 1
+        stream.release()  # body the application left unread goes back to the window
         if not stream.complete and not stream.disconnected and not self.closing:
             # The app answered without reading the whole request: tell the client to stop
             # sending it (RFC 9113 section 8.1).

@@ -80,7 +80,7 @@ class HttpStream(HttpCycle):
         self.received += len(data)
         if self.received > self.proto.config.max_body_size:
             return False
-        if self.body_done or self.state is DONE:
+        if self.body_done or self.state is DONE or self.disconnected:
             self.proto.ack(self.stream_id, flow_length)  # nobody reads it any more
             return True
         self.unacked += flow_length
@@ -95,8 +95,18 @@ class HttpStream(HttpCycle):
 
     def disconnect(self) -> None:
         self.disconnected = True
+        self.release()
         self.wake()
         self.wake_window()
+
+    def release(self) -> None:
+        """Nobody will read the body received so far (the client left, or the application
+        returned): drop it, and give its flow-control window back to the connection, where
+        the client counts it as unread until we do."""
+        if self.unacked:
+            self.proto.ack(self.stream_id, self.unacked)
+            self.unacked = 0
+        self.body.clear()
 
     def refuse_body(self) -> None:
         """More request body than ``max_body_size``: 413 unless the response has begun, and
@@ -197,6 +207,7 @@ class HttpStream(HttpCycle):
             chunk = data if n == size else data[pos : pos + n]
             pos += n
             self._h2(conn.send_data, sid, chunk, end and pos == size)
+            proto.guard.data_sent()
             self.sent += n
         if proto.flow.writing_paused:
             proto.flush()

@@ -194,6 +194,7 @@ class StreamTransport:
             end = self.end_pending and not out
             if not self._h2(conn.send_data, sid, chunk, end):
                 return
+            proto.guard.data_sent()
             if end:
                 self.ended = True
         if self.end_pending and not out and not self.ended:
@@ -216,6 +217,9 @@ class StreamTransport:
     def connection_lost(self) -> None:
         if not self.lost:
             self.lost = True
+            if self.unacked:  # frames left unread: their window goes back to the connection
+                self.proto.ack(self.stream_id, self.unacked)
+                self.unacked = 0
             self.proto.stream_gone(self)
             if self.protocol is not None:
                 self.protocol.connection_lost(None)
