@@ -41,3 +41,27 @@ async def ws_echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.accept"})
         else:
             return
+
+
+_served = 0
+
+
+async def h2_probe_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """For bench.h2_hardening: ``/unique``, a response field no two responses share (as a
+    request id is); ``/hold?S``, an answer after S seconds without reading the body."""
+    global _served
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/hold":
+        import asyncio
+
+        await asyncio.sleep(float(scope["query_string"] or 30))
+    _served += 1
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"x-request-id", b"%d-%032x" % (_served, id(scope)))],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
