@@ -93,7 +93,7 @@ async def one_round(sub_port: int, save_port: int, subscribers: int, saves: int)
             await asyncio.wait_for(
                 asyncio.gather(*(drain(i, ws) for i, ws in enumerate(sockets))), 120
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             missing = subscribers * saves - sum(received)
             raise SystemExit(
                 f"{missing} notifications never arrived (of {subscribers * saves})"

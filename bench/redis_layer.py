@@ -291,7 +291,7 @@ def fanout_worker(
             try:
                 await asyncio.gather(*(sender(r) for r in range(rooms)))
                 await asyncio.wait_for(all_done.wait(), TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 for task in receivers:

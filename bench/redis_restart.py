@@ -40,7 +40,7 @@ def _receiver(kind: str, url: str, names: Any, results: Any, sender_done: Any) -
         while True:
             try:
                 message = await asyncio.wait_for(layer.receive(channel), QUIET)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if sender_done.is_set():
                     break
                 continue

@@ -134,7 +134,7 @@ async def _refuse_unrouted(
         # Servers queue websocket.connect before the application starts: waiting longer means
         # the application read it already (and maybe accepted), so it is not ours to answer.
         message = await asyncio.wait_for(receive(), CONNECT_WAIT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     if message["type"] != "websocket.connect":
         return message["type"] == "websocket.disconnect"  # the client left: nothing to say

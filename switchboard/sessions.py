@@ -57,7 +57,7 @@ class CookieMiddleware(BaseMiddleware):
         if isinstance(expires, datetime.datetime):
             # Turn an absolute date into max_age so both attributes agree.
             if timezone.is_naive(expires):
-                expires = timezone.make_aware(expires, datetime.timezone.utc)
+                expires = timezone.make_aware(expires, datetime.UTC)
             remaining = (expires - timezone.now()).total_seconds()
             max_age, expires = max(0, int(remaining) + 1), None
         if expires is not None:

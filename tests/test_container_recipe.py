@@ -22,11 +22,11 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
 import yaml
 
 from tests.support.redis_servers import RedisServer, free_port

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 LOGGER_NAME = "switchboard"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        created = datetime.fromtimestamp(record.created, timezone.utc)
+        created = datetime.fromtimestamp(record.created, UTC)
         out = {
             "timestamp": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,

@@ -92,7 +92,7 @@ class Client:
                     return self.frames.pop(i)["payload"]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise asyncio.TimeoutError
+                raise TimeoutError
             self.frames.append(json.loads(await asyncio.wait_for(self.ws.recv(), remaining)))
 
     async def request(self, stream: str, payload: dict) -> dict:

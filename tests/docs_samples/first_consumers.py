@@ -6,7 +6,7 @@ is online and history on top; tests/test_docs_tutorial.py runs both.
 """
 
 # --8<-- [start:consumer]
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chat.guests import SESSION_KEY, new_guest_name
@@ -54,7 +54,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "type": "chat.message",
                 "username": self.username,
                 "message": text.strip(),
-                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
 

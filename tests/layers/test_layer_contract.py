@@ -24,7 +24,7 @@ async def receive(layer, channel: str, timeout: float = WAIT) -> dict:
 async def nothing_arrives(layer, channel: str, wait: float = 0.5) -> bool:
     try:
         await asyncio.wait_for(layer.receive(channel), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 

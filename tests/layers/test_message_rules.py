@@ -91,6 +91,6 @@ def test_codec_round_trips_and_counts_the_encoded_size():
 async def _nothing_on(layer, channel) -> bool:
     try:
         await asyncio.wait_for(layer.receive(channel), 0.05)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False

@@ -192,7 +192,7 @@ async def test_redis_crash_with_aof_loses_nothing(tmp_path, start_server):
         while not seen or seen[-1] < 41:
             try:
                 frame = await stays.until(lambda f: f.get("sb") in ("pub", "resync"), 3)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await writer.publish({"n": marker})
                 marker += 1
                 continue

@@ -68,7 +68,7 @@ def _write_key(key: Any, path: Path) -> None:
 def _issue(
     subject: str, key: Any, ca_key: Any, ca_name: x509.Name | None, *, server: bool, ca: bool
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))

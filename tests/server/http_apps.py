@@ -64,7 +64,7 @@ class Slow:
         try:
             message = await asyncio.wait_for(receive(), self.delay)
             self.events.append(message["type"])
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         try:
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -184,7 +184,7 @@ async def receive_after_body(scope: dict[str, Any], receive: Any, send: Any) -> 
     body = await read_body(receive)
     try:
         after = (await asyncio.wait_for(receive(), 0.3))["type"]
-    except asyncio.TimeoutError:
+    except TimeoutError:
         after = "waiting"
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"%d %s" % (len(body), after.encode())})

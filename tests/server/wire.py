@@ -128,7 +128,7 @@ async def ask(
             try:
                 data = await asyncio.wait_for(reader.read(65536), 0.05)
                 parsed.feed(data)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         writer.close()

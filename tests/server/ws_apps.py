@@ -125,7 +125,7 @@ async def record(scope: dict[str, Any], receive: Any, send: Any, query: dict[str
         result["send_after"] = f"other:{type(exc).__name__}"
     try:  # websocket.disconnect comes once: a second receive() waits
         result["again"] = (await asyncio.wait_for(receive(), 0.3))["type"]
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result["again"] = "waits"
     REPORTS[key] = result
 

@@ -8,7 +8,7 @@ name, so the page lists who is online (several tabs of one user count once).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chat.guests import SESSION_KEY, new_guest_name
@@ -69,6 +69,6 @@ class ChatConsumer(RealtimeConsumer):
         message = {
             "username": self.username,
             "message": text.strip(),
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         await publish(self.topic, message, size=HISTORY_SIZE, ttl=HISTORY_TTL)

@@ -200,7 +200,7 @@ class _LoopState:
     async def await_echo(self, pubsub: bytes, fut: asyncio.Future) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(fut), ECHO_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.forget_echo(pubsub, fut)  # lost with the connection
 
     def forget_echo(self, pubsub: bytes, fut: asyncio.Future) -> None:
@@ -688,7 +688,7 @@ class RedisChannelLayer(BaseChannelLayer):
                         self.drops.note("full", channel)
             try:
                 return await asyncio.wait_for(q.get(time.time, self.expiry), BLOCK_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
     async def _collect_mailboxes(self, state: _LoopState, channels: list[str]) -> None:

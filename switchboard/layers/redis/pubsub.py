@@ -94,7 +94,7 @@ class Subscriber:
                 # Otherwise the reader subscribes everything wanted once it (re)connects.
                 await self._conn.send_command(self._sub, name)
             await asyncio.wait_for(asyncio.shield(fut), CONFIRM_TIMEOUT)
-        except (asyncio.TimeoutError, RedisError, OSError, AttributeError) as exc:
+        except (TimeoutError, RedisError, OSError, AttributeError) as exc:
             # AttributeError: redis-py's connection was torn down under us by the reader.
             logger.warning(
                 "Redis %s unreachable (%r); %s will be subscribed on reconnect",

@@ -37,7 +37,7 @@ async def receive(layer, channel, timeout=WAIT):
 async def nothing_on(layer, channel, timeout=0.2) -> bool:
     try:
         await asyncio.wait_for(layer.receive(channel), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 

@@ -51,7 +51,7 @@ async def test_two_processes_chat(redis_server):
         for proc in procs:
             try:
                 _, err = await asyncio.wait_for(proc.communicate(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 _, err = await proc.communicate()
             errors.append(err.decode())
