@@ -195,6 +195,9 @@ class Server:
             self._watchdog = ExitWatchdog()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._on_signal)
+            if _stops_before_serving:  # a graceful stop, however early it was asked for
+                self._on_signal(_stops_before_serving.pop(), None)
+                _stops_before_serving.clear()
         # else the caller stops us with request_exit() and owns the process's exit
         try:
             await self.startup(sock)
@@ -216,6 +219,15 @@ class Server:
         finally:
             for sig, handler in previous.items():  # the loop is about to close
                 signal.signal(sig, handler)
+
+
+# SIGINT/SIGTERM that came after the socket was bound (the kernel accepts connections from
+# then on, so whoever waits for the port may send them) and before serve() took over.
+_stops_before_serving: list[int] = []
+
+
+def _remember_stop(signum: int, _frame: object) -> None:
+    _stops_before_serving.append(signum)
 
 
 def _running(tasks: set[asyncio.Task]) -> list[asyncio.Task]:
@@ -320,10 +332,19 @@ def run(app: Any, **options: Any) -> None:
         config.load()
         run_startup_checks(config)  # e.g. Django's system checks (switchboard/checks.py)
         create_ssl_context(config)  # unusable certificate files: fail before binding
-        sock = bind_socket(config)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if main_thread:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, _remember_stop)
         try:
-            metrics = bind_metrics_sockets(config)
-        except ListenError:
-            sock.close()
-            raise
-        serve_forever(config, sock, metrics_sock=metrics[0] if metrics else None)
+            sock = bind_socket(config)
+            try:
+                metrics = bind_metrics_sockets(config)
+            except ListenError:
+                sock.close()
+                raise
+            serve_forever(config, sock, metrics_sock=metrics[0] if metrics else None)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

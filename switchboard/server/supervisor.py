@@ -107,6 +107,8 @@ def run_supervised(config: Config, serve: ServeWorker) -> None:
     signal.signal(signal.SIGHUP, reload)
     signal.signal(signal.SIGALRM, kill_stragglers)
     for slot in range(config.workers):
+        if stopping:  # stopped while starting: the workers already running were told
+            break
         spawn(slot)
     while children:
         try:
