@@ -7,7 +7,8 @@ API client performs every day; a server that breaks Django (as POST bodies once 
 answered 500) fails here.
 
 Peer comparison (manual, not a test: uvicorn is only in the ``bench`` extra, absent in CI):
-``.venv/bin/pip install -e '.[bench]' && .venv/bin/python -m tests.django_site.peer_check``
+``./scripts/bench`` (once: it builds ``.venv-bench`` from the lock, bench extra included), then
+``.venv-bench/bin/python -m tests.django_site.peer_check``
 runs the same CSRF form flow against Switchboard and uvicorn and prints both outcomes.
 """
 

@@ -31,7 +31,7 @@ def switchboard_command(port: int) -> list[str]:
 
 
 def uvicorn_command(port: int) -> list[str]:
-    """The peer, for manual comparison only (``pip install -e '.[bench]'`` provides it)."""
+    """The peer, for manual comparison only (the bench extra, in ``.venv-bench``, provides it)."""
     return [sys.executable, "-m", "uvicorn", APP, "--port", str(port), "--log-level", "warning"]
 
 
