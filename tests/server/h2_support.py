@@ -17,6 +17,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -246,7 +247,11 @@ class RawH2:
                 return self.events
         return self.events
 
-    def request(self, path: str = "/", *, method: str = "GET", end: bool = True) -> int:
+    def request(
+        self, path: str = "/", *, method: str = "GET", end: bool = True, flush: bool = True
+    ) -> int:
+        """Open a stream with a request for ``path``; ``flush=False`` leaves it queued in
+        ``conn.data_to_send()`` for the caller to send."""
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             sid,
@@ -258,7 +263,14 @@ class RawH2:
             ],
             end_stream=end,
         )
-        self.flush()
+        if flush:
+            self.flush()
+        return sid
+
+    def request_then_cancel(self, path: str) -> int:
+        """Queue a request and its RST_STREAM (CANCEL) at once, as a rapid-reset client does."""
+        sid = self.request(path, flush=False)
+        self.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
         return sid
 
     def response(self, sid: int, timeout: float = 10.0) -> tuple[dict[bytes, bytes], bytes]:

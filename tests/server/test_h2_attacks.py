@@ -92,18 +92,7 @@ def test_rapid_reset_is_cut_off(server: tuple[Serving, int]) -> None:
         nonlocal sent
         for _batch in range(100):
             for _ in range(50):
-                sid = client.conn.get_next_available_stream_id()
-                client.conn.send_headers(
-                    sid,
-                    [
-                        (b":method", b"GET"),
-                        (b":scheme", b"http"),
-                        (b":path", b"/slow?5"),
-                        (b":authority", b"localhost"),
-                    ],
-                    end_stream=True,
-                )
-                client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                client.request_then_cancel("/slow?5")
                 sent += 1
             if not client.send_raw(client.conn.data_to_send()):
                 return

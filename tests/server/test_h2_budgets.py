@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import h2.errors
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -204,18 +203,7 @@ def test_rapid_reset_spread_over_connections_is_budgeted_per_address(tmp_path: P
         for _ in range(80):
             client = RawH2(port)
             for _ in range(50):
-                sid = client.conn.get_next_available_stream_id()
-                client.conn.send_headers(
-                    sid,
-                    [
-                        (b":method", b"GET"),
-                        (b":scheme", b"http"),
-                        (b":authority", b"localhost"),
-                        (b":path", b"/slow?3"),
-                    ],
-                    end_stream=True,
-                )
-                client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                client.request_then_cancel("/slow?3")
             client.flush()
             client.read(0.05)
             client.close()
