@@ -15,10 +15,10 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from switchboard import DEFAULT_CHANNEL_LAYER
 from switchboard.db import database_sync_to_async
 from switchboard.exceptions import InvalidChannelLayerError, StopConsumer
 from switchboard.layers import BaseChannelLayer, get_channel_layer
+from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
 
@@ -48,12 +48,11 @@ LayerSource = Callable[[], "asyncio.Future[dict[str, Any]]"]
 def layer_source(layer: Any, channel: str) -> LayerSource:
     """A function returning a future for the next message on ``channel``.
 
-    Layers offering ``receive_future`` (Switchboard's in-memory and Redis layers) wait
+    Layers listing ``receive_future`` in ``extensions`` (Switchboard's own) wait
     without a task; any other layer's ``receive`` coroutine is wrapped in one.
     """
-    native = getattr(layer, "receive_future", None)
-    if native is not None:
-        return functools.partial(native, channel)
+    if "receive_future" in getattr(layer, "extensions", ()):
+        return functools.partial(layer.receive_future, channel)
     receive = layer.receive
     return lambda: asyncio.ensure_future(receive(channel))
 

@@ -16,13 +16,12 @@ __all__ = ["FrameMixin", "layer_store"]
 
 def layer_store(layer: Any, kind: str) -> Any:
     """``layer.presence_store()`` / ``layer.history_store()``, or a clear error."""
-    getter = getattr(layer, f"{kind}_store", None)
-    if getter is None:
+    if kind not in getattr(layer, "extensions", ()):
         raise InvalidChannelLayerError(
-            f"{type(layer).__name__} has no {kind} support: use a layer offering "
-            f"{kind}_store() (in-memory, IPC or Redis)"
+            f"{type(layer).__name__} has no {kind} support: use a layer whose extensions "
+            f"include {kind!r} (in-memory, IPC or Redis)"
         )
-    return getter()
+    return getattr(layer, f"{kind}_store")()
 
 
 class FrameMixin:

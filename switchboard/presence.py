@@ -22,7 +22,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from switchboard import DEFAULT_CHANNEL_LAYER
 from switchboard.frames import FrameMixin, layer_store
 from switchboard.layers import get_channel_layer
 from switchboard.layers.presence_store import (
@@ -32,6 +31,7 @@ from switchboard.layers.presence_store import (
     group_by_key,
     presence_group,
 )
+from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 
 __all__ = [
     "DIFF_TYPE",

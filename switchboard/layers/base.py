@@ -38,6 +38,10 @@ class BaseChannelLayer:
     Default 2 MiB: see :mod:`switchboard.layers.codec`, which also says what a message may hold.
     """
 
+    # What a layer offers beyond send/receive/new_channel, by name (Channels' convention,
+    # extended): "groups", "flush", and Switchboard's "presence" (``presence_store()``),
+    # "history" (``history_store()``) and "receive_future" (``receive_future(channel)``, a
+    # future for the next message, awaited without a task of its own).
     extensions: tuple[str, ...] = ("groups", "flush")
 
     def __init__(

@@ -42,7 +42,7 @@ __all__ = ["InMemoryChannelLayer"]
 class InMemoryChannelLayer(BaseChannelLayer):
     """Channels and groups held in this process's memory (see the module docstring)."""
 
-    extensions = ("groups", "flush")
+    extensions = ("groups", "flush", "presence", "history", "receive_future")
 
     def __init__(
         self,

@@ -1,7 +1,9 @@
 """Builds channel layers from a ``{alias: {"BACKEND": ..., "CONFIG": {...}}}`` mapping.
 
-Where the mapping comes from is pluggable (``config_source``) so this package stays
-free of Django; ``switchboard.conf`` supplies Django's ``CHANNEL_LAYERS`` setting.
+Where the mapping comes from is injected (:func:`install_config_source`) so this package stays
+free of Django: the ``switchboard`` package itself installs a source reading Django's
+``CHANNEL_LAYERS`` setting (``switchboard.conf``), lazily, so it works whether or not the
+project lists the app in ``INSTALLED_APPS``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from switchboard import DEFAULT_CHANNEL_LAYER
 from switchboard.exceptions import InvalidChannelLayerError
 from switchboard.layers.base import BaseChannelLayer
 
 ConfigSource = Callable[[], Mapping[str, Any] | None]
+
+DEFAULT_CHANNEL_LAYER = "default"
 
 logger = logging.getLogger("switchboard.layers")
 
@@ -63,11 +66,22 @@ def announce_embedded_default(configs: Mapping[str, Any] | None) -> None:
         )
 
 
-def _django_settings_source() -> Mapping[str, Any] | None:
-    # Imported lazily: only the Django glue module touches django.conf.
-    from switchboard.conf import channel_layers_setting
+def _no_configuration() -> Mapping[str, Any] | None:
+    return None
 
-    return channel_layers_setting()
+
+_installed_source: ConfigSource = _no_configuration
+
+
+def install_config_source(source: ConfigSource) -> None:
+    """Where managers built without a ``config_source`` read their mapping from (``None``
+    from the source means "not configured": the embedded default)."""
+    global _installed_source
+    _installed_source = source
+
+
+def installed_config_source() -> Mapping[str, Any] | None:
+    return _installed_source()
 
 
 def import_by_path(path: str) -> Any:
@@ -86,7 +100,7 @@ class ChannelLayerManager:
     """Lazily builds one layer per alias and keeps it for the life of the process."""
 
     def __init__(self, config_source: ConfigSource | None = None) -> None:
-        self.config_source: ConfigSource = config_source or _django_settings_source
+        self.config_source: ConfigSource = config_source or installed_config_source
         self.backends: dict[str, BaseChannelLayer] = {}
 
     @property

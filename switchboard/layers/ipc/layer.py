@@ -69,7 +69,7 @@ class IPCChannelLayer(BaseChannelLayer):
     (seconds; other processes' deaths are seen at once).
     """
 
-    extensions = ("groups", "flush")
+    extensions = ("groups", "flush", "presence", "history", "receive_future")
 
     def __init__(
         self,

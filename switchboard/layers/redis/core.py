@@ -390,7 +390,7 @@ class RedisChannelLayer(BaseChannelLayer):
     A channel whose loop is still running is received on that loop only.
     """
 
-    extensions = ("groups", "flush")
+    extensions = ("groups", "flush", "presence", "history", "receive_future")
 
     def __init__(
         self,

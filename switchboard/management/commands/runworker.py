@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from switchboard import DEFAULT_CHANNEL_LAYER
 from switchboard.layers import get_channel_layer
+from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 from switchboard.worker import Worker
 
 logger = logging.getLogger("switchboard.worker")
