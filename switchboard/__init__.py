@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_CHANNEL_LAYER", "__version__"]
 
 
 def _django_channel_layers() -> Mapping[str, Any] | None:
-    from switchboard.conf import channel_layers_setting
+    from switchboard.integration.settings import channel_layers_setting
 
     return channel_layers_setting()
 

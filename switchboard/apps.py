@@ -10,8 +10,8 @@ class SwitchboardConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks (switchboard.E001 ...) as a side effect of the import.
-        from switchboard import checks, health  # noqa: F401
-        from switchboard.conf import channel_layers_setting
+        from switchboard.integration import checks, health  # noqa: F401
+        from switchboard.integration.settings import channel_layers_setting
         from switchboard.layers.registry import announce_embedded_default
 
         # In the startup log of `serve --workers N`, which imports the project before forking.

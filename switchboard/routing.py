@@ -15,7 +15,7 @@ from django.urls.resolvers import RoutePattern
 
 # Registers the system checks, and with them serve's startup check, even if the app is not
 # installed.
-from switchboard import checks  # noqa: F401
+from switchboard.integration import checks  # noqa: F401
 
 __all__ = [
     "ChannelNameRouter",
@@ -67,7 +67,7 @@ def project_application(serve_static: bool = True) -> Any:
     are answered from the static files finders; every other scope, WebSocket included, goes
     straight to the application.
     """
-    from switchboard.django_http import native_http
+    from switchboard.integration.native_http import native_http
 
     if getattr(settings, "ASGI_APPLICATION", None):
         application = get_default_application()
@@ -101,7 +101,7 @@ class ProtocolTypeRouter:
             _check_application(app, f"ProtocolTypeRouter[{protocol!r}]")
         if "http" in application_mapping:
             # Django's own ASGI handler -> the native HTTP path (switchboard/django_http.py).
-            from switchboard.django_http import native_http
+            from switchboard.integration.native_http import native_http
 
             http = native_http(application_mapping["http"])
             application_mapping = {**application_mapping, "http": http}

@@ -19,7 +19,7 @@ from django.utils.encoding import force_str
 from django.utils.functional import LazyObject, empty
 from django.utils.http import http_date
 
-from switchboard import checks  # noqa: F401 - registers the checks even if the app is not installed
+from switchboard.integration import checks  # noqa: F401 - registers the checks even if the app is not installed
 from switchboard.middleware import ASGIApp, BaseMiddleware
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from switchboard import checks  # noqa: F401 - registers the checks even if the app is not installed
 from switchboard.consumer import AsyncConsumer, SyncConsumer
 from switchboard.exceptions import AcceptConnection, DenyConnection, StopConsumer
+from switchboard.integration import checks  # noqa: F401 - registers the checks even if the app is not installed
 
 __all__ = [
     "AsyncJsonWebsocketConsumer",

@@ -2,8 +2,8 @@
 
 Where the mapping comes from is injected (:func:`install_config_source`) so this package stays
 free of Django: the ``switchboard`` package itself installs a source reading Django's
-``CHANNEL_LAYERS`` setting (``switchboard.conf``), lazily, so it works whether or not the
-project lists the app in ``INSTALLED_APPS``.
+``CHANNEL_LAYERS`` setting (``switchboard.integration.settings``), lazily, so it works whether
+or not the project lists the app in ``INSTALLED_APPS``.
 """
 
 from __future__ import annotations

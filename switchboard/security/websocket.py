@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import is_same_domain
 
-from switchboard import checks  # noqa: F401 - registers the checks even if the app is not installed
+from switchboard.integration import checks  # noqa: F401 - registers the checks even if the app is not installed
 from switchboard.middleware import ASGIApp
 
 

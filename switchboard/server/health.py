@@ -13,7 +13,7 @@ Django, no ``ALLOWED_HOSTS``, no middleware); every other request goes on unchan
 
 The server does not know what an application depends on, so checks are hooks: Switchboard's
 Django app registers a round trip through the default channel layer
-(``switchboard.health``); a project may register its own.
+(``switchboard.integration.health``); a project may register its own.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ INTERFACES = ("auto", "asgi", "wsgi")
 # Exact class (module.qualname) -> "module:callable" returning the application to serve instead.
 ADAPTERS: dict[str, str] = {
     # Django's generic ASGI handler -> the native Django HTTP path (switchboard/django_http.py).
-    "django.core.handlers.asgi.ASGIHandler": "switchboard.django_http:native_http",
+    "django.core.handlers.asgi.ASGIHandler": "switchboard.integration.native_http:native_http",
 }
 
 

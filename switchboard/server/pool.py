@@ -42,7 +42,9 @@ __all__ = [
     "set_default_threads",
 ]
 
-DEFAULT_THREADS = 4  # see the module docs of switchboard.django_http for the measurement
+DEFAULT_THREADS = (
+    4  # see the module docs of switchboard.integration.native_http for the measurement
+)
 # Requests that compute at once, and how often the loop looks whether one computing waits
 # instead: bench/django_http.py has the measurements.
 DEFAULT_CONCURRENCY = 1

@@ -1,11 +1,12 @@
 """Checks that code around the application asks the server to run before it serves.
 
 The server knows no framework, so it cannot check a framework's setup itself. Glue code that
-does know one registers a check here (``switchboard.checks`` registers Django's system checks
-when it is imported, which happens while the server imports a Django application). ``run()``
-calls every registered check once the application is imported and before anything is bound or
-forked: a check refuses to start by raising :class:`StartupCheckError`, whose text the CLI
-prints (exit status 2); what only deserves a warning it logs itself.
+does know one registers a check here (``switchboard.integration.checks`` registers Django's
+system checks when it is imported, which happens while the server imports a Django
+application). ``run()`` calls every registered check once the application is imported and
+before anything is bound or forked: a check refuses to start by raising
+:class:`StartupCheckError`, whose text the CLI prints (exit status 2); what only deserves a
+warning it logs itself.
 """
 
 from __future__ import annotations

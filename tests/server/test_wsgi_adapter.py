@@ -213,7 +213,7 @@ def test_protocol_type_router_and_serve_swap_djangos_asgi_handler() -> None:
     from django.core.handlers.asgi import ASGIHandler
     from django.test import override_settings
 
-    from switchboard.django_http import DjangoHTTPApplication
+    from switchboard.integration.native_http import DjangoHTTPApplication
     from switchboard.routing import ProtocolTypeRouter
 
     handler = ASGIHandler()

@@ -109,7 +109,7 @@ class Command(DjangoRunserver):
                 # files of a failed ASGI_APPLICATION import watched, so that the fix restarts
                 # the server (a module that failed to import is not among those it watches).
                 self.stderr.write(str(exc))
-                from switchboard.checks import failed_import_files
+                from switchboard.integration.checks import failed_import_files
 
                 _watch_until_fixed(failed_import_files)
                 return

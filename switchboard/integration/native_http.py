@@ -69,7 +69,7 @@ from django.http.response import HttpResponseBase
 
 # Registers the system checks, and with them serve's startup check, even if the app is not
 # installed: `switchboard serve` imports this module for a bare Django handler.
-from switchboard import checks  # noqa: F401
+from switchboard.integration import checks  # noqa: F401
 from switchboard.server.pool import DEFAULT_CONCURRENCY
 from switchboard.server.wsgi import WSGIAdapter
 

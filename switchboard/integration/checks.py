@@ -56,7 +56,7 @@ INMEMORY_LAYER = "switchboard.layers.inmemory.InMemoryChannelLayer"
 IPC_LAYER = "switchboard.layers.ipc.IPCChannelLayer"
 REDIS_LAYER = "switchboard.layers.redis.RedisChannelLayer"
 
-logger = logging.getLogger("switchboard.checks")
+logger = logging.getLogger("switchboard.checks")  # the name logging configs use
 
 # The files ASGI_APPLICATION's failed import went through, for runserver's autoreloader to
 # watch: a module whose import failed is not in sys.modules, where the reloader looks.
