@@ -35,11 +35,12 @@ from switchboard.layers.groups import GroupMemberships
 from switchboard.layers.history_store import MemoryHistoryStore
 from switchboard.layers.local import LocalQueue
 from switchboard.layers.presence_store import MemoryPresenceStore
+from switchboard.layers.stores.host import StoresMixin
 
 __all__ = ["InMemoryChannelLayer"]
 
 
-class InMemoryChannelLayer(BaseChannelLayer):
+class InMemoryChannelLayer(StoresMixin, BaseChannelLayer):
     """Channels and groups held in this process's memory (see the module docstring)."""
 
     extensions = ("groups", "flush", "presence", "history", "receive_future")
@@ -68,20 +69,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         # Sweeping more often than messages can expire would only burn CPU.
         self.sweep_interval = min(max(float(expiry), 0.01), 60.0)
-        self._presence: MemoryPresenceStore | None = None
-        self._history: MemoryHistoryStore | None = None
 
-    # -- optional stores (switchboard.presence, switchboard.history) -------------
+    # -- optional stores (switchboard.realtime.presence, .history) ----------------
 
-    def presence_store(self) -> MemoryPresenceStore:
-        if self._presence is None:
-            self._presence = MemoryPresenceStore(self)
-        return self._presence
+    def _new_presence_store(self) -> MemoryPresenceStore:
+        return MemoryPresenceStore(self)
 
-    def history_store(self) -> MemoryHistoryStore:
-        if self._history is None:
-            self._history = MemoryHistoryStore(self)
-        return self._history
+    def _new_history_store(self) -> MemoryHistoryStore:
+        return MemoryHistoryStore(self)
 
     # -- channels ----------------------------------------------------------
 
@@ -211,7 +206,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Drop every message, group, presence entry and history; receivers already waiting
         keep waiting."""
         self.groups.clear()
-        self._presence = self._history = None
+        self._forget_stores()
         for name, chan in list(self.channels.items()):
             chan.clear()
             if not chan.waiters:

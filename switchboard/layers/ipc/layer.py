@@ -52,11 +52,12 @@ from switchboard.layers.ipc.node import Inbox, Node, PeerUnreachable
 from switchboard.layers.ipc.presence import DEFAULT_PRESENCE_TIMEOUT, IPCPresenceStore
 from switchboard.layers.ipc.runtime import default_path
 from switchboard.layers.naming import process_token
+from switchboard.layers.stores.host import StoresMixin
 
 __all__ = ["IPCChannelLayer"]
 
 
-class IPCChannelLayer(BaseChannelLayer):
+class IPCChannelLayer(StoresMixin, BaseChannelLayer):
     """Channels and groups across the processes of one host (see the module docstring).
 
     CONFIG keys: ``path``: the runtime directory (default: one per ``prefix`` and current
@@ -94,8 +95,6 @@ class IPCChannelLayer(BaseChannelLayer):
         if presence_timeout <= 0:
             raise ValueError("presence timeout must be positive (seconds)")
         self.presence_timeout = presence_timeout
-        self._presence: IPCPresenceStore | None = None
-        self._history: IPCHistoryStore | None = None
         self.prefix = prefix
         self.path = os.path.abspath(path) if path else default_path(prefix)
         self._nodes: dict[asyncio.AbstractEventLoop, Node] = {}
@@ -163,17 +162,13 @@ class IPCChannelLayer(BaseChannelLayer):
             hub.lock_fd = None
         self._free.append(node.inbox)
 
-    # -- optional stores (switchboard.presence, switchboard.history) -------------
+    # -- optional stores (switchboard.realtime.presence, .history) ----------------
 
-    def presence_store(self) -> IPCPresenceStore:
-        if self._presence is None:
-            self._presence = IPCPresenceStore(self)
-        return self._presence
+    def _new_presence_store(self) -> IPCPresenceStore:
+        return IPCPresenceStore(self)
 
-    def history_store(self) -> IPCHistoryStore:
-        if self._history is None:
-            self._history = IPCHistoryStore(self)
-        return self._history
+    def _new_history_store(self) -> IPCHistoryStore:
+        return IPCHistoryStore(self)
 
     # -- channels -------------------------------------------------------------------
 

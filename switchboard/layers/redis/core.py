@@ -48,7 +48,11 @@ from switchboard.layers.redis.serializer import Serializer
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
+
+    from switchboard.layers.redis.history import RedisHistoryStore
+    from switchboard.layers.redis.presence import RedisPresenceStore
 from switchboard.layers.redis.sharding import group_routing_key, shard_index
+from switchboard.layers.stores.host import StoresMixin
 
 logger = logging.getLogger("switchboard.layers.redis")
 
@@ -345,7 +349,7 @@ class _LoopState:
             await asyncio.gather(*pending)
 
 
-class RedisChannelLayer(BaseChannelLayer):
+class RedisChannelLayer(StoresMixin, BaseChannelLayer):
     """A channel layer for several processes or machines, on one or more Redis servers.
 
     CONFIG keys (channels_redis-compatible where they overlap):
@@ -461,8 +465,6 @@ class RedisChannelLayer(BaseChannelLayer):
         # Process tokens of loops that ended: their channels go to the first loop receiving.
         self._orphans: set[str] = set()
         self.presence_timeout = presence_timeout
-        self._presence: Any = None
-        self._history: Any = None
 
     # -- per-loop state ---------------------------------------------------------
 
@@ -547,23 +549,19 @@ class RedisChannelLayer(BaseChannelLayer):
         # the slot depends on the channel alone (never on the prefix).
         return f"{self.prefix}:{kind}:{{{name}}}"
 
-    # -- optional stores (switchboard.presence, switchboard.history) -------------
+    # -- optional stores (switchboard.realtime.presence, .history) ----------------
 
-    def presence_store(self) -> Any:
-        """This layer's presence (see :mod:`switchboard.layers.redis.presence`)."""
-        if self._presence is None:
-            from switchboard.layers.redis.presence import RedisPresenceStore
+    def _new_presence_store(self) -> RedisPresenceStore:
+        """See :mod:`switchboard.layers.redis.presence`."""
+        from switchboard.layers.redis.presence import RedisPresenceStore
 
-            self._presence = RedisPresenceStore(self, self.presence_timeout)
-        return self._presence
+        return RedisPresenceStore(self, self.presence_timeout)
 
-    def history_store(self) -> Any:
-        """This layer's reliable-group history (see :mod:`switchboard.layers.redis.history`)."""
-        if self._history is None:
-            from switchboard.layers.redis.history import RedisHistoryStore
+    def _new_history_store(self) -> RedisHistoryStore:
+        """See :mod:`switchboard.layers.redis.history`."""
+        from switchboard.layers.redis.history import RedisHistoryStore
 
-            self._history = RedisHistoryStore(self)
-        return self._history
+        return RedisHistoryStore(self)
 
     # -- the API ----------------------------------------------------------------
 

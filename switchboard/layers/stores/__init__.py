@@ -1,0 +1,5 @@
+"""The optional stores a layer may offer beside its channels: presence and history.
+
+A layer listing ``"presence"`` or ``"history"`` in its ``extensions`` returns one store of each
+per layer instance from ``presence_store()`` / ``history_store()`` (:mod:`.host`).
+"""
