@@ -32,10 +32,10 @@ from typing import Any
 from switchboard.exceptions import ChannelFull
 from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.groups import GroupMemberships
-from switchboard.layers.history_store import MemoryHistoryStore
 from switchboard.layers.local import LocalQueue
-from switchboard.layers.presence_store import MemoryPresenceStore
+from switchboard.layers.stores.history import MemoryHistoryStore
 from switchboard.layers.stores.host import StoresMixin
+from switchboard.layers.stores.presence import MemoryPresenceStore
 
 __all__ = ["InMemoryChannelLayer"]
 

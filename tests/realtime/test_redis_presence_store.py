@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from switchboard.layers.presence_store import presence_group
 from switchboard.layers.redis import RedisChannelLayer
+from switchboard.layers.stores.presence import presence_group
 
 
 async def test_meta_update_stall_sweep_and_self_healing(redis_server):

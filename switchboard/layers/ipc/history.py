@@ -1,6 +1,6 @@
 """History on the IPC layer: the logs live in the hub, processes ask it over their hub link.
 
-The hub keeps a :class:`~switchboard.layers.history_store.MemoryHistoryStore` holding each
+The hub keeps a :class:`~switchboard.layers.stores.history.MemoryHistoryStore` holding each
 publication as the bytes its publisher's codec produced (checked there, never decoded in the
 hub); readers decode their copy. Requests are answered in the order they arrive, so offsets are
 given out 1, 2, 3... per topic whichever process appends.
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from switchboard.layers.history_store import (
+from switchboard.layers.ipc import wire
+from switchboard.layers.stores.history import (
     DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
     HistoryRead,
@@ -25,7 +26,6 @@ from switchboard.layers.history_store import (
     Position,
     encode_append,
 )
-from switchboard.layers.ipc import wire
 
 if TYPE_CHECKING:
     from switchboard.layers.ipc.layer import IPCChannelLayer

@@ -40,7 +40,7 @@ from switchboard.layers.ipc.presence import (
 )
 from switchboard.layers.ipc.runtime import listen_unix, peer_is_us, remove_if_dead
 from switchboard.layers.naming import process_token
-from switchboard.layers.presence_store import PresenceEntry
+from switchboard.layers.stores.presence import PresenceEntry
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -29,7 +29,7 @@ from switchboard.layers.ipc.hub import Hub, try_lock
 from switchboard.layers.ipc.presence import PresenceTable, by_topic, pack_items, unpack_items
 from switchboard.layers.ipc.runtime import ensure_private_dir, listen_unix, peer_is_us
 from switchboard.layers.naming import ChannelNamer, process_token
-from switchboard.layers.presence_store import PresenceEntry, broadcast_diff
+from switchboard.layers.stores.presence import PresenceEntry, broadcast_diff
 
 if TYPE_CHECKING:
     from switchboard.layers.ipc.layer import IPCChannelLayer

@@ -5,7 +5,7 @@ owning process's token and the entry), and tells every process each change, answ
 ``track``/``untrack`` only once every replica has it (as for ``group_add``): ``list`` then reads
 the local replica, without a round trip, and sees every write that returned anywhere.
 
-Liveness and the contract of :mod:`switchboard.layers.presence_store`:
+Liveness and the contract of :mod:`switchboard.layers.stores.presence`:
 
 * **A dead process** ends its hub connection (the kernel closes it, SIGKILL included). The hub
   drops its entries, tells the replicas (``GONE``) and its own process broadcasts the leaves:
@@ -17,7 +17,7 @@ Liveness and the contract of :mod:`switchboard.layers.presence_store`:
   ``presence_timeout`` seconds (the old hub's process among them) are dropped and their leaves
   broadcast by the new hub's process. A process declared gone that comes back later has its
   entries announced as joins again.
-* Diffs use :func:`~switchboard.layers.presence_store.broadcast_diff`; a join repeated across a
+* Diffs use :func:`~switchboard.layers.stores.presence.broadcast_diff`; a join repeated across a
   hub change is harmless (receivers apply by ``ref``).
 
 Control frames carry presence in one frame per process (the hub link reads frames of any
@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from switchboard.layers.ipc import wire
-from switchboard.layers.presence_store import PresenceEntry, broadcast_diff, check_topic
+from switchboard.layers.stores.presence import PresenceEntry, broadcast_diff, check_topic
 
 if TYPE_CHECKING:
     from switchboard.layers.ipc.layer import IPCChannelLayer

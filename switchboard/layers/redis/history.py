@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from switchboard.layers.history_store import (
+from switchboard.layers.redis.scripts import Script, text
+from switchboard.layers.redis.sharding import group_routing_key
+from switchboard.layers.stores.history import (
     DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
     DEFAULT_META_TTL,
@@ -30,8 +32,6 @@ from switchboard.layers.history_store import (
     encode_append,
     new_epoch,
 )
-from switchboard.layers.redis.scripts import Script, text
-from switchboard.layers.redis.sharding import group_routing_key
 
 if TYPE_CHECKING:
     from switchboard.layers.redis.core import RedisChannelLayer

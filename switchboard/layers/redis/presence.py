@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from switchboard.layers.codec import pack_value
-from switchboard.layers.presence_store import PresenceEntry, broadcast_diff, check_topic
 from switchboard.layers.redis.scripts import Script, text
 from switchboard.layers.redis.sharding import group_routing_key
+from switchboard.layers.stores.presence import PresenceEntry, broadcast_diff, check_topic
 
 if TYPE_CHECKING:
     from switchboard.layers.redis.core import RedisChannelLayer

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from switchboard.layers.history_store import HistoryStore
-    from switchboard.layers.presence_store import PresenceStore
+    from switchboard.layers.stores.history import HistoryStore
+    from switchboard.layers.stores.presence import PresenceStore
 
 __all__ = ["StoresMixin"]
 

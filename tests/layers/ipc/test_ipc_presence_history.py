@@ -11,7 +11,7 @@ import pytest
 
 from switchboard.layers.ipc import IPCChannelLayer
 from switchboard.layers.ipc.presence import PresenceTable
-from switchboard.layers.presence_store import PresenceEntry, presence_group
+from switchboard.layers.stores.presence import PresenceEntry, presence_group
 
 WAIT = 15
 

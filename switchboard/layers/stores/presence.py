@@ -18,7 +18,7 @@ in-memory one here, Redis in :mod:`switchboard.layers.redis.presence`, and any o
   Receivers apply them idempotently by ``ref`` (a join of a known ref or a leave of an unknown
   one changes nothing), so a diff repeated after a resync never double counts.
 
-This package knows nothing of Django: the consumer side is :mod:`switchboard.presence`.
+This package knows nothing of Django: the consumer side is :mod:`switchboard.realtime.presence`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ A layer that supports history offers ``layer.history_store()``, returning one
   ``complete`` is False: the reader must resynchronise (a gap is never papered over).
 * ``latest(topic, limit)``: the last ``limit`` publications still held (history on join).
 
-This package knows nothing of Django: the consumer side is :mod:`switchboard.history`.
+This package knows nothing of Django: the consumer side is :mod:`switchboard.realtime.history`.
 """
 
 from __future__ import annotations
