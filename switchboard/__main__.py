@@ -1,3 +1,3 @@
-from switchboard.server.cli import main
+from switchboard.server.runtime.cli import main
 
 raise SystemExit(main())

@@ -88,9 +88,10 @@ def test_turns_hold_with_websockets_open(site_dir: Path) -> None:  # noqa: F811
 
 
 def test_back_to_back_requests_stay_on_one_thread(site_dir: Path) -> None:  # noqa: F811
-    # A finished request runs the next queued one in its own thread (switchboard.server.pool):
-    # under steady load one thread, with one database connection and warm caches, serves
-    # nearly everything, as a single-threaded WSGI server would. Woken in turn, the four
+    # A finished request runs the next queued one in its own thread
+    # (switchboard.server.wsgi.thread_pool): under steady load one thread, with one database
+    # connection and warm caches, serves nearly everything, as a single-threaded WSGI server
+    # would. Woken in turn, the four
     # threads would share the requests about evenly (and each keep a connection).
     from collections import Counter
 

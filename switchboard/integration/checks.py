@@ -43,11 +43,11 @@ from django.conf import settings
 from django.core.checks import WARNING, CheckMessage, Error, Warning, register, run_checks
 
 from switchboard.layers.registry import serving_workers
-from switchboard.server.app_import import describe_exception
-from switchboard.server.startup import StartupCheckError, add_startup_check
+from switchboard.server.runtime.app_import import describe_exception
+from switchboard.server.runtime.startup import StartupCheckError, add_startup_check
 
 if TYPE_CHECKING:
-    from switchboard.server.config import Config
+    from switchboard.server.runtime.config import Config
 
 TAG = "switchboard"
 APP = "switchboard"
@@ -293,7 +293,7 @@ def check_at_serve_startup(config: Config) -> None:
     """``switchboard serve``'s startup check: Django's system checks, as ``runserver`` runs
     them (no database or deployment checks), for a Django application.
 
-    Errors raise :class:`~switchboard.server.startup.StartupCheckError` with their messages,
+    Errors raise :class:`~switchboard.server.runtime.startup.StartupCheckError` with their messages,
     so the server refuses to start (exit status 2) rather than fail at the first connection;
     warnings and lesser messages are logged. Silenced checks (``SILENCED_SYSTEM_CHECKS``) stay
     silent.

@@ -7,7 +7,8 @@ the server answer ``503`` until it is back. ``SwitchboardConfig.ready()`` regist
 server runs it (within ``--ready-timeout``) only when a readiness probe asks.
 
 Add checks of your own (a database, a cache) with
-:func:`switchboard.server.health.add_readiness_check`, e.g. from your AppConfig's ``ready()``.
+:func:`switchboard.server.runtime.health.add_readiness_check`, e.g. from your AppConfig's
+``ready()``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,6 @@ async def channel_layer_ready() -> None:
 
 
 def register() -> None:
-    from switchboard.server.health import add_readiness_check
+    from switchboard.server.runtime.health import add_readiness_check
 
     add_readiness_check(CHECK_NAME, channel_layer_ready)

@@ -39,14 +39,14 @@ What runs where (and so: thread-safety and database connections):
   ``request_started``.
 
 Pool size: ``switchboard serve --threads N``, else ``SWITCHBOARD_HTTP_THREADS``, else
-``switchboard.server.wsgi.DEFAULT_THREADS`` (4: on a 2-core machine CPU-bound views gain
+``switchboard.server.wsgi.thread_pool.DEFAULT_THREADS`` (4: on a 2-core machine CPU-bound views gain
 nothing from more threads, while a few cover views that wait on the database or the network).
 
 Requests computing at once: ``SWITCHBOARD_HTTP_CONCURRENCY`` (default 1, ``0`` for no bound
 but the pool's size). Requests take turns, and a finished request's thread runs the next one:
 a request whose thread waits on I/O for the 2 ms between two looks at its CPU clock gives its
-turn up, so views that block still run side by side (``switchboard.server.pool`` says why;
-``bench/django_http.py`` measures it).
+turn up, so views that block still run side by side (``switchboard.server.wsgi.thread_pool``
+says why; ``bench/django_http.py`` measures it).
 
 Differences from Django's ASGI handler: ``request_started`` is sent with ``environ=`` (as
 under WSGI) rather than ``scope=``; a sync view keeps running if the client disconnects (as
@@ -70,8 +70,8 @@ from django.http.response import HttpResponseBase
 # Registers the system checks, and with them serve's startup check, even if the app is not
 # installed: `switchboard serve` imports this module for a bare Django handler.
 from switchboard.integration import checks  # noqa: F401
-from switchboard.server.pool import DEFAULT_CONCURRENCY
-from switchboard.server.wsgi import WSGIAdapter
+from switchboard.server.wsgi.adapter import WSGIAdapter
+from switchboard.server.wsgi.thread_pool import DEFAULT_CONCURRENCY
 
 __all__ = ["DjangoHTTPApplication", "NativeWSGIHandler", "native_http"]
 

@@ -3,9 +3,9 @@
 Needs ``prometheus_client``: ``pip install "switchboard[metrics]"``.
 
 Nothing is counted through ``prometheus_client`` as things happen: the server keeps plain
-integer counters on its :class:`~switchboard.server.state.ServerState` and every layer on its
-:class:`~switchboard.layers.stats.LayerStats`; the collectors here read them when Prometheus
-scrapes. Two ways to expose them:
+integer counters on its :class:`~switchboard.server.runtime.state.ServerState` and every layer
+on its :class:`~switchboard.layers.stats.LayerStats`; the collectors here read them when
+Prometheus scrapes. Two ways to expose them:
 
 * ``switchboard serve --metrics-port PORT`` (:mod:`switchboard.metrics.endpoint`): a small
   HTTP endpoint in a thread of each server process, answering even while the event loop is

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from switchboard.layers.drops import KINDS as DROP_REASONS
-from switchboard.server.state import ServerState
+from switchboard.server.runtime.state import ServerState
 
 __all__ = ["DefaultRegistryCollector", "LayerCollector", "ServerCollector", "build_registry"]
 

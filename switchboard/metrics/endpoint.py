@@ -16,7 +16,7 @@ from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, MetricsHandler
 
-from switchboard.server.state import ServerState
+from switchboard.server.runtime.state import ServerState
 
 from .collectors import build_registry
 
@@ -32,9 +32,9 @@ def metrics_address(host: str, port: int) -> str:
 def bind_metrics_sockets(host: str, port: int, workers: int) -> list[socket.socket]:
     """One listening socket per worker slot: ``port``, ``port + 1``, ...
 
-    Raises :class:`~switchboard.server.server.ListenError` naming the address in use.
+    Raises :class:`~switchboard.server.runtime.server.ListenError` naming the address in use.
     """
-    from switchboard.server.server import ListenError
+    from switchboard.server.runtime.server import ListenError
 
     socks: list[socket.socket] = []
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

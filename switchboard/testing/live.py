@@ -23,7 +23,7 @@ from websockets.typing import Origin
 
 from switchboard.routing import project_application
 from switchboard.server import Config, Server
-from switchboard.server.server import new_event_loop
+from switchboard.server.runtime.server import new_event_loop
 
 __all__ = [
     "ChannelsLiveServerTestCase",

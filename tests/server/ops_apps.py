@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from switchboard.server.health import add_readiness_check
+from switchboard.server.runtime.health import add_readiness_check
 
 
 class AppFailure(Exception):

@@ -13,8 +13,8 @@ from importlib.metadata import version
 
 import pytest
 
-from switchboard.server.app_check import AppShapeError, check_asgi_app
-from switchboard.server.cli import build_parser
+from switchboard.server.asgi.app_check import AppShapeError, check_asgi_app
+from switchboard.server.runtime.cli import build_parser
 from tests.server.serve_process import Serving, run_serve
 
 

@@ -1,5 +1,5 @@
-"""The HTTP/2 limits without I/O (switchboard/server/h2/limits.py), and the one ``h2`` internal
-the server relies on, pinned against the installed ``h2``."""
+"""The HTTP/2 limits without I/O (switchboard/server/connections/h2/limits.py), and the one
+``h2`` internal the server relies on, pinned against the installed ``h2``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import h2.events
 import hpack
 from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
 
-from switchboard.server.h2.limits import (
+from switchboard.server.connections.h2.limits import (
     EarnedLimit,
     ResetBudget,
     ResetLimits,

@@ -8,7 +8,7 @@ from http import HTTPStatus
 import h11
 import pytest
 
-from switchboard.server.http11_framing import (
+from switchboard.server.wire.http11_framing import (
     LAST_CHUNK,
     LAST_CHUNK_BEFORE_TRAILERS,
     InvalidResponse,

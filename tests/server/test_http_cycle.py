@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from switchboard.server.asgi_types import HeaderIterable
-from switchboard.server.errors import ClientDisconnected, InvalidResponse
-from switchboard.server.http11_framing import content_length
-from switchboard.server.http_cycle import CycleState, HttpCycle
+from switchboard.server.asgi.errors import ClientDisconnected, InvalidResponse
+from switchboard.server.asgi.http_cycle import CycleState, HttpCycle
+from switchboard.server.asgi.types import HeaderIterable
+from switchboard.server.wire.http11_framing import content_length
 
 
 class Recorder(HttpCycle):

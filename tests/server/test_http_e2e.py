@@ -146,7 +146,8 @@ def test_responses_before_a_bad_request_all_arrive_though_the_client_still_sends
     # server never reads, from a client that reads only after 0.5 s. Closed at once with its
     # bytes unread, the socket would send a reset, which discards what the kernel had not sent
     # yet: the client got one response of the eight and no 400. The server closes in stages
-    # (RFC 9112 section 9.6; switchboard/server/teardown.py): FIN, then read and drop.
+    # (RFC 9112 section 9.6; switchboard/server/connections/lingering_close.py): FIN, then
+    # read and drop.
     port = free_port()
     serving = Serving(
         tmp_path / "serve.log", "tests.server.http_apps:echo_body", "--port", str(port),

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from switchboard.server.server import FORCE_EXIT_MARGIN, WATCHDOG_SLACK
+from switchboard.server.runtime.server import FORCE_EXIT_MARGIN, WATCHDOG_SLACK
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.server.misbehaving_apps:app"

@@ -9,15 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
-from switchboard.server.errors import ClientDisconnected
-from switchboard.server.flow import FlowControl
-from switchboard.server.ws_cycle import (
+from switchboard.server.asgi.errors import ClientDisconnected
+from switchboard.server.asgi.ws_cycle import (
     ABNORMAL,
     Action,
     IllegalTransition,
     WebSocketCycle,
     WSState,
 )
+from switchboard.server.connections.flow_control import FlowControl
 
 
 class Reading:

@@ -9,7 +9,7 @@ import struct
 import pytest
 from websockets.frames import Frame, Opcode
 
-from switchboard.server.ws_framing import (
+from switchboard.server.wire.ws_framing import (
     BINARY_HEADERS,
     FALLBACK,
     INCOMPLETE,

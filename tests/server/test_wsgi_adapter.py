@@ -1,4 +1,4 @@
-"""switchboard/server/wsgi.py: plain WSGI applications (no framework) on the real server.
+"""switchboard/server/wsgi/adapter.py: plain WSGI applications (no framework) on the real server.
 
 The environ checks follow PEP 3333 ("environ Variables", "The start_response() Callable",
 "Optional Platform-Specific File Handling"); clients are raw sockets.
@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from switchboard.server.interfaces import resolve_interface, takes_wsgi_arguments
-from switchboard.server.wsgi import WSGIAdapter
+from switchboard.server.runtime.interfaces import resolve_interface, takes_wsgi_arguments
+from switchboard.server.wsgi.adapter import WSGIAdapter
 
 
 async def exchange(addr, data: bytes, timeout: float = 10.0) -> bytes:
@@ -239,7 +239,7 @@ async def _run_turns(job_seconds: float, sleep: bool, jobs: int = 8) -> int:
     """``jobs`` jobs on four pool threads, one turn: how many ran at once, at most."""
     import time
 
-    from switchboard.server.pool import Place, Turns, WorkerPool
+    from switchboard.server.wsgi.thread_pool import Place, Turns, WorkerPool
 
     turns, pool = Turns(1, grace=0.002), WorkerPool(4)
     now, most, lock = [0], [0], threading.Lock()
@@ -334,7 +334,7 @@ async def test_a_request_given_up_while_it_waits_for_its_turn_never_runs() -> No
 
 
 async def test_the_pool_settles_loop_futures_and_runs_next_jobs_in_the_same_thread() -> None:
-    from switchboard.server.pool import WorkerPool
+    from switchboard.server.wsgi.thread_pool import WorkerPool
 
     pool, loop = WorkerPool(4), asyncio.get_running_loop()
     try:
@@ -367,7 +367,7 @@ def test_a_thread_blocked_on_io_is_not_runnable_and_a_computing_one_is() -> None
     import sys
     import time
 
-    from switchboard.server.pool import _runnable
+    from switchboard.server.wsgi.thread_pool import _runnable
 
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc")  # CI runs on Linux: never skipped there
@@ -409,7 +409,7 @@ async def test_requests_whose_clients_left_while_queued_never_run(
         start_response("200 OK", [])
         return [b"ok"]
 
-    from switchboard.server.pool import WorkerPool
+    from switchboard.server.wsgi.thread_pool import WorkerPool
 
     pool = WorkerPool(2, name="test-gone")  # its own: the default pool is shared by tests
     adapter = WSGIAdapter(app, executor=pool, concurrency=concurrency, grace=0.05)

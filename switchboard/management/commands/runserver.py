@@ -27,8 +27,8 @@ from django.db import connections
 from django.utils import autoreload
 
 from switchboard.server import Config, Server
-from switchboard.server.logging_setup import configure_logging
-from switchboard.server.server import bind_socket, new_event_loop
+from switchboard.server.runtime.logging_setup import configure_logging
+from switchboard.server.runtime.server import bind_socket, new_event_loop
 
 if apps.is_installed("django.contrib.staticfiles"):
     from django.contrib.staticfiles.management.commands.runserver import (

@@ -16,9 +16,9 @@ What runs where:
 - Extension: an iterable with ``__aiter__`` and no ``__iter__`` is consumed on the event loop
   (no thread held while it waits); its ``close()`` then runs in a pool thread.
 
-The pool (``switchboard.server.pool``) is bounded and per process; beyond ``concurrency``,
-requests wait for a turn to compute, holding no thread meanwhile. Nothing here knows about
-any framework.
+The pool (``switchboard.server.wsgi.thread_pool``) is bounded and per process; beyond
+``concurrency``, requests wait for a turn to compute, holding no thread meanwhile. Nothing here
+knows about any framework.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
-from switchboard.server.http_cycle import watch_disconnect
-from switchboard.server.pool import (
+from switchboard.server.asgi.http_cycle import watch_disconnect
+from switchboard.server.runtime.state import websockets_open
+from switchboard.server.wsgi.thread_pool import (
     CONCURRENCY_GRACE,
     DEFAULT_CONCURRENCY,
     LoopJob,
@@ -43,7 +44,6 @@ from switchboard.server.pool import (
     WorkerPool,
     default_executor,
 )
-from switchboard.server.state import websockets_open
 
 __all__ = [
     "FileWrapper",
@@ -250,9 +250,9 @@ class WSGIAdapter:
     loop; the application runs in a copy of the request's contextvars.
 
     ``concurrency``: how many requests compute in the pool at once; the others wait for a
-    turn, in order (``switchboard.server.pool`` says why and how); ``grace``: how often the
-    loop looks whether one computing waits instead. ``0`` lets every request run at once
-    (the pool's size is then the only bound).
+    turn, in order (``switchboard.server.wsgi.thread_pool`` says why and how); ``grace``: how
+    often the loop looks whether one computing waits instead. ``0`` lets every request run at
+    once (the pool's size is then the only bound).
     """
 
     def __init__(

@@ -12,12 +12,12 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from switchboard.server.app_check import AppShapeError
-from switchboard.server.config import AppImportError, Config
-from switchboard.server.health import check_path
-from switchboard.server.logging_setup import LOG_FORMATS, LOG_LEVELS
-from switchboard.server.startup import StartupCheckError
-from switchboard.server.tls import TLSConfigError
+from switchboard.server.asgi.app_check import AppShapeError
+from switchboard.server.runtime.config import AppImportError, Config
+from switchboard.server.runtime.health import check_path
+from switchboard.server.runtime.logging_setup import LOG_FORMATS, LOG_LEVELS
+from switchboard.server.runtime.startup import StartupCheckError
+from switchboard.server.runtime.tls import TLSConfigError
 
 EXIT_LISTEN_ERROR = 1
 EXIT_APP_ERROR = 2
@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from switchboard.metrics import MetricsUnavailableError
-    from switchboard.server.server import ListenError, run
+    from switchboard.server.runtime.server import ListenError, run
 
     parser = build_parser()
     args = vars(parser.parse_args(argv))

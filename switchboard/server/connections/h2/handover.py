@@ -1,6 +1,6 @@
 """How a connection accepted as HTTP/1.1 becomes an HTTP/2 one: ALPN chose ``h2`` during the
 TLS handshake, or the client opened with the HTTP/2 connection preface in the clear (h2c with
-prior knowledge, RFC 9113 section 3.3). ``server/http.py`` calls these two hooks.
+prior knowledge, RFC 9113 section 3.3). ``connections/http11.py`` calls these two hooks.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from switchboard.server.http import HttpProtocol
+    from switchboard.server.connections.http11 import HttpProtocol
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -31,7 +31,7 @@ def starts_with_preface(data: bytes) -> bool | None:
 def hand_over(http: HttpProtocol, data: bytes = b"") -> None:
     """Move the transport of the HTTP/1.1 protocol ``http`` (nothing parsed on it yet) to a new
     HTTP/2 protocol, which then reads ``data``, the bytes received so far."""
-    from switchboard.server.h2.protocol import H2Protocol
+    from switchboard.server.connections.h2.protocol import H2Protocol
 
     transport = http.transport
     http.release_transport()

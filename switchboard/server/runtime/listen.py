@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from switchboard.server.config import Config
+from switchboard.server.runtime.config import Config
 
 
 class ListenError(OSError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.server.app_check import check_asgi_app
-from switchboard.server.app_import import AppImportError, import_app
+from switchboard.server.asgi.app_check import check_asgi_app
+from switchboard.server.runtime.app_import import AppImportError, import_app
 
 __all__ = ["FORCE_EXIT_MARGIN", "AppImportError", "Config", "import_app"]
 
@@ -29,7 +29,7 @@ class Config:
     forwarded_allow_ips: str = "127.0.0.1"
     access_log: bool = True
     log_level: str = "info"
-    log_format: str = "text"  # "text" | "json" (server/logging_setup.py)
+    log_format: str = "text"  # "text" | "json" (runtime/logging_setup.py)
     lifespan: str = "auto"  # "auto" | "on" | "off"
     timeout_keep_alive: float = 5.0
     timeout_graceful_shutdown: float = 30.0
@@ -46,12 +46,12 @@ class Config:
     backlog: int = 2048
     server_header: bool = True
     date_header: bool = True
-    interface: str = "auto"  # "auto" | "asgi" | "wsgi" (see server/interfaces.py)
-    threads: int | None = None  # pool size for WSGI / native Django HTTP (server/wsgi.py)
+    interface: str = "auto"  # "auto" | "asgi" | "wsgi" (see runtime/interfaces.py)
+    threads: int | None = None  # pool size for WSGI / native Django HTTP (server/wsgi/)
     # Prometheus metrics over HTTP (switchboard.metrics.endpoint); worker k uses port + k.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
-    # TLS (server/tls.py); uvicorn's option names. ssl_cert_reqs is an ssl.VerifyMode value.
+    # TLS (runtime/tls.py); uvicorn's option names. ssl_cert_reqs is an ssl.VerifyMode value.
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_keyfile_password: str | None = None
@@ -65,10 +65,10 @@ class Config:
     h2_max_concurrent_streams: int = 100
     # Request body a connection may send ahead of what applications read (its flow-control
     # window, at least the protocol's 65535), and what all connections of a process may have
-    # beyond 65535 each (server/h2/limits.py WindowBudget).
+    # beyond 65535 each (connections/h2/limits.py WindowBudget).
     h2_connection_window: int = 256 << 10
     h2_max_buffered_body: int = 64 << 20
-    # Answered by the server itself, off unless given (server/health.py).
+    # Answered by the server itself, off unless given (runtime/health.py).
     health_path: str | None = None
     ready_path: str | None = None
     ready_timeout: float = 1.0
@@ -77,14 +77,15 @@ class Config:
         """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted, Django's
         ASGI handler swapped for the native path) and vet its shape.
 
-        Raises :class:`AppImportError` or :class:`~switchboard.server.app_check.AppShapeError`.
+        Raises :class:`AppImportError` or
+        :class:`~switchboard.server.asgi.app_check.AppShapeError`.
         """
-        from switchboard.server import pool
-        from switchboard.server.interfaces import resolve_interface
+        from switchboard.server.runtime.interfaces import resolve_interface
+        from switchboard.server.wsgi import thread_pool
 
         name = self.app if isinstance(self.app, str) else None
         if self.threads is not None:
-            pool.set_default_threads(self.threads)
+            thread_pool.set_default_threads(self.threads)
         self.app = resolve_interface(import_app(self.app), self.interface)
         check_asgi_app(self.app, name)
         return self.app

@@ -13,21 +13,21 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from switchboard.server import health
-from switchboard.server.config import FORCE_EXIT_MARGIN, Config
-from switchboard.server.http import HttpProtocol
-from switchboard.server.lifespan import Lifespan
-from switchboard.server.listen import (
+from switchboard.server.asgi.lifespan import Lifespan
+from switchboard.server.connections.http11 import HttpProtocol
+from switchboard.server.runtime import health
+from switchboard.server.runtime.config import FORCE_EXIT_MARGIN, Config
+from switchboard.server.runtime.listen import (
     ListenError,
     bind_metrics_sockets,
     bind_socket,
     listening_address,
 )
-from switchboard.server.logging_setup import configure_logging
-from switchboard.server.startup import run_startup_checks
-from switchboard.server.state import ServerState, add_serving, remove_serving
-from switchboard.server.supervisor import run_supervised
-from switchboard.server.tls import TLSServer, create_ssl_context, reload_certificates
+from switchboard.server.runtime.logging_setup import configure_logging
+from switchboard.server.runtime.startup import run_startup_checks
+from switchboard.server.runtime.state import ServerState, add_serving, remove_serving
+from switchboard.server.runtime.supervisor import run_supervised
+from switchboard.server.runtime.tls import TLSServer, create_ssl_context, reload_certificates
 
 __all__ = [
     "FORCE_EXIT_MARGIN",

@@ -1,10 +1,11 @@
 """WebSockets over HTTP/2 (RFC 8441): an extended CONNECT stream carries RFC 6455 frames.
 
 The frames on the stream are exactly those of a WebSocket over TCP, without the HTTP/1.1
-handshake, so the existing :class:`~switchboard.server.websocket.WebSocketProtocol` runs
-unchanged on a :class:`StreamTransport`: a transport-shaped view of one stream. Its ASGI cycle
-(:class:`~switchboard.server.ws_cycle.WebSocketCycle`) is thus the same on both versions. The only
-translation is the handshake's answer: the protocol writes an HTTP/1.1 response head, which
+handshake, so the existing
+:class:`~switchboard.server.connections.websocket.WebSocketProtocol` runs unchanged on a
+:class:`StreamTransport`: a transport-shaped view of one stream. Its ASGI cycle
+(:class:`~switchboard.server.asgi.ws_cycle.WebSocketCycle`) is thus the same on both versions.
+The only translation is the handshake's answer: the protocol writes an HTTP/1.1 response head, which
 becomes the stream's HEADERS (101 is 200 here, RFC 8441 section 5), and "closing the
 transport" ends the stream.
 """
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
-from switchboard.server.h2.fields import CONNECTION_SPECIFIC
-from switchboard.server.websocket import WebSocketProtocol
+from switchboard.server.connections.websocket import WebSocketProtocol
+from switchboard.server.wire.h2_fields import CONNECTION_SPECIFIC
 
 if TYPE_CHECKING:
-    from switchboard.server.h2.protocol import H2Protocol
+    from switchboard.server.connections.h2.protocol import H2Protocol
 
 # The answer's fields that only mean something to an HTTP/1.1 upgrade.
 _NOT_ON_H2 = CONNECTION_SPECIFIC | {b"sec-websocket-accept"}

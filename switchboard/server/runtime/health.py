@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from switchboard.server.asgi_types import Receive, Scope, Send
+from switchboard.server.asgi.types import Receive, Scope, Send
 
 __all__ = [
     "HealthEndpoints",

@@ -27,10 +27,10 @@ class JsonFormatter(logging.Formatter):
 
     Always: ``timestamp`` (ISO 8601, UTC, milliseconds), ``level``, ``logger``, ``pid`` and
     ``message`` (the text the text format would show). A record whose message carries
-    ``fields`` (the access log's lines, see :mod:`switchboard.server.access_log`) adds them;
+    ``fields`` (the access log's lines, see :mod:`switchboard.server.runtime.access_log`) adds them;
     a record with an exception adds ``traceback``, one with ``stack_info`` adds ``stack``.
     Django's ``LOGGING`` can use it for its own loggers:
-    ``"formatters": {"json": {"()": "switchboard.server.logging_setup.JsonFormatter"}}``.
+    ``"formatters": {"json": {"()": "switchboard.server.runtime.logging_setup.JsonFormatter"}}``.
     """
 
     def format(self, record: logging.LogRecord) -> str:

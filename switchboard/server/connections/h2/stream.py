@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 
-from switchboard.server import access_log
-from switchboard.server.asgi_types import HeaderIterable, Scope
-from switchboard.server.errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
-from switchboard.server.h2.fields import NOT_TRAILERS, ResponseHead, response_head
-from switchboard.server.http_cycle import DONE, HttpCycle
-from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
+from switchboard.server.asgi.errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
+from switchboard.server.asgi.http_cycle import DONE, HttpCycle
+from switchboard.server.asgi.types import HeaderIterable, Scope
+from switchboard.server.connections.pathsend import FILE_CHUNK, open_regular_file
+from switchboard.server.runtime import access_log
+from switchboard.server.wire.h2_fields import NOT_TRAILERS, ResponseHead, response_head
 
 if TYPE_CHECKING:
-    from switchboard.server.h2.protocol import H2Protocol
+    from switchboard.server.connections.h2.protocol import H2Protocol
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.server.http11_framing import InvalidResponse
+from switchboard.server.wire.http11_framing import InvalidResponse
 
 __all__ = ["ClientDisconnected", "InvalidResponse", "caused_by_disconnect"]
 

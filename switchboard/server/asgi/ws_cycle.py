@@ -25,8 +25,8 @@ import collections
 import enum
 from typing import Protocol
 
-from switchboard.server.asgi_types import Message
-from switchboard.server.errors import ClientDisconnected
+from switchboard.server.asgi.errors import ClientDisconnected
+from switchboard.server.asgi.types import Message
 
 __all__ = ["ABNORMAL", "Action", "IllegalTransition", "WSState", "WebSocketCycle"]
 

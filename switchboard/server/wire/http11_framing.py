@@ -1,7 +1,7 @@
 """HTTP/1.1 response framing without I/O: status lines, checked header fields, token lists.
 
 Everything here works on bytes and raises :class:`InvalidResponse` for what an application
-must not put on the wire; ``http.py`` decides what that means for the connection.
+must not put on the wire; ``connections/http11.py`` decides what that means for the connection.
 """
 
 from __future__ import annotations

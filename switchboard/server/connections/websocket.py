@@ -15,7 +15,7 @@ The HTTP protocol parses the upgrade request, builds the scope and hands the tra
   transport, because that is the hot path of every echo/broadcast workload;
 * one task per connection (the application). Its ASGI side (the state, which message it may
   send when, its ``receive`` with the queue of unread messages) is the transport-independent
-  :class:`~switchboard.server.ws_cycle.WebSocketCycle`; this protocol owns the transport,
+  :class:`~switchboard.server.asgi.ws_cycle.WebSocketCycle`; this protocol owns the transport,
   the timers and flow control, and does the I/O each state change asks for.
 """
 
@@ -34,11 +34,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from switchboard.server import access_log
-from switchboard.server.asgi_types import Message, Scope
-from switchboard.server.errors import ClientDisconnected
-from switchboard.server.flow import FlowControl
-from switchboard.server.ws_cycle import (
+from switchboard.server.asgi.errors import ClientDisconnected
+from switchboard.server.asgi.types import Message, Scope
+from switchboard.server.asgi.ws_cycle import (
     ABNORMAL,
     CLOSED,
     HANDSHAKE,
@@ -48,7 +46,9 @@ from switchboard.server.ws_cycle import (
     Action,
     WebSocketCycle,
 )
-from switchboard.server.ws_framing import (
+from switchboard.server.connections.flow_control import FlowControl
+from switchboard.server.runtime import access_log
+from switchboard.server.wire.ws_framing import (
     BINARY_HEADERS,
     FALLBACK,
     TEXT_HEADERS,

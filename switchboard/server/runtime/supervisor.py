@@ -8,10 +8,10 @@ import signal
 import time
 from collections.abc import Callable
 
-from switchboard.server.config import FORCE_EXIT_MARGIN, Config
-from switchboard.server.listen import ListenError, bind_metrics_sockets, bind_socket
-from switchboard.server.startup import run_startup_checks
-from switchboard.server.tls import create_ssl_context
+from switchboard.server.runtime.config import FORCE_EXIT_MARGIN, Config
+from switchboard.server.runtime.listen import ListenError, bind_metrics_sockets, bind_socket
+from switchboard.server.runtime.startup import run_startup_checks
+from switchboard.server.runtime.tls import create_ssl_context
 
 logger = logging.getLogger("switchboard.server")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from switchboard.server.app_import import import_app
-from switchboard.server.wsgi import WSGIAdapter, is_wsgi_application
+from switchboard.server.runtime.app_import import import_app
+from switchboard.server.wsgi.adapter import WSGIAdapter, is_wsgi_application
 
 __all__ = ["ADAPTERS", "INTERFACES", "resolve_interface", "takes_wsgi_arguments"]
 

@@ -25,9 +25,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from switchboard.server.asgi_types import HeaderIterable, Message, Scope
-from switchboard.server.errors import ClientDisconnected
-from switchboard.server.http11_framing import InvalidResponse, check_field
+from switchboard.server.asgi.errors import ClientDisconnected
+from switchboard.server.asgi.types import HeaderIterable, Message, Scope
+from switchboard.server.wire.http11_framing import InvalidResponse, check_field
 
 __all__ = ["CycleState", "CycleWriter", "HttpCycle"]
 

@@ -49,20 +49,20 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
-from switchboard.server import access_log
-from switchboard.server.addresses import transport_addresses
-from switchboard.server.config import Config
-from switchboard.server.flow import FlowControl
-from switchboard.server.h2.fields import parse_request, split_path
-from switchboard.server.h2.limits import FloodGuard, H2Budgets, pending_header_block
-from switchboard.server.h2.stream import TOO_LARGE, HttpStream
-from switchboard.server.h2.websocket import H2WebSocketProtocol, StreamTransport
-from switchboard.server.http11_framing import request_content_length
-from switchboard.server.http_cycle import DONE
-from switchboard.server.proxy import apply_proxy_headers
-from switchboard.server.state import ServerState
-from switchboard.server.teardown import LINGER, close_in_stages
-from switchboard.server.tls import tls_extension
+from switchboard.server.asgi.http_cycle import DONE
+from switchboard.server.connections.addresses import transport_addresses
+from switchboard.server.connections.flow_control import FlowControl
+from switchboard.server.connections.h2.limits import FloodGuard, H2Budgets, pending_header_block
+from switchboard.server.connections.h2.stream import TOO_LARGE, HttpStream
+from switchboard.server.connections.h2.websocket import H2WebSocketProtocol, StreamTransport
+from switchboard.server.connections.lingering_close import LINGER, close_in_stages
+from switchboard.server.runtime import access_log
+from switchboard.server.runtime.config import Config
+from switchboard.server.runtime.state import ServerState
+from switchboard.server.runtime.tls import tls_extension
+from switchboard.server.wire.h2_fields import parse_request, split_path
+from switchboard.server.wire.http11_framing import request_content_length
+from switchboard.server.wire.proxy_headers import apply_proxy_headers
 
 logger = logging.getLogger("switchboard.server")
 

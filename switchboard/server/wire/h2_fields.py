@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from switchboard.server.asgi_types import Message
-from switchboard.server.http11_framing import (
+from switchboard.server.asgi.types import Message
+from switchboard.server.wire.http11_framing import (
     FIELD_BYTES,
     KNOWN_NAMES,
     InvalidResponse,

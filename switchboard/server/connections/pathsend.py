@@ -6,7 +6,7 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-from switchboard.server.http11_framing import InvalidResponse
+from switchboard.server.wire.http11_framing import InvalidResponse
 
 # Without sendfile(2): read this much at a time in a worker thread.
 FILE_CHUNK = 256 * 1024

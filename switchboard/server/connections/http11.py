@@ -18,14 +18,19 @@ from urllib.parse import unquote
 
 import httptools
 
-from switchboard.server import access_log
-from switchboard.server.addresses import transport_addresses
-from switchboard.server.asgi_types import HeaderIterable, Scope
-from switchboard.server.config import Config
-from switchboard.server.errors import ClientDisconnected, caused_by_disconnect
-from switchboard.server.flow import FlowControl
-from switchboard.server.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
-from switchboard.server.http11_framing import (
+from switchboard.server.asgi.errors import ClientDisconnected, caused_by_disconnect
+from switchboard.server.asgi.http_cycle import DONE, HttpCycle
+from switchboard.server.asgi.types import HeaderIterable, Scope
+from switchboard.server.connections.addresses import transport_addresses
+from switchboard.server.connections.flow_control import FlowControl
+from switchboard.server.connections.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
+from switchboard.server.connections.lingering_close import close_in_stages
+from switchboard.server.connections.pathsend import FILE_CHUNK, open_regular_file
+from switchboard.server.runtime import access_log
+from switchboard.server.runtime.config import Config
+from switchboard.server.runtime.state import ServerState
+from switchboard.server.runtime.tls import tls_extension
+from switchboard.server.wire.http11_framing import (
     LAST_CHUNK,
     LAST_CHUNK_BEFORE_TRAILERS,
     NO_CONTENT_STATUSES,
@@ -40,12 +45,7 @@ from switchboard.server.http11_framing import (
     response_head,
     trailer_section,
 )
-from switchboard.server.http_cycle import DONE, HttpCycle
-from switchboard.server.pathsend import FILE_CHUNK, open_regular_file
-from switchboard.server.proxy import apply_proxy_headers
-from switchboard.server.state import ServerState
-from switchboard.server.teardown import close_in_stages
-from switchboard.server.tls import tls_extension
+from switchboard.server.wire.proxy_headers import apply_proxy_headers
 
 __all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_response"]
 
@@ -566,7 +566,7 @@ class HttpProtocol(asyncio.Protocol):
         scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
         scope.pop("extensions", None)
         try:
-            from switchboard.server.websocket import WebSocketProtocol
+            from switchboard.server.connections.websocket import WebSocketProtocol
         except ImportError:  # pragma: no cover - module ships with the package
             self._write_error(plain_response(501, "WebSocket support is not available"))
             self.close()

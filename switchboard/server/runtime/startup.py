@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from switchboard.server.config import Config
+from switchboard.server.runtime.config import Config
 
 __all__ = ["StartupCheck", "StartupCheckError", "add_startup_check", "run_startup_checks"]
 

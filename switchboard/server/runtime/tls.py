@@ -3,7 +3,7 @@ each handshake under a deadline, certificate reload on SIGHUP, and the ASGI ``tl
 each connection's scopes.
 
 ALPN offers ``h2`` (when HTTP/2 is on) and ``http/1.1``; the HTTP/1.1 protocol hands a
-connection that chose ``h2`` over to the HTTP/2 one (``server/h2/handover.py``).
+connection that chose ``h2`` over to the HTTP/2 one (``connections/h2/handover.py``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ class ServerState:
         # address over its reset budget, a GOAWAY sent).
         self.h2_streams_reset = 0
         self.h2_streams_refused = 0
-        # The budgets all HTTP/2 connections share (h2/limits.py H2Budgets), made by the first.
+        # The budgets all HTTP/2 connections share (connections/h2/limits.py H2Budgets), made
+        # by the first.
         self.h2_budgets: Any = None
         self._server_header = server_header
         self._date_header = date_header
