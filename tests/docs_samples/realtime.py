@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 # --8<-- [start:consumer]
-from switchboard.history import publish
-from switchboard.realtime import RealtimeConsumer
+from switchboard.realtime import RealtimeConsumer, publish
 
 
 class Scoreboard(RealtimeConsumer):
@@ -30,7 +29,7 @@ class Scoreboard(RealtimeConsumer):
 
 async def presence_anywhere() -> dict:
     # --8<-- [start:presence]
-    from switchboard.presence import list_presence, presence_store
+    from switchboard.realtime.presence import list_presence, presence_store
 
     await presence_store().track("room.lobby", "conn-1", "alice", {"device": "phone"})
     members = await list_presence("room.lobby")

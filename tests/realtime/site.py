@@ -46,8 +46,7 @@ if not settings.configured:
     )
     django.setup()
 
-from switchboard.history import publish  # noqa: E402
-from switchboard.realtime import RealtimeConsumer  # noqa: E402
+from switchboard.realtime import RealtimeConsumer, publish  # noqa: E402
 from switchboard.routing import ProtocolTypeRouter  # noqa: E402
 
 CLIENT = Path(__file__).resolve().parents[2] / "switchboard/static/switchboard/switchboard.js"

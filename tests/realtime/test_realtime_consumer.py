@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.history import publish
 from switchboard.layers import channel_layers
 from switchboard.layers.inmemory import InMemoryChannelLayer
-from switchboard.presence import list_presence
-from switchboard.realtime import RealtimeConsumer
+from switchboard.realtime import RealtimeConsumer, publish
+from switchboard.realtime.presence import list_presence
 from switchboard.testing import WebsocketCommunicator
 
 

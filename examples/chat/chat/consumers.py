@@ -1,9 +1,9 @@
 """The chat room: a reliable group ``chat_<room>`` with history and presence.
 
-Messages are published with :func:`switchboard.history.publish`, so a browser that reconnects
-gets what it missed (switchboard.js sends its last offset) and a newcomer gets the last
-``HISTORY_SIZE`` messages. Each connection is tracked in the room's presence under the user's
-name, so the page lists who is online (several tabs of one user count once).
+Messages are published with :func:`switchboard.realtime.history.publish`, so a browser that
+reconnects gets what it missed (switchboard.js sends its last offset) and a newcomer gets the
+last ``HISTORY_SIZE`` messages. Each connection is tracked in the room's presence under the
+user's name, so the page lists who is online (several tabs of one user count once).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 from chat.guests import SESSION_KEY, new_guest_name
 from switchboard.db import database_sync_to_async
-from switchboard.history import publish
-from switchboard.realtime import RealtimeConsumer
+from switchboard.realtime import RealtimeConsumer, publish
 
 MAX_MESSAGE_LENGTH = 2000
 HISTORY_SIZE = 200  # messages kept per room

@@ -1,5 +1,11 @@
 """Presence and reliable groups for browsers: :class:`RealtimeConsumer` and its wire protocol.
 
+The package holds one feature: the control frames (:mod:`switchboard.realtime.frames`),
+presence (:mod:`switchboard.realtime.presence`), reliable groups with history and recovery
+(:mod:`switchboard.realtime.history`) and the consumer joining them
+(:mod:`switchboard.realtime.consumer`). The stores behind presence and history are the
+channel layer's (``switchboard.layers``).
+
 ``switchboard/static/switchboard/switchboard.js`` speaks this protocol. Every frame is a
 WebSocket text frame holding one JSON object. Control frames have a string ``"sb"`` member;
 every other object is application data, handed to ``receive_json`` unchanged (and a
@@ -40,18 +46,13 @@ Server to client:
 
 A client remembers, per topic, the epoch and the offset of the last ``pub`` it handled and
 sends them with ``sub`` on every reconnect. The server publishes with
-:func:`switchboard.history.publish`.
+:func:`switchboard.realtime.history.publish`.
 """
 
 from __future__ import annotations
 
-from switchboard.generic.websocket import AsyncJsonWebsocketConsumer
-from switchboard.history import ReliableMixin, publish
-from switchboard.presence import PresenceMixin
+from switchboard.realtime.consumer import RealtimeConsumer
+from switchboard.realtime.history import ReliableMixin, publish
+from switchboard.realtime.presence import PresenceMixin
 
 __all__ = ["PresenceMixin", "RealtimeConsumer", "ReliableMixin", "publish"]
-
-
-class RealtimeConsumer(PresenceMixin, ReliableMixin, AsyncJsonWebsocketConsumer):
-    """A JSON WebSocket consumer speaking the protocol above: set ``allowed_topics`` (and
-    ``presence_topics``) in ``connect``, publish with :func:`switchboard.history.publish`."""

@@ -1,7 +1,7 @@
 """Control frames of the browser protocol (``{"sb": kind, ...}``) apart from application JSON.
 
-The base of :class:`~switchboard.presence.PresenceMixin` and
-:class:`~switchboard.history.ReliableMixin`; the protocol itself is described in
+The base of :class:`~switchboard.realtime.presence.PresenceMixin` and
+:class:`~switchboard.realtime.history.ReliableMixin`; the protocol itself is described in
 :mod:`switchboard.realtime`.
 """
 

@@ -9,7 +9,7 @@ Redis; see :mod:`switchboard.layers.presence_store` for the contract).
 
 From any async code::
 
-    from switchboard.presence import presence_store
+    from switchboard.realtime.presence import presence_store
     await presence_store().track("room.lobby", ref, "alice", {"device": "phone"})
 
 In a consumer, :class:`PresenceMixin` tracks the connection in ``presence_topics`` once it is
@@ -22,7 +22,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from switchboard.frames import FrameMixin, layer_store
 from switchboard.layers import get_channel_layer
 from switchboard.layers.presence_store import (
     DIFF_TYPE,
@@ -32,6 +31,7 @@ from switchboard.layers.presence_store import (
     presence_group,
 )
 from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
+from switchboard.realtime.frames import FrameMixin, layer_store
 
 __all__ = [
     "DIFF_TYPE",

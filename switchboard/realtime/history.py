@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.frames import FrameMixin, layer_store
 from switchboard.layers import get_channel_layer
 from switchboard.layers.history_store import (
     DEFAULT_HISTORY_SIZE,
@@ -30,6 +29,7 @@ from switchboard.layers.history_store import (
     Position,
 )
 from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
+from switchboard.realtime.frames import FrameMixin, layer_store
 
 __all__ = [
     "PUBLICATION_TYPE",
