@@ -28,7 +28,7 @@ from switchboard.layers.stores.history import (
 )
 
 if TYPE_CHECKING:
-    from switchboard.layers.ipc.layer import IPCChannelLayer
+    from switchboard.layers.ipc.node import IPCStoreHost
 
 __all__ = ["HubHistory", "IPCHistoryStore"]
 
@@ -46,12 +46,13 @@ class _AsStored:
 
 
 class _HubSide:
-    """What MemoryHistoryStore needs of a layer, in the hub: requesters checked the names."""
+    """The hub's store host (a StoreHost but for its codec, which keeps bytes as they come):
+    requesters checked the names."""
 
     codec = _AsStored()
 
-    def require_valid_group_name(self, name: str) -> None:
-        pass
+    def require_valid_group_name(self, name: Any) -> bool:
+        return True
 
 
 class HubHistory:
@@ -83,12 +84,12 @@ class HubHistory:
 class IPCHistoryStore:
     """``IPCChannelLayer.history_store()`` (see the module docstring)."""
 
-    def __init__(self, layer: IPCChannelLayer) -> None:
+    def __init__(self, layer: IPCStoreHost) -> None:
         self.layer = layer
 
     async def _ask(self, kind: int, *items: Any) -> Any:
         while True:
-            node = await self.layer._ready()
+            node = await self.layer.ready_node()
             try:
                 return await node.request(kind, *items)
             except wire.HubLost:

@@ -123,7 +123,9 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
             node = self._nodes[loop] = Node(self, inbox, loop)
         return node
 
-    async def _ready(self) -> Node:
+    async def ready_node(self) -> Node:
+        """This event loop's node, started and linked to the hub (the stores reach the hub
+        through it)."""
         node = self._node()
         if not node.ready:
             try:
@@ -136,6 +138,10 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
                 await self._retire(node)  # the next call tries again from scratch
                 raise
         return node
+
+    def running_node(self) -> Node | None:
+        """This event loop's node if it has one; none is started."""
+        return self._nodes.get(asyncio.get_running_loop())
 
     async def _retire(self, node: Node) -> None:
         with self._lock:
@@ -174,7 +180,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """A channel name only this process (this event loop) receives: ``<prefix>.<token>!<n>``."""
-        node = await self._ready()
+        node = await self.ready_node()
         name = node.inbox.namer.new_name(prefix)
         self.require_valid_channel_name(name)
         return name
@@ -186,7 +192,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
         self.require_valid_message(message)
         node = self._nodes.get(asyncio.get_running_loop())
         if node is None or not node.ready:
-            node = await self._ready()
+            node = await self.ready_node()
         codec = self.codec
         expires = time.time() + self.expiry
         token = process_token(channel)
@@ -247,7 +253,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
         self.require_valid_channel_name(channel, receive=True)
         node = self._nodes.get(asyncio.get_running_loop())
         if node is None or not node.ready:
-            node = await self._ready()
+            node = await self.ready_node()
         local = node.inbox.local
         # A queue exists only for a channel received here: the common case checks nothing more.
         # Idle queues are kept for the next receive and dropped by the periodic sweep.
@@ -296,7 +302,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
         a ``group_send`` from any process reaches it."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        node = await self._ready()
+        node = await self.ready_node()
         joining: asyncio.Future[Any] | None
         if node.inbox.groups.add(group, channel):
             joining = node.loop.create_task(node.request(wire.JOIN, group))
@@ -314,7 +320,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        node = await self._ready()
+        node = await self.ready_node()
         if node.inbox.groups.discard(group, channel):
             node.leave(group)
 
@@ -325,7 +331,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
         self.require_valid_message(message)
         node = self._nodes.get(asyncio.get_running_loop())
         if node is None or not node.ready:
-            node = await self._ready()
+            node = await self.ready_node()
         codec = self.codec
         data = codec.encode(message)
         expires = time.time() + self.expiry
@@ -380,7 +386,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
     async def flush(self) -> None:
         """Drop the messages parked in the hub and all history, and this process's messages
         and groups (presence stays: it is the connections that are live)."""
-        node = await self._ready()
+        node = await self.ready_node()
         await node.request(wire.FLUSH)
         for group in node.inbox.groups.clear():
             node.leave(group)

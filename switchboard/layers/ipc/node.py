@@ -19,7 +19,7 @@ import itertools
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.layers.fanout import LocalDelivery, sweep_interval
 from switchboard.layers.groups import GroupMemberships
@@ -29,13 +29,14 @@ from switchboard.layers.ipc.hub import Hub, try_lock
 from switchboard.layers.ipc.presence import PresenceTable, by_topic, pack_items, unpack_items
 from switchboard.layers.ipc.runtime import ensure_private_dir, listen_unix, peer_is_us
 from switchboard.layers.naming import ChannelNamer, process_token
+from switchboard.layers.stores.host import PresenceHost
 from switchboard.layers.stores.presence import PresenceEntry, broadcast_diff
 
 if TYPE_CHECKING:
     from switchboard.layers.ipc.layer import IPCChannelLayer
     from switchboard.layers.ipc.presence import Item
 
-__all__ = ["Inbox", "Node", "PeerUnreachable"]
+__all__ = ["IPCStoreHost", "Inbox", "Node", "PeerUnreachable"]
 
 logger = logging.getLogger("switchboard.layers.ipc")
 
@@ -51,6 +52,19 @@ _UNREACHABLE = (FileNotFoundError, ConnectionRefusedError, ConnectionResetError)
 _ASKED_AGAIN = (wire.APPEND, wire.RECOVER, wire.LATEST)
 # Requests whose effect a HELLO restates (it names all we have).
 _COVERED_BY_HELLO = (wire.JOIN, wire.RECEIVE, wire.TRACK, wire.UNTRACK)
+
+
+class IPCStoreHost(PresenceHost, Protocol):
+    """What the IPC presence and history stores need of their layer: the running event loop's
+    node, through which they reach the hub."""
+
+    async def ready_node(self) -> Node:
+        """The node, started and linked to the hub."""
+        ...
+
+    def running_node(self) -> Node | None:
+        """The node if there is one; none is started."""
+        ...
 
 
 class PeerUnreachable(ConnectionError):

@@ -26,7 +26,6 @@ size: it is a trusted connection between processes of one user).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -35,8 +34,7 @@ from switchboard.layers.ipc import wire
 from switchboard.layers.stores.presence import PresenceEntry, broadcast_diff, check_topic
 
 if TYPE_CHECKING:
-    from switchboard.layers.ipc.layer import IPCChannelLayer
-    from switchboard.layers.ipc.node import Inbox
+    from switchboard.layers.ipc.node import Inbox, IPCStoreHost
 
 __all__ = ["DEFAULT_PRESENCE_TIMEOUT", "IPCPresenceStore", "PresenceTable"]
 
@@ -140,7 +138,7 @@ class IPCPresenceStore:
     that tracked it, which announces it to every new hub.
     """
 
-    def __init__(self, layer: IPCChannelLayer) -> None:
+    def __init__(self, layer: IPCStoreHost) -> None:
         self.layer = layer
         self._owners: dict[tuple[str, str], Inbox] = {}  # (topic, ref) -> inbox holding it
         self._pid = os.getpid()
@@ -164,7 +162,7 @@ class IPCPresenceStore:
         check_topic(self.layer, topic)
         self.layer.codec.pack({"type": "presence", "meta": meta})  # fails here, not in a diff
         self._forked()
-        node = await self.layer._ready()
+        node = await self.layer.ready_node()
         entry = PresenceEntry(ref, key, dict(meta))
         old = self._forget(topic, ref)
         node.inbox.presence.setdefault(topic, {})[ref] = entry
@@ -178,7 +176,7 @@ class IPCPresenceStore:
         old = self._forget(topic, ref)
         if old is None:
             return  # not tracked here
-        node = self.layer._nodes.get(asyncio.get_running_loop())
+        node = self.layer.running_node()
         if node is None or node.closed:
             # This loop's node is gone: its hub connection ended, and the hub dropped (and
             # announced) its entries then.
@@ -188,7 +186,7 @@ class IPCPresenceStore:
         await broadcast_diff(self.layer, topic, leaves=[old])
 
     async def list(self, topic: str) -> list[PresenceEntry]:
-        node = await self.layer._ready()
+        node = await self.layer.ready_node()
         return node.presence.list(topic)
 
     async def close(self) -> None:

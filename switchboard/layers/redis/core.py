@@ -544,6 +544,12 @@ class RedisChannelLayer(StoresMixin, BaseChannelLayer):
     def _durable(self, channel: str) -> bool:
         return any(p.match(channel) for p in self.at_least_once)
 
+    def shard(self, routing_key: str) -> Shard:
+        """The running event loop's connection to the shard owning ``routing_key`` (what the
+        presence and history stores write through)."""
+        state = self._state()
+        return state.shards[state.shard_for(routing_key)]
+
     def _key(self, kind: str, name: str) -> str:
         # The name is a Cluster hash tag: a channel's list and stream share one slot, and
         # the slot depends on the channel alone (never on the prefix).

@@ -34,7 +34,7 @@ from switchboard.layers.stores.history import (
 )
 
 if TYPE_CHECKING:
-    from switchboard.layers.redis.core import RedisChannelLayer
+    from switchboard.layers.redis.sharding import RedisStoreHost
 
 __all__ = ["RedisHistoryStore"]
 
@@ -87,9 +87,9 @@ def _fields(raw: Any) -> dict[bytes, bytes]:
 
 
 class RedisHistoryStore:
-    """Reliable-group history of one :class:`RedisChannelLayer` (see the module docstring)."""
+    """Reliable-group history of one ``RedisChannelLayer`` (see the module docstring)."""
 
-    def __init__(self, layer: RedisChannelLayer, meta_ttl: float = DEFAULT_META_TTL) -> None:
+    def __init__(self, layer: RedisStoreHost, meta_ttl: float = DEFAULT_META_TTL) -> None:
         self.layer = layer
         self.meta_ttl = meta_ttl
         self._append = Script(APPEND_SCRIPT)
@@ -100,8 +100,7 @@ class RedisHistoryStore:
         return f"{prefix}:h:{{{topic}}}", f"{prefix}:hm:{{{topic}}}"
 
     async def _eval(self, topic: str, script: Script, *args: Any) -> Any:
-        state = self.layer._state()
-        shard = state.shards[state.shard_for(group_routing_key(topic))]
+        shard = self.layer.shard(group_routing_key(topic))
         return await script.run(shard, self._keys(topic), *args)
 
     async def append(
@@ -166,8 +165,7 @@ class RedisHistoryStore:
         return HistoryRead(epoch, int(latest), publications)
 
     async def _claim_epoch(self, topic: str) -> str:
-        state = self.layer._state()
-        shard = state.shards[state.shard_for(group_routing_key(topic))]
+        shard = self.layer.shard(group_routing_key(topic))
         meta = self._keys(topic)[1]
         await shard.command("HSETNX", meta, "epoch", new_epoch())
         await shard.command("HSETNX", meta, "seq", 0)

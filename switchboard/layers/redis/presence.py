@@ -35,7 +35,8 @@ from switchboard.layers.redis.sharding import group_routing_key
 from switchboard.layers.stores.presence import PresenceEntry, broadcast_diff, check_topic
 
 if TYPE_CHECKING:
-    from switchboard.layers.redis.core import RedisChannelLayer
+    from switchboard.layers.redis.connection import Shard
+    from switchboard.layers.redis.sharding import RedisStoreHost
 
 __all__ = ["DEFAULT_PRESENCE_TIMEOUT", "RedisPresenceStore"]
 
@@ -72,9 +73,9 @@ return removed
 
 
 class RedisPresenceStore:
-    """Presence of one :class:`RedisChannelLayer` instance (see the module docstring)."""
+    """Presence of one ``RedisChannelLayer`` instance (see the module docstring)."""
 
-    def __init__(self, layer: RedisChannelLayer, timeout: float = DEFAULT_PRESENCE_TIMEOUT) -> None:
+    def __init__(self, layer: RedisStoreHost, timeout: float = DEFAULT_PRESENCE_TIMEOUT) -> None:
         if timeout <= 0:
             raise ValueError("presence timeout must be positive (seconds)")
         self.layer = layer
@@ -97,15 +98,11 @@ class RedisPresenceStore:
     def _beat_key(self, pid: str) -> str:
         return f"{self.layer.prefix}:pl:{pid}"
 
-    def _shard(self, routing_key: str) -> Any:
-        state = self.layer._state()
-        return state.shards[state.shard_for(routing_key)]
+    def _topic_shard(self, topic: str) -> Shard:
+        return self.layer.shard(group_routing_key(topic))
 
-    def _topic_shard(self, topic: str) -> Any:
-        return self._shard(group_routing_key(topic))
-
-    def _pid_shard(self, pid: str) -> Any:
-        return self._shard("presence:" + pid)
+    def _pid_shard(self, pid: str) -> Shard:
+        return self.layer.shard("presence:" + pid)
 
     @staticmethod
     async def _eval(shard: Any, script: Script, key: str, *args: Any) -> Any:

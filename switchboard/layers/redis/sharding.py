@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING, Protocol
+
+from switchboard.layers.stores.host import PresenceHost
+
+if TYPE_CHECKING:
+    from switchboard.layers.redis.connection import Shard
+
+__all__ = [
+    "RedisStoreHost",
+    "channel_routing_key",
+    "group_routing_key",
+    "jump_hash",
+    "shard_index",
+]
 
 
 def jump_hash(key: int, buckets: int) -> int:
@@ -31,3 +45,12 @@ def shard_index(routing_key: str, shards: int) -> int:
     if shards <= 1:
         return 0
     return jump_hash(zlib.crc32(routing_key.encode()), shards)
+
+
+class RedisStoreHost(PresenceHost, Protocol):
+    """What the Redis presence and history stores need of their layer: its key prefix and the
+    running event loop's connection to the shard owning a routing key."""
+
+    prefix: str
+
+    def shard(self, routing_key: str) -> Shard: ...

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from switchboard.layers.base import BaseChannelLayer
+    from switchboard.layers.stores.host import StoreHost
 
 __all__ = [
     "DEFAULT_HISTORY_SIZE",
@@ -89,7 +89,7 @@ def check_bounds(size: int, ttl: float) -> None:
 
 
 def encode_append(
-    layer: BaseChannelLayer, topic: str, data: dict[str, Any], size: int, ttl: float
+    layer: StoreHost, topic: str, data: dict[str, Any], size: int, ttl: float
 ) -> bytes:
     """The checks every store's ``append`` makes before it stores or sends anything (topic
     name, size, ttl), then ``data`` encoded as the stores keep it."""
@@ -122,7 +122,7 @@ class MemoryHistoryStore:
     """Logs held in this process's memory; each gets a fresh epoch when first written, so
     a restarted process never answers an offset given out by its previous life."""
 
-    def __init__(self, layer: BaseChannelLayer, meta_ttl: float = DEFAULT_META_TTL) -> None:
+    def __init__(self, layer: StoreHost, meta_ttl: float = DEFAULT_META_TTL) -> None:
         self.layer = layer
         self.meta_ttl = meta_ttl
         self.logs: dict[str, _Log] = {}

@@ -1,14 +1,35 @@
-"""How a layer offers its stores: one of each per layer instance, made on first use."""
+"""What a store needs of its layer, and how a layer offers its stores.
+
+The stores depend on the small protocols here, not on layer classes: any object with a codec,
+the group-name rule and (for presence) ``group_send`` can host them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from switchboard.layers.codec import MessageCodec
     from switchboard.layers.stores.history import HistoryStore
     from switchboard.layers.stores.presence import PresenceStore
 
-__all__ = ["StoresMixin"]
+__all__ = ["PresenceHost", "StoreHost", "StoresMixin"]
+
+
+class StoreHost(Protocol):
+    """What every store needs of its layer: the codec that checks and encodes what it keeps,
+    and the rule for group names (a topic is one)."""
+
+    @property
+    def codec(self) -> MessageCodec: ...
+
+    def require_valid_group_name(self, name: Any) -> bool: ...
+
+
+class PresenceHost(StoreHost, Protocol):
+    """A presence store also broadcasts its diffs to each topic's presence group."""
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
 
 class StoresMixin:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from switchboard.layers.base import BaseChannelLayer
+    from switchboard.layers.stores.host import PresenceHost, StoreHost
 
 __all__ = [
     "MemoryPresenceStore",
@@ -94,7 +94,7 @@ def diff_message(
 
 
 async def broadcast_diff(
-    layer: BaseChannelLayer,
+    layer: PresenceHost,
     topic: str,
     joins: Iterable[PresenceEntry] = (),
     leaves: Iterable[PresenceEntry] = (),
@@ -104,7 +104,7 @@ async def broadcast_diff(
         await layer.group_send(presence_group(topic), diff_message(topic, joins, leaves))
 
 
-def check_topic(layer: BaseChannelLayer, topic: str) -> None:
+def check_topic(layer: StoreHost, topic: str) -> None:
     """A topic must be a group name, and so must its presence group."""
     layer.require_valid_group_name(topic)
     layer.require_valid_group_name(presence_group(topic))
@@ -114,7 +114,7 @@ class MemoryPresenceStore:
     """Presence held in one process (the in-memory layer): nothing can die behind its back,
     since every connection it knows lives in this process and untracks when it ends."""
 
-    def __init__(self, layer: BaseChannelLayer) -> None:
+    def __init__(self, layer: PresenceHost) -> None:
         self.layer = layer
         self.topics: dict[str, dict[str, PresenceEntry]] = {}
 
