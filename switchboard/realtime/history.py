@@ -21,14 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.layers import get_channel_layer
-from switchboard.layers.history_store import (
+from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
+from switchboard.layers.stores.history import (
     DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
     HistoryRead,
     HistoryStore,
     Position,
 )
-from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 from switchboard.realtime.frames import FrameMixin, layer_store
 
 __all__ = [

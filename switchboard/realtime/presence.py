@@ -5,7 +5,7 @@ it) with a *meta* dict (device, status, ...). Listing a topic gives
 ``{key: {"metas": [meta, ...]}}`` with one meta per connection, each carrying its ``ref``;
 changes are broadcast as diffs of the same shape (``joins`` and ``leaves``), which clients
 apply by ``ref``. Storage and liveness are the layer's (``layer.presence_store()``: in-memory,
-Redis; see :mod:`switchboard.layers.presence_store` for the contract).
+Redis; see :mod:`switchboard.layers.stores.presence` for the contract).
 
 From any async code::
 
@@ -23,14 +23,14 @@ import secrets
 from typing import Any
 
 from switchboard.layers import get_channel_layer
-from switchboard.layers.presence_store import (
+from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
+from switchboard.layers.stores.presence import (
     DIFF_TYPE,
     PresenceEntry,
     PresenceStore,
     group_by_key,
     presence_group,
 )
-from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 from switchboard.realtime.frames import FrameMixin, layer_store
 
 __all__ = [
