@@ -1,4 +1,5 @@
-"""The per-process subscriber: one pub/sub connection per shard, re-subscribed after loss.
+"""The per-process subscriber: one pub/sub connection per shard, re-subscribed after loss;
+and the size limit on what the layer publishes.
 
 Subscriptions live here as plain state (the set of wanted channels), so after a
 Redis restart or a dropped connection the reader reconnects with jittered
@@ -17,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from switchboard.layers.codec import ChannelMessageTooLarge
 from switchboard.layers.redis.connection import Shard, backoff_delays
 from switchboard.layers.stats import LayerStats
 
@@ -30,6 +32,26 @@ logger = logging.getLogger("switchboard.layers.redis")
 CONFIRM_TIMEOUT = 5.0
 
 _DISCONNECTS = (RedisConnectionError, RedisTimeoutError, OSError, EOFError)
+
+# Redis cuts a pub/sub subscriber whose output buffer holds more than 8 MB for 60 s or 32 MB
+# at once (client-output-buffer-limit pubsub, its default): the subscriber loses that message
+# and every other one in flight. Pub/sub messages are refused above this at send.
+PUBSUB_MAX_MESSAGE_SIZE = 8 * 1024 * 1024
+
+
+class PubSubMessageTooLarge(ChannelMessageTooLarge):
+    """A group or consumer-channel message over ``pubsub_max_message_size``; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        self.args = (
+            f"Channel layer message is {size} bytes, over the Redis layer's "
+            f"pubsub_max_message_size of {limit} bytes; nothing was sent. Groups and consumer "
+            "channels travel over Redis pub/sub, and Redis disconnects a subscriber whose "
+            "output buffer passes client-output-buffer-limit pubsub (8 MB sustained, 32 MB at "
+            "once by default), losing every message in flight. Send large payloads through a "
+            "worker channel, or raise both that Redis setting and pubsub_max_message_size",
+        )
 
 
 class Subscriber:
