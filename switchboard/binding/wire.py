@@ -1,4 +1,5 @@
-"""What bindings put on the layer and the socket: JSON-safe values, group names, filters.
+"""What bindings put on the layer and the socket: JSON-safe values, group names, filters,
+the inbound actions and the answers to them.
 
 Kept apart from Django signals and consumers: pure functions, easy to test and to reason about.
 """
@@ -11,7 +12,10 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-__all__ = ["group_name", "json_safe", "matches", "pk_key"]
+__all__ = ["ACTIONS", "Refused", "answer", "group_name", "json_safe", "matches", "pk_key"]
+
+# What a client may ask of a binding (``{"action": ...}``).
+ACTIONS = ("subscribe", "unsubscribe", "create", "update", "delete")
 
 _SCALARS = (str, int, float, bool, type(None))
 _encoder = DjangoJSONEncoder()
@@ -55,3 +59,19 @@ def group_name(stream: str, pk: Any = None) -> str:
 def matches(filter_: dict[str, Any], data: dict[str, Any]) -> bool:
     """Whether serialized ``data`` has every ``field: value`` of the filter (exact match)."""
     return all(field in data and data[field] == value for field, value in filter_.items())
+
+
+class Refused(Exception):
+    """An inbound action answered with ``ok: false`` (``error`` and details in ``body``)."""
+
+    def __init__(self, error: str, **body: Any) -> None:
+        super().__init__(error)
+        self.body = {"error": error, **body}
+
+
+def answer(action: Any, request_id: Any, ok: bool, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer to an inbound action, echoing its ``request_id`` when it had one."""
+    message = {"response_to": action, "ok": ok, **body}
+    if request_id is not None:
+        message["request_id"] = request_id
+    return message
