@@ -45,7 +45,7 @@ nothing from more threads, while a few cover views that wait on the database or 
 Requests computing at once: ``SWITCHBOARD_HTTP_CONCURRENCY`` (default 1, ``0`` for no bound
 but the pool's size). Requests take turns, and a finished request's thread runs the next one:
 a request whose thread waits on I/O for the 2 ms between two looks at its CPU clock gives its
-turn up, so views that block still run side by side (``switchboard.server.wsgi.thread_pool``
+turn up, so views that block still run side by side (``switchboard.server.wsgi.compute_turns``
 says why; ``bench/django_http.py`` measures it).
 
 Differences from Django's ASGI handler: ``request_started`` is sent with ``environ=`` (as
@@ -71,7 +71,7 @@ from django.http.response import HttpResponseBase
 # installed: `switchboard serve` imports this module for a bare Django handler.
 from switchboard.integration import checks  # noqa: F401
 from switchboard.server.wsgi.adapter import WSGIAdapter
-from switchboard.server.wsgi.thread_pool import DEFAULT_CONCURRENCY
+from switchboard.server.wsgi.compute_turns import DEFAULT_CONCURRENCY
 
 __all__ = ["DjangoHTTPApplication", "NativeWSGIHandler", "native_http"]
 

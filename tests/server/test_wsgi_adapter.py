@@ -239,15 +239,16 @@ async def _run_turns(job_seconds: float, sleep: bool, jobs: int = 8) -> int:
     """``jobs`` jobs on four pool threads, one turn: how many ran at once, at most."""
     import time
 
-    from switchboard.server.wsgi.thread_pool import Place, Turns, WorkerPool
+    from switchboard.server.wsgi.compute_turns import ComputeTurns, TurnTicket
+    from switchboard.server.wsgi.thread_pool import ThreadPool
 
-    turns, pool = Turns(1, grace=0.002), WorkerPool(4)
+    turns, pool = ComputeTurns(1, grace=0.002), ThreadPool(4)
     now, most, lock = [0], [0], threading.Lock()
     loop = asyncio.get_running_loop()
 
-    def job(place: Place) -> None:
+    def job(ticket: TurnTicket) -> None:
         try:
-            place.start_clock()
+            ticket.start_clock()
             with lock:
                 now[0] += 1
                 most[0] = max(most[0], now[0])
@@ -260,14 +261,14 @@ async def _run_turns(job_seconds: float, sleep: bool, jobs: int = 8) -> int:
             with lock:
                 now[0] -= 1
         finally:
-            successor = turns.leave(place)
+            successor = turns.leave(ticket)
             if successor is not None:
                 pool.run_next(successor)
 
     async def one() -> None:
-        place = Place()
+        ticket = TurnTicket()
         future = loop.create_future()
-        turns.enter(place, (loop, future, lambda: job(place)), pool)
+        turns.enter(ticket, (loop, future, lambda: job(ticket)), pool)
         turns.watch(loop, pool)
         await future
 
@@ -334,9 +335,9 @@ async def test_a_request_given_up_while_it_waits_for_its_turn_never_runs() -> No
 
 
 async def test_the_pool_settles_loop_futures_and_runs_next_jobs_in_the_same_thread() -> None:
-    from switchboard.server.wsgi.thread_pool import WorkerPool
+    from switchboard.server.wsgi.thread_pool import ThreadPool
 
-    pool, loop = WorkerPool(4), asyncio.get_running_loop()
+    pool, loop = ThreadPool(4), asyncio.get_running_loop()
     try:
         assert await pool.run(loop, lambda: 42) == 42
         with pytest.raises(ZeroDivisionError):
@@ -367,7 +368,7 @@ def test_a_thread_blocked_on_io_is_not_runnable_and_a_computing_one_is() -> None
     import sys
     import time
 
-    from switchboard.server.wsgi.thread_pool import _runnable
+    from switchboard.server.wsgi.compute_turns import _runnable
 
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc")  # CI runs on Linux: never skipped there
@@ -409,9 +410,9 @@ async def test_requests_whose_clients_left_while_queued_never_run(
         start_response("200 OK", [])
         return [b"ok"]
 
-    from switchboard.server.wsgi.thread_pool import WorkerPool
+    from switchboard.server.wsgi.thread_pool import ThreadPool
 
-    pool = WorkerPool(2, name="test-gone")  # its own: the default pool is shared by tests
+    pool = ThreadPool(2, name="test-gone")  # its own: the default pool is shared by tests
     adapter = WSGIAdapter(app, executor=pool, concurrency=concurrency, grace=0.05)
     async with running_server(adapter) as addr:
         for _ in range(20):

@@ -8,13 +8,20 @@ the swaps). Adapters are named by import strings, so this package imports no fra
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
 from switchboard.server.runtime.app_import import import_app
-from switchboard.server.wsgi.adapter import WSGIAdapter, is_wsgi_application
+from switchboard.server.wsgi.adapter import WSGIAdapter
 
-__all__ = ["ADAPTERS", "INTERFACES", "resolve_interface", "takes_wsgi_arguments"]
+__all__ = [
+    "ADAPTERS",
+    "INTERFACES",
+    "is_wsgi_application",
+    "resolve_interface",
+    "takes_wsgi_arguments",
+]
 
 INTERFACES = ("auto", "asgi", "wsgi")
 
@@ -23,6 +30,16 @@ ADAPTERS: dict[str, str] = {
     # Django's generic ASGI handler -> the native Django HTTP path (switchboard/django_http.py).
     "django.core.handlers.asgi.ASGIHandler": "switchboard.integration.native_http:native_http",
 }
+
+
+def is_wsgi_application(app: Any) -> bool:
+    """A plain callable that is not a coroutine function (nor has an async ``__call__``)."""
+    if asyncio.iscoroutinefunction(app):
+        return False
+    call = getattr(app, "__call__", None)  # noqa: B004 - instances with an async __call__
+    if call is not None and asyncio.iscoroutinefunction(call):
+        return False
+    return callable(app)
 
 
 def takes_wsgi_arguments(app: Any) -> bool:

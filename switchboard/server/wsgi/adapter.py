@@ -17,7 +17,8 @@ What runs where:
   (no thread held while it waits); its ``close()`` then runs in a pool thread.
 
 The pool (``switchboard.server.wsgi.thread_pool``) is bounded and per process; beyond
-``concurrency``, requests wait for a turn to compute, holding no thread meanwhile. Nothing here
+``concurrency``, requests wait for a turn to compute (``compute_turns``), holding no thread
+meanwhile. Nothing here
 knows about any framework.
 """
 
@@ -25,178 +26,28 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import io
-import os
-import sys
-import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
 from switchboard.server.asgi.http_cycle import watch_disconnect
 from switchboard.server.runtime.state import websockets_open
-from switchboard.server.wsgi.thread_pool import (
+from switchboard.server.wsgi.compute_turns import (
     CONCURRENCY_GRACE,
     DEFAULT_CONCURRENCY,
-    LoopJob,
-    Place,
-    Turns,
-    WorkerPool,
-    default_executor,
+    ComputeTurns,
+    TurnTicket,
 )
+from switchboard.server.wsgi.environ import SPOOL_MAX_MEMORY, FileWrapper, build_environ, read_body
+from switchboard.server.wsgi.thread_pool import LoopJob, ThreadPool, default_executor
 
-__all__ = [
-    "FileWrapper",
-    "ThreadSetup",
-    "WSGIAdapter",
-    "build_environ",
-    "is_wsgi_application",
-]
+__all__ = ["ThreadSetup", "WSGIAdapter"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Called in the pool thread before each request, with the server's loop.
 ThreadSetup = Callable[[asyncio.AbstractEventLoop], None]
 
-SPOOL_MAX_MEMORY = 2_621_440  # Django's FILE_UPLOAD_MAX_MEMORY_SIZE default (2.5 MB)
 _FINITE_JOIN_LIMIT = 1 << 20  # a finite body up to this size goes out as one write
-
-
-def is_wsgi_application(app: Any) -> bool:
-    """A plain callable that is not a coroutine function (nor has an async ``__call__``)."""
-    if asyncio.iscoroutinefunction(app):
-        return False
-    call = getattr(app, "__call__", None)  # noqa: B004 - instances with an async __call__
-    if call is not None and asyncio.iscoroutinefunction(call):
-        return False
-    return callable(app)
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: iterates a file in blocks; the adapter may send it by path."""
-
-    __slots__ = ("filelike", "block_size")
-
-    def __init__(self, filelike: Any, block_size: int = 8192) -> None:
-        self.filelike = filelike
-        self.block_size = block_size
-
-    def __iter__(self) -> Any:
-        read = self.filelike.read
-        while data := read(self.block_size):
-            yield data
-
-    def close(self) -> None:
-        close = getattr(self.filelike, "close", None)
-        if close is not None:
-            close()
-
-    def sendable_path(self) -> str | None:
-        """The path of the file when sending it whole by path gives exactly what reading would.
-
-        A regular file at position 0 (an already-read part would be sent again otherwise),
-        opened in binary mode, whose name still points at the same inode.
-        """
-        f = self.filelike
-        name = getattr(f, "name", None)
-        if not isinstance(name, str) or "b" not in getattr(f, "mode", "b"):
-            return None
-        try:
-            if f.tell() != 0:
-                return None
-            st = os.fstat(f.fileno())
-            on_disk = os.stat(name)
-        except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
-            return None
-        if (st.st_dev, st.st_ino) != (on_disk.st_dev, on_disk.st_ino):
-            return None
-        import stat
-
-        return os.path.abspath(name) if stat.S_ISREG(st.st_mode) else None
-
-
-def _header_value(value: bytes) -> str:
-    return value.decode("latin-1")
-
-
-def build_environ(scope: dict[str, Any], body: Any) -> dict[str, Any]:
-    """The PEP 3333 environ for an ASGI ``http`` scope; ``body`` is the spooled input.
-
-    Strings are "native strings" (bytes as latin-1). ``SCRIPT_NAME`` is the scope's
-    ``root_path``, ``PATH_INFO`` the path below it. Repeated fields are joined with ``,``
-    (RFC 9110 section 5.3), cookies with ``; `` (RFC 6265 section 5.4). Field names holding
-    ``_`` are dropped: they would be indistinguishable from their ``-`` twins in the environ.
-    """
-    root = scope.get("root_path", "") or ""
-    path = scope["path"]
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    server = scope.get("server") or ("unknown", 0)
-    client = scope.get("client")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": root.encode("utf-8").decode("latin-1"),
-        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
-        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_NAME": str(server[0]),
-        "SERVER_PORT": str(server[1] if server[1] is not None else 0),
-        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": body,
-        "wsgi.input_terminated": True,  # reading to EOF is safe, even without a length
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-    }
-    if client:
-        environ["REMOTE_ADDR"] = str(client[0])
-        environ["REMOTE_PORT"] = str(client[1])
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").upper()
-        if "_" in name:
-            continue
-        if name == "CONTENT_LENGTH" or name == "CONTENT-LENGTH":
-            key = "CONTENT_LENGTH"
-        elif name == "CONTENT-TYPE":
-            key = "CONTENT_TYPE"
-        else:
-            key = "HTTP_" + name.replace("-", "_")
-        value = _header_value(raw_value)
-        if key in environ:
-            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
-        environ[key] = value
-    return environ
-
-
-async def read_body(receive: Callable[[], Awaitable[dict]], max_memory: int) -> Any | None:
-    """The whole request body as a rewound file object; ``None`` if the client left first."""
-    message = await receive()
-    if message["type"] != "http.request":
-        return None
-    data = message.get("body", b"")
-    if not message.get("more_body", False) and len(data) <= max_memory:
-        return io.BytesIO(data)
-    spool: Any = io.BytesIO()
-    size = 0
-    while True:
-        if data:
-            size += len(data)
-            if size > max_memory and isinstance(spool, io.BytesIO):
-                disk = tempfile.TemporaryFile(mode="w+b")
-                disk.write(spool.getbuffer())
-                spool = disk
-            spool.write(data)
-        if not message.get("more_body", False):
-            break
-        message = await receive()
-        if message["type"] != "http.request":
-            spool.close()
-            return None
-        data = message.get("body", b"")
-    spool.seek(0)
-    return spool
 
 
 class _Response:
@@ -250,7 +101,7 @@ class WSGIAdapter:
     loop; the application runs in a copy of the request's contextvars.
 
     ``concurrency``: how many requests compute in the pool at once; the others wait for a
-    turn, in order (``switchboard.server.wsgi.thread_pool`` says why and how); ``grace``: how
+    turn, in order (``switchboard.server.wsgi.compute_turns`` says why and how); ``grace``: how
     often the loop looks whether one computing waits instead. ``0`` lets every request run at
     once (the pool's size is then the only bound).
     """
@@ -259,7 +110,7 @@ class WSGIAdapter:
         self,
         app: WSGIApp,
         *,
-        executor: WorkerPool | None = None,
+        executor: ThreadPool | None = None,
         threads: int | None = None,
         thread_setup: ThreadSetup | None = None,
         spool_max_memory: int = SPOOL_MAX_MEMORY,
@@ -274,7 +125,7 @@ class WSGIAdapter:
         self.thread_setup = thread_setup
         self.spool_max_memory = spool_max_memory
         self.concurrency = concurrency
-        self._turns = Turns(concurrency, grace) if concurrency else None
+        self._turns = ComputeTurns(concurrency, grace) if concurrency else None
 
     def _job(
         self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]
@@ -319,7 +170,7 @@ class WSGIAdapter:
             outcome_future, job = self._job(loop, at_once)
             pool.start(job)
         else:
-            place = Place()
+            ticket = TurnTicket()
 
             def in_turn() -> Any:
                 nonlocal started
@@ -327,15 +178,15 @@ class WSGIAdapter:
                     if outcome_future.cancelled():
                         return None  # given up on while it waited for its turn
                     started = True
-                    place.start_clock()
+                    ticket.start_clock()
                     return self._serve(scope, body, send, loop, pathsend)
                 finally:
-                    successor = turns.leave(place)
+                    successor = turns.leave(ticket)
                     if successor is not None:
                         self._pass_on(loop, pool, successor)
 
             outcome_future, job = self._job(loop, in_turn)
-            turns.enter(place, job, pool)
+            turns.enter(ticket, job, pool)
             turns.watch(loop, pool)
 
         gone = False
@@ -375,7 +226,7 @@ class WSGIAdapter:
             await self._send_async(outcome, send)
 
     @staticmethod
-    def _pass_on(loop: asyncio.AbstractEventLoop, pool: WorkerPool, successor: LoopJob) -> None:
+    def _pass_on(loop: asyncio.AbstractEventLoop, pool: ThreadPool, successor: LoopJob) -> None:
         """In the pool thread, after a request: start the one that now has the turn."""
         if not websockets_open():
             pool.run_next(successor)  # this thread runs it: no thread to wake, caches warm
@@ -388,7 +239,7 @@ class WSGIAdapter:
         except RuntimeError:  # the loop is closed
             pool.run_next(successor)
 
-    def _pool(self) -> WorkerPool:
+    def _pool(self) -> ThreadPool:
         return self.executor or default_executor(self.threads)
 
     def _run_in_pool(self, fn: Callable[[], Any]) -> asyncio.Future:
