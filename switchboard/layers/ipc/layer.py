@@ -48,7 +48,8 @@ from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.codec import DEFAULT_MAX_MESSAGE_SIZE
 from switchboard.layers.ipc import wire
 from switchboard.layers.ipc.history import IPCHistoryStore
-from switchboard.layers.ipc.node import Inbox, Node, PeerUnreachable
+from switchboard.layers.ipc.node import Inbox, Node
+from switchboard.layers.ipc.peers import PeerUnreachable
 from switchboard.layers.ipc.presence import DEFAULT_PRESENCE_TIMEOUT, IPCPresenceStore
 from switchboard.layers.ipc.runtime import default_path
 from switchboard.layers.naming import process_token
