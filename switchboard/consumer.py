@@ -2,13 +2,11 @@
 
 A consumer instance serves one connection (scope). It reads from the client's ``receive``
 and, when a channel layer is configured, from its own layer channel, handling one message at
-a time in arrival order.
+a time in arrival order (the loops doing so are in :mod:`switchboard.dispatch`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +14,14 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from switchboard.db import database_sync_to_async
+from switchboard.dispatch import (
+    LayerSource,
+    Receive,
+    Send,
+    concurrent_dispatch_loop,
+    dispatch_loop,
+    layer_source,
+)
 from switchboard.exceptions import InvalidChannelLayerError, StopConsumer
 from switchboard.layers import BaseChannelLayer, get_channel_layer
 from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
@@ -23,9 +29,6 @@ from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 __all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
 
 logger = logging.getLogger("switchboard.consumer")
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def get_handler_name(message: dict[str, Any]) -> str:
@@ -42,117 +45,6 @@ def get_handler_name(message: dict[str, Any]) -> str:
     return handler_name
 
 
-LayerSource = Callable[[], "asyncio.Future[dict[str, Any]]"]
-
-
-def layer_source(layer: Any, channel: str) -> LayerSource:
-    """A function returning a future for the next message on ``channel``.
-
-    Layers listing ``receive_future`` in ``extensions`` (Switchboard's own) wait
-    without a task; any other layer's ``receive`` coroutine is wrapped in one.
-    """
-    if "receive_future" in getattr(layer, "extensions", ()):
-        return functools.partial(layer.receive_future, channel)
-    receive = layer.receive
-    return lambda: asyncio.ensure_future(receive(channel))
-
-
-class _Inbox:
-    """Messages from the client and the layer for one consumer, in arrival order.
-
-    A client message comes with a future its reader waits on until the message has been
-    handled; a layer message is the layer's (done) future itself. Slots rather than closures:
-    this lives as long as the connection, so its size is per-connection memory.
-    """
-
-    __slots__ = ("layer_future", "next_layer_message", "ready", "waiter")
-
-    def __init__(self, next_layer_message: LayerSource) -> None:
-        self.ready: list[tuple[Any, asyncio.Future[None] | None]] = []
-        self.waiter: asyncio.Future[None] | None = None
-        self.next_layer_message = next_layer_message
-        self.layer_future: asyncio.Future[dict[str, Any]] | None = None
-
-    def wake(self, _: Any = None) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def ask_layer(self) -> None:
-        future = self.layer_future = self.next_layer_message()
-        future.add_done_callback(self.layer_done)
-
-    def layer_done(self, future: asyncio.Future[dict[str, Any]]) -> None:
-        if not future.cancelled():
-            self.ready.append((future, None))
-            self.wake()
-
-    async def read_client(self, client_receive: Receive) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            message = await client_receive()
-            handled = loop.create_future()
-            self.ready.append((message, handled))
-            self.wake()
-            await handled
-
-    def close(self) -> asyncio.Future[dict[str, Any]] | None:
-        """Withdraw the wait on the layer; returns it, for the caller to let it finish."""
-        self.waiter = None
-        future = self.layer_future
-        if future is not None:
-            future.remove_done_callback(self.layer_done)
-            future.cancel()
-        return future
-
-
-async def _dispatch_loop(
-    client_receive: Receive,
-    next_layer_message: LayerSource | None,
-    dispatch: Callable[[dict[str, Any]], Awaitable[None]],
-) -> None:
-    """Feed messages from the client and the layer to ``dispatch``, one at a time, in order.
-
-    Without a layer the client is read directly. With one, a long-lived reader task hands
-    each client message over and waits until it has been handled before reading the next,
-    and the layer is asked for its next message only after the previous one was handled:
-    nothing is read ahead, so the server's and the layer's flow control stay in force.
-    Handlers always run in this task, in its context.
-    """
-    if next_layer_message is None:
-        while True:
-            await dispatch(await client_receive())
-    loop = asyncio.get_running_loop()
-    inbox = _Inbox(next_layer_message)
-    ready = inbox.ready
-    reader = loop.create_task(inbox.read_client(client_receive))
-    reader.add_done_callback(inbox.wake)  # a failing client source must not leave us waiting
-    inbox.ask_layer()
-    try:
-        while True:
-            while not ready:
-                if reader.done():
-                    reader.result()  # raises what the client source raised
-                inbox.waiter = loop.create_future()
-                await inbox.waiter
-            item, handled = ready.pop(0)
-            if handled is None:  # the layer's future: its result (or error) is the message
-                await dispatch(item.result())
-                inbox.ask_layer()
-                continue
-            try:
-                await dispatch(item)
-            finally:
-                if not handled.done():
-                    handled.set_result(None)
-    finally:
-        # A third-party layer's receive runs in a task: its cancellation (and the layer's own
-        # clean-up of the channel) completes only when awaited, so the consumer ends after it.
-        layer_wait = inbox.close()
-        reader.cancel()
-        await asyncio.gather(reader, *([layer_wait] if layer_wait else []), return_exceptions=True)
-
-
 class AsyncConsumer:
     """Base consumer: handlers are ``async def <type_with_underscores>(self, message)``."""
 
@@ -160,7 +52,7 @@ class AsyncConsumer:
     # Groups joined on the consumer's behalf (``groups``); made on first use, since an empty
     # set per idle connection adds up.
     _joined_groups: set[str] | None = None
-    # Opt-in: up to this many messages handled at once (switchboard.concurrent_dispatch);
+    # Opt-in: up to this many messages handled at once (switchboard.dispatch);
     # 1, the default, handles them one at a time, in order.
     max_concurrent_messages: int = 1
 
@@ -178,7 +70,7 @@ class AsyncConsumer:
         self.base_send = send
         try:
             if self.max_concurrent_messages == 1:
-                await _dispatch_loop(receive, next_layer_message, self.dispatch)
+                await dispatch_loop(receive, next_layer_message, self.dispatch)
             else:
                 await self._dispatch_concurrently(receive, next_layer_message)
         except StopConsumer:
@@ -189,8 +81,6 @@ class AsyncConsumer:
     async def _dispatch_concurrently(
         self, receive: Receive, next_layer_message: LayerSource | None
     ) -> None:
-        from switchboard.concurrent_dispatch import concurrent_dispatch_loop
-
         if isinstance(self, SyncConsumer):
             # Sync handlers share one thread (thread-sensitive, for the ORM): nothing to gain.
             raise TypeError(
