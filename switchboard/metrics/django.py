@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from switchboard.server.runtime.state import serving_states
+from switchboard.server.runtime.serving import serving_states
 
 from .collectors import build_registry
 

@@ -24,8 +24,9 @@ from switchboard.server.runtime.listen import (
     listening_address,
 )
 from switchboard.server.runtime.logging_setup import configure_logging
+from switchboard.server.runtime.serving import add_serving, remove_serving
 from switchboard.server.runtime.startup import run_startup_checks
-from switchboard.server.runtime.state import ServerState, add_serving, remove_serving
+from switchboard.server.runtime.state import ServerState
 from switchboard.server.runtime.supervisor import run_supervised
 from switchboard.server.runtime.tls import TLSServer, create_ssl_context, reload_certificates
 

@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any
 
 from switchboard.server.asgi.http_cycle import watch_disconnect
-from switchboard.server.runtime.state import websockets_open
+from switchboard.server.runtime.serving import websockets_open
 from switchboard.server.wsgi.compute_turns import (
     CONCURRENCY_GRACE,
     DEFAULT_CONCURRENCY,
