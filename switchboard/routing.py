@@ -67,6 +67,8 @@ def project_application(serve_static: bool = True) -> Any:
     are answered from the static files finders; every other scope, WebSocket included, goes
     straight to the application.
     """
+    # Imported on use, not for a cycle: the native HTTP path loads the server's WSGI adapter,
+    # which a project run by another ASGI server never needs.
     from switchboard.integration.native_http import native_http
 
     if getattr(settings, "ASGI_APPLICATION", None):
@@ -100,7 +102,8 @@ class ProtocolTypeRouter:
         for protocol, app in application_mapping.items():
             _check_application(app, f"ProtocolTypeRouter[{protocol!r}]")
         if "http" in application_mapping:
-            # Django's own ASGI handler -> the native HTTP path (switchboard/django_http.py).
+            # Django's own ASGI handler -> the native HTTP path (imported on use, as in
+            # project_application: it loads the server's WSGI adapter; no cycle).
             from switchboard.integration.native_http import native_http
 
             http = native_http(application_mapping["http"])

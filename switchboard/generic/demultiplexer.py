@@ -40,7 +40,7 @@ from asgiref.sync import async_to_sync
 
 from switchboard.db import database_sync_to_async
 from switchboard.exceptions import AcceptConnection, DenyConnection, StopConsumer
-from switchboard.generic.websocket import AsyncJsonWebsocketConsumer
+from switchboard.generic.websocket_consumers import AsyncJsonWebsocketConsumer
 
 __all__ = ["AsyncJsonWebsocketDemultiplexer", "JsonWebsocketDemultiplexer", "StreamClosed"]
 

@@ -84,6 +84,7 @@ def _require_routes(application: Any, channels: list[str]) -> None:
     a channel. Only the routers (and middleware) whose tables we can read are looked into: an
     application of any other kind decides per message, so it gets the benefit of the doubt.
     """
+    # Imported on use, as in _application (no cycle): the command module loads without them.
     from switchboard.middleware import BaseMiddleware
     from switchboard.routing import ChannelNameRouter, ProtocolTypeRouter
 
