@@ -10,11 +10,12 @@
   ``http.response.pathsend``, then ``http.response.trailers`` only when the start asked for
   them; every message refused with :class:`InvalidResponse` has no effect.
 
-What goes on the wire is the subclass's business: the HTTP/1.1 request (``http._Request``)
-frames bytes on its connection, the HTTP/2 stream (``h2.stream.HttpStream``) makes ``h2``
-calls. The subclass is the cycle's *writer*: ``send()`` hands it version-independent events
-through the hooks listed in :class:`CycleWriter`. (A subclass rather than a separate writer
-object: one allocation and no extra indirection per request on the hot path.)
+What goes on the wire is the subclass's business: the HTTP/1.1 request
+(``http11_request.Http11Request``) frames bytes on its connection, the HTTP/2 stream
+(``h2.stream.HttpStream``) makes ``h2`` calls. The subclass is the cycle's *writer*:
+``send()`` hands it version-independent events through the hooks listed in
+:class:`CycleWriter`. (A subclass rather than a separate writer object: one allocation and
+no extra indirection per request on the hot path.)
 """
 
 from __future__ import annotations

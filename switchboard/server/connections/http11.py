@@ -2,49 +2,40 @@
 
 Requests on a connection are answered strictly in order: a pipelined request waits (with its
 body buffered, reading paused) until the one before it has finished. What goes on the wire is
-checked by ``http11_framing``: one correctly framed response per request, or a closed
-connection.
+checked by ``wire/http11_framing``: one correctly framed response per request, or a closed
+connection. Each request's ASGI cycle and response framing is an
+``http11_request.Http11Request``; the request head becomes a scope in ``wire/http11_scope``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import deque
-from collections.abc import Awaitable
-from typing import Any, BinaryIO
-from urllib.parse import unquote
+from typing import Any
 
 import httptools
 
 from switchboard.server.asgi.errors import ClientDisconnected, caused_by_disconnect
-from switchboard.server.asgi.http_cycle import DONE, HttpCycle
-from switchboard.server.asgi.types import HeaderIterable, Scope
+from switchboard.server.asgi.http_cycle import DONE
+from switchboard.server.asgi.types import Scope
 from switchboard.server.connections.addresses import transport_addresses
 from switchboard.server.connections.flow_control import FlowControl
 from switchboard.server.connections.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
+from switchboard.server.connections.http11_request import Http11Request
 from switchboard.server.connections.lingering_close import close_in_stages
-from switchboard.server.connections.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.runtime import access_log
 from switchboard.server.runtime.config import Config
 from switchboard.server.runtime.state import ServerState
 from switchboard.server.runtime.tls import tls_extension
 from switchboard.server.wire.http11_framing import (
-    LAST_CHUNK,
-    LAST_CHUNK_BEFORE_TRAILERS,
-    NO_CONTENT_STATUSES,
     InvalidResponse,
-    chunk,
-    complete_head,
     content_length_value,
     has_request_body,
-    has_token,
     is_websocket_upgrade,
     plain_response,
-    response_head,
-    trailer_section,
 )
+from switchboard.server.wire.http11_scope import request_scope
 from switchboard.server.wire.proxy_headers import apply_proxy_headers
 
 __all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_response"]
@@ -57,216 +48,6 @@ access_logger = access_log.access_logger
 HIGH_WATER = 64 * 1024
 # The least framing a header field has in a request head: ":" and CRLF.
 FIELD_FRAMING = 3
-
-
-class _Request(HttpCycle):
-    """One HTTP/1.1 request: the cycle's writer, framing its response on the connection."""
-
-    __slots__ = (
-        "proto",
-        "body_size",
-        "keep_alive",
-        "chunked",
-        "declared",
-        "task",
-        "head",
-        "received",
-        "emit_trailers",
-        "sent",
-        "began",
-    )
-
-    def __init__(self, proto: HttpProtocol, scope: Scope, keep_alive: bool) -> None:
-        HttpCycle.__init__(self, proto.loop, scope)
-        self.proto = proto
-        self.body_size = 0  # request body buffered, not handed over yet
-        self.keep_alive = keep_alive
-        self.chunked = False
-        self.declared = False  # the app set a content-length
-        self.task: asyncio.Task | None = None
-        self.head: bytes | None = None  # status line and fields, written with the first body
-        self.received = 0
-        self.emit_trailers = False  # the trailer fields go on the wire (else they're dropped)
-        self.sent = 0  # bytes of the response written (access log)
-        self.began = 0.0  # loop time of the complete request head, when access-logged
-
-    # -- the cycle's events -------------------------------------------------------------
-
-    def _continue(self) -> None:
-        self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.proto.state.bytes_out += 25
-
-    def _reading(self) -> None:
-        self.proto.flow.resume_reading()
-
-    def _taken(self) -> None:
-        self.body_size = 0
-        if self.proto.current is self:
-            self.proto.flow.resume_reading()
-
-    def _done(self) -> None:
-        self.proto.request_done(self)
-
-    def _head(self, status: int, headers: HeaderIterable) -> int | None:
-        """Check the fields of http.response.start; keep the head until the first body."""
-        head, length, self.keep_alive = response_head(
-            status, headers, self.proto.state.default_head, self.keep_alive
-        )
-        self.declared = length is not None
-        self.head = head
-        return length
-
-    def _body(self, body: bytes | bytearray | memoryview, more: bool) -> Awaitable[None] | None:
-        """Write one body message (with the head before the first)."""
-        proto = self.proto
-        head = self.head
-        if head is not None:
-            head = self._head_bytes(
-                len(body) if not more and not self.no_content else None, more, head
-            )
-            if self.no_content:
-                data = head
-            elif not self.chunked:
-                data = head + body if body else head
-            else:
-                data = self._chunk(head, body, more)
-        elif self.no_content:
-            return None
-        elif not self.chunked:
-            data = bytes(body)
-        else:
-            data = self._chunk(None, body, more)
-        proto.transport.write(data)
-        self.sent += len(data)
-        proto.state.bytes_out += len(data)
-        if proto.flow.writing_paused:
-            return proto.flow.drain()
-        return None
-
-    def _chunk(self, head: bytes | None, body: bytes | bytearray | memoryview, more: bool) -> bytes:
-        out = [head] if head is not None else []
-        if body:
-            out.append(chunk(body))
-        if not more:
-            # With trailers to come, the fields and the final CRLF follow later.
-            out.append(LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK)
-        return b"".join(out)
-
-    async def _file(self, path: Any) -> None:
-        """http.response.pathsend: the file is the rest of the body, streamed with
-        back-pressure (sendfile(2) where the transport allows it)."""
-        proto = self.proto
-        file, size = await asyncio.to_thread(open_regular_file, path)
-        with file:
-            if self.disconnected:
-                raise ClientDisconnected("client disconnected")
-            self.count_down(size, False)
-            head = self.head
-            if head is not None:
-                head = self._head_bytes(size, False, head)
-            chunked = self.chunked and not self.no_content
-            prefix = b"%x\r\n" % size if chunked and size else b""
-            if head is not None or prefix:
-                self._write((head or b"") + prefix)
-            if not self.no_content and size:
-                await self._stream_file(file, size)
-                self.sent += size
-                proto.state.bytes_out += size
-            if chunked:
-                end = LAST_CHUNK_BEFORE_TRAILERS if self.emit_trailers else LAST_CHUNK
-                self._write(b"\r\n" + end if size else end)
-            if proto.flow.writing_paused:
-                await proto.flow.drain()
-
-    async def _stream_file(self, file: BinaryIO, size: int) -> None:
-        proto = self.proto
-        loop = proto.loop
-        try:
-            await loop.sendfile(proto.transport, file, 0, size, fallback=False)
-            return
-        except (NotImplementedError, asyncio.SendfileNotAvailableError):
-            pass  # uvloop, TLS: nothing was sent yet, copy it ourselves
-        except ConnectionError as exc:
-            proto.close()
-            raise ClientDisconnected("client disconnected") from exc
-        fd = file.fileno()
-        offset = 0
-        while offset < size:
-            data = await loop.run_in_executor(
-                None, os.pread, fd, min(FILE_CHUNK, size - offset), offset
-            )
-            if self.disconnected:
-                raise ClientDisconnected("client disconnected")
-            if not data:
-                raise InvalidResponse(f"http.response.pathsend: the file shrank below {size}")
-            offset += len(data)
-            proto.transport.write(data)
-            if proto.flow.writing_paused:
-                await proto.flow.drain()
-
-    def _trailers(self, fields: HeaderIterable, more: bool) -> Awaitable[None] | None:
-        # Dropped unless the head announced chunked framing with trailers (_head_bytes).
-        if self.emit_trailers:
-            section = trailer_section(fields, last=not more)
-            if section:
-                self._write(section)
-                if self.proto.flow.writing_paused:
-                    return self.proto.flow.drain()
-        return None
-
-    def _write(self, data: bytes) -> None:
-        """Write part of the response, counted (not for the per-message body path)."""
-        self.proto.transport.write(data)
-        self.sent += len(data)
-        self.proto.state.bytes_out += len(data)
-
-    @property
-    def is_head(self) -> bool:
-        return self.scope["method"] == "HEAD"
-
-    def _accepts_trailers(self) -> bool:
-        """Did the client say ``TE: trailers``? (RFC 9110 section 10.1.4)."""
-        return any(
-            name == b"te" and has_token(value, b"trailers") for name, value in self.scope["headers"]
-        )
-
-    def _head_bytes(self, length: int | None, more: bool, head: bytes) -> bytes:
-        """Complete the head kept by ``_head`` with the framing fields. ``length`` is the
-        whole body's size when it is known now."""
-        self.head = None
-        self.wrote = True
-        framed = self.declared or self.status in NO_CONTENT_STATUSES
-        keep_alive = self.keep_alive and not self.proto.state.shutting_down
-        if keep_alive and not self.trailers:
-            # The common cases, without complete_head's general decisions: the app's own
-            # content-length (or no content), or a single body message of known size.
-            if framed:
-                return head + b"\r\n"
-            if length is not None:
-                return head + b"content-length: %d\r\n\r\n" % length
-        http11 = self.scope["http_version"] == "1.1"
-        # Trailer fields only exist in chunked framing, so trailers force it even for a single
-        # body message. Without TE: trailers, on HTTP/1.0, for HEAD, with an app-set
-        # content-length (framing is then fixed: no room for fields after the body) or a
-        # status without a body, the trailers are accepted and dropped.
-        trailers = (
-            not framed
-            and self.trailers
-            and not self.is_head
-            and http11
-            and self._accepts_trailers()
-        )
-        data, self.chunked, self.keep_alive = complete_head(
-            head,
-            length,
-            more,
-            framed=framed,
-            trailers=trailers,
-            http11=http11,
-            keep_alive=keep_alive,
-        )
-        self.emit_trailers = trailers
-        return data
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -287,9 +68,9 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
-        self.current: _Request | None = None
-        self.queue: deque[_Request] = deque()
-        self.parsing: _Request | None = None
+        self.current: Http11Request | None = None
+        self.queue: deque[Http11Request] = deque()
+        self.parsing: Http11Request | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
@@ -304,8 +85,8 @@ class HttpProtocol(asyncio.Protocol):
         self.failure: bytes | None = None
         self.ws_scope: Scope | None = None  # a WebSocket handshake was parsed
         self.ws_leftover: bytes | None = None  # ...and waits for the responses in flight
-        self.refused_upgrade: _Request | None = None  # an Upgrade answered as plain HTTP
-        self.resume_body: _Request | None = None  # see _refuse_upgrade
+        self.refused_upgrade: Http11Request | None = None  # an Upgrade answered as plain HTTP
+        self.resume_body: Http11Request | None = None  # see _refuse_upgrade
         self.log_access = False  # asked once per connection (access_log.enabled)
         self.tls: dict[str, Any] | None = None  # the ASGI tls extension, on TLS connections
         # The first bytes, until they tell whether they are the HTTP/2 preface (h2c).
@@ -431,40 +212,25 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_keep_alive()
         parser = self.parser
         method = parser.get_method().decode("ascii")
-        if method == "CONNECT":
-            raw_path, query = self.url, b""  # authority-form (RFC 9112 section 3.2.3)
-        else:
-            parsed = httptools.parse_url(self.url)
-            raw_path, query = parsed.path or b"", parsed.query or b""
-        path = raw_path.decode("ascii", "replace")
-        if "%" in path:
-            path = unquote(path)
-        root = self.config.root_path
         headers = self.headers
-        scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": parser.get_http_version(),
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method,
-            "root_path": root,
-            "path": root + path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": self.app_state.copy(),
-            "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
-        }
-        if self.tls is not None:
-            scope["extensions"]["tls"] = self.tls
+        scope = request_scope(
+            method,
+            self.url,
+            parser.get_http_version(),
+            headers,
+            self.config.root_path,
+            self.server,
+            self.client,
+            self.scheme,
+            self.app_state,
+            self.tls,
+        )
         if self.config.proxy_headers:
             apply_proxy_headers(scope, self.config.trusted_proxies)
         if method == "CONNECT":
             # A tunnel (RFC 9110 section 9.3.6), which ASGI has none to offer: refused before
             # any application runs, and nothing after it is read (it may be tunnel bytes).
-            self.parsing = _Request(self, scope, False)  # what the refusal is logged as
+            self.parsing = Http11Request(self, scope, False)  # what the refusal is logged as
             self._fail_input(400, "Bad Request: CONNECT is not supported")
             raise _Rejected
         upgrade = parser.should_upgrade()
@@ -472,14 +238,14 @@ class HttpProtocol(asyncio.Protocol):
             if has_request_body(headers):
                 # The handshake is a GET (RFC 6455 section 4.1) with no content: the body
                 # would be read as WebSocket frames after the 101.
-                self.parsing = _Request(self, scope, False)
+                self.parsing = Http11Request(self, scope, False)
                 self._fail_input(400, "Bad Request: a WebSocket handshake has no body")
                 raise _Rejected
             self.parsing = None
             self.ws_scope = scope
             return
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
-        req = _Request(self, scope, keep_alive)
+        req = Http11Request(self, scope, keep_alive)
         if self.content_length is not None:
             length = content_length_value(self.content_length)
             if length is not None and length > self.config.max_body_size:
@@ -583,14 +349,14 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- request lifecycle -----------------------------------------------
 
-    def _start(self, req: _Request) -> None:
+    def _start(self, req: Http11Request) -> None:
         self.current = req
         task = self.loop.create_task(self._run(req))
         req.task = task
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
-    async def _run(self, req: _Request) -> None:
+    async def _run(self, req: Http11Request) -> None:
         try:
             await self.app(req.scope, req.receive, req.send)
         except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
@@ -613,7 +379,7 @@ class HttpProtocol(asyncio.Protocol):
             self._abandon(req)
         self._done(req)
 
-    def _done(self, req: _Request) -> None:
+    def _done(self, req: Http11Request) -> None:
         """Count the response (by status class) and write its access-log line."""
         status = req.status
         self.state.count_response(status)
@@ -621,7 +387,7 @@ class HttpProtocol(asyncio.Protocol):
             seconds = self.loop.time() - req.began
             access_logger.info(access_log.http_line(req.scope, status, req.sent, seconds))
 
-    def _abandon(self, req: _Request) -> None:
+    def _abandon(self, req: Http11Request) -> None:
         """The response of ``req`` can't be completed: a 500 if none of it was written yet,
         then the connection closes (the client can tell a cut response from a whole one)."""
         if req.state is DONE:
@@ -632,7 +398,7 @@ class HttpProtocol(asyncio.Protocol):
             req._write(plain_response(500, "Internal Server Error", head=req.is_head))
         self.close()
 
-    def request_done(self, req: _Request) -> None:
+    def request_done(self, req: Http11Request) -> None:
         if self.current is not req:
             return
         self.current = None
@@ -678,7 +444,7 @@ class HttpProtocol(asyncio.Protocol):
             self._refused(bad, status, len(response))
             self.flow.pause_reading()
 
-    def _refused(self, bad: _Request | None, status: int, size: int) -> None:
+    def _refused(self, bad: Http11Request | None, status: int, size: int) -> None:
         """Count, and access-log, a response of the server's own to a request that no
         application answers (``bad`` is None when its head was not even parsed)."""
         self.state.count_response(status)
