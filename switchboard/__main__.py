@@ -1,3 +1,3 @@
-from switchboard.server.runtime.cli import main
+from switchboard.cli import main
 
 raise SystemExit(main())

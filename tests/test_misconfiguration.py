@@ -82,7 +82,7 @@ _RUN_WITHOUT = (
     + """
 sys.path.insert(0, ".")
 if sys.argv[1] == "serve":
-    from switchboard.server.runtime.cli import main
+    from switchboard.cli import main
     sys.exit(main(sys.argv[1:]))
 from django.core.management import execute_from_command_line
 execute_from_command_line(["manage.py", *sys.argv[1:]])

@@ -10,6 +10,8 @@ Prometheus scrapes. Two ways to expose them:
 * ``switchboard serve --metrics-port PORT`` (:mod:`switchboard.metrics.endpoint`): a small
   HTTP endpoint in a thread of each server process, answering even while the event loop is
   busy. With ``--workers N``, worker ``k`` answers on ``PORT + k`` with a ``worker="k"`` label.
+  The server starts it through :class:`ServerMetrics`, the hook ``switchboard serve`` passes
+  it (``Config.metrics``): the server itself imports nothing of this package.
 * ``path("metrics/", switchboard.metrics.django.metrics_view)``: the same metrics from inside a
   Django project, for the process that serves the request.
 
@@ -18,12 +20,17 @@ This package does not import Django, except :mod:`switchboard.metrics.django`.
 
 from __future__ import annotations
 
-__all__ = ["INSTALL_HINT", "MetricsUnavailableError", "require_prometheus"]
+import socket
+
+from switchboard.server.runtime.metrics_hook import MetricsSetupError, RunningEndpoint
+from switchboard.server.runtime.state import ServerState
+
+__all__ = ["INSTALL_HINT", "MetricsUnavailableError", "ServerMetrics", "require_prometheus"]
 
 INSTALL_HINT = 'pip install "switchboard[metrics]"'
 
 
-class MetricsUnavailableError(RuntimeError):
+class MetricsUnavailableError(MetricsSetupError):
     """Metrics were asked for but ``prometheus_client`` is not installed."""
 
 
@@ -36,3 +43,23 @@ def require_prometheus() -> None:
         raise MetricsUnavailableError(
             f"metrics need the prometheus_client package ({exc}); install it with: {INSTALL_HINT}"
         ) from exc
+
+
+class ServerMetrics:
+    """The server's ``--metrics-port`` hook (``switchboard.server.runtime.metrics_hook``):
+    Prometheus metrics of the server and the channel layers, one endpoint per worker."""
+
+    def require(self) -> None:
+        require_prometheus()
+
+    def bind(self, host: str, port: int, slots: int) -> list[socket.socket]:
+        from switchboard.metrics.endpoint import bind_metrics_sockets
+
+        return bind_metrics_sockets(host, port, slots)
+
+    def start(self, sock: socket.socket, state: ServerState) -> RunningEndpoint:
+        from switchboard.metrics.endpoint import MetricsEndpoint
+
+        endpoint = MetricsEndpoint.for_server(sock, state)
+        endpoint.start()
+        return endpoint

@@ -16,6 +16,7 @@ from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, MetricsHandler
 
+from switchboard.server.runtime.listen import ListenError
 from switchboard.server.runtime.state import ServerState
 
 from .collectors import build_registry
@@ -32,10 +33,8 @@ def metrics_address(host: str, port: int) -> str:
 def bind_metrics_sockets(host: str, port: int, workers: int) -> list[socket.socket]:
     """One listening socket per worker slot: ``port``, ``port + 1``, ...
 
-    Raises :class:`~switchboard.server.runtime.server.ListenError` naming the address in use.
+    Raises :class:`~switchboard.server.runtime.listen.ListenError` naming the address in use.
     """
-    from switchboard.server.runtime.server import ListenError
-
     socks: list[socket.socket] = []
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for slot in range(workers):

@@ -1,4 +1,11 @@
-"""Switchboard's ASGI protocol server (HTTP/1.1 + WebSocket + lifespan). No Django here."""
+"""Switchboard's ASGI protocol server (HTTP/1.1, HTTP/2, WebSocket, lifespan). No Django here,
+nor anything else of Switchboard: what the layers above add is passed in as hooks.
+
+By role: ``asgi/`` (the ASGI side: message types, the HTTP and WebSocket cycles, lifespan),
+``wire/`` (wire formats without I/O), ``connections/`` (the asyncio protocols), ``wsgi/`` (WSGI
+applications in a thread pool) and ``runtime/`` (settings, command line, serving loop,
+supervisor, TLS, logging, health endpoints, the hooks).
+"""
 
 from switchboard.server.asgi.errors import ClientDisconnected
 from switchboard.server.runtime.config import Config

@@ -336,3 +336,18 @@ def test_metrics_port_in_use_is_a_listen_error(tmp_path) -> None:
     assert result.stderr.strip() == (
         f"switchboard: error: Cannot listen on 127.0.0.1:{busy} (metrics): Address already in use"
     )
+
+
+def test_metrics_port_without_a_hook_is_refused() -> None:
+    # The server imports no metrics library: Config.metrics serves the port (switchboard serve
+    # passes switchboard.metrics.ServerMetrics); without it there is nothing to serve with.
+    from switchboard.metrics import MetricsUnavailableError, ServerMetrics
+    from switchboard.server import Config
+    from switchboard.server.runtime.metrics_hook import MetricsSetupError, metrics_hook
+
+    with pytest.raises(MetricsSetupError, match="metrics hook"):
+        metrics_hook(Config(metrics_port=9100))
+    hook = ServerMetrics()
+    assert metrics_hook(Config(metrics_port=9100, metrics=hook)) is hook
+    assert issubclass(MetricsUnavailableError, MetricsSetupError)
+    assert issubclass(MetricsUnavailableError, RuntimeError)

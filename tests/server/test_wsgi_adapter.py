@@ -209,6 +209,27 @@ def test_interface_detection() -> None:
         resolve_interface(wsgi_app, "asgi2")
 
 
+def test_registered_adapters_swap_exactly_their_class() -> None:
+    from switchboard.server.runtime.interfaces import ADAPTERS, register_app_adapter
+
+    class App:
+        async def __call__(self, scope, receive, send): ...
+
+    class Sub(App):
+        pass
+
+    name = f"{App.__module__}.{App.__qualname__}"
+    register_app_adapter(name, lambda app: ("adapted", app))
+    try:
+        app = App()
+        assert resolve_interface(app) == ("adapted", app)
+        assert resolve_interface(app, "asgi") is app
+        sub = Sub()
+        assert resolve_interface(sub) is sub
+    finally:
+        del ADAPTERS[name]
+
+
 def test_protocol_type_router_and_serve_swap_djangos_asgi_handler() -> None:
     from django.core.handlers.asgi import ASGIHandler
     from django.test import override_settings

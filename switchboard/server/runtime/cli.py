@@ -1,4 +1,6 @@
-"""``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``).
+"""``switchboard serve module:attr [options]`` (also ``python -m switchboard serve``): the
+options and how errors end the process. The console script is ``switchboard.cli.main``, which
+calls :func:`main` with the hooks of the parts above the server (the metrics endpoint).
 
 Exit status: 0 after a graceful stop, 1 when the address cannot be listened on, 2 for a bad
 command line, an application that cannot be imported or is not an ASGI application, a
@@ -11,13 +13,18 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from switchboard.server.asgi.app_check import AppShapeError
 from switchboard.server.runtime.config import AppImportError, Config
 from switchboard.server.runtime.health import check_path
 from switchboard.server.runtime.logging_setup import LOG_FORMATS, LOG_LEVELS
+from switchboard.server.runtime.metrics_hook import MetricsSetupError
 from switchboard.server.runtime.startup import StartupCheckError
 from switchboard.server.runtime.tls import TLSConfigError
+
+if TYPE_CHECKING:
+    from switchboard.server.runtime.metrics_hook import MetricsHook
 
 EXIT_LISTEN_ERROR = 1
 EXIT_APP_ERROR = 2
@@ -378,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from switchboard.metrics import MetricsUnavailableError
+def main(argv: list[str] | None = None, metrics: MetricsHook | None = None) -> int:
+    """Run the command line ``argv``; ``metrics`` serves ``--metrics-port``."""
     from switchboard.server.runtime.server import ListenError, run
 
     parser = build_parser()
@@ -390,11 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     app = args.pop("app")
     sys.path.insert(0, ".")
     try:
-        run(app, **args)
+        run(app, metrics=metrics, **args)
     except (
         AppImportError,
         AppShapeError,
-        MetricsUnavailableError,
+        MetricsSetupError,
         StartupCheckError,
         TLSConfigError,
     ) as exc:
@@ -404,7 +411,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return EXIT_LISTEN_ERROR
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.server.asgi.app_check import check_asgi_app
 from switchboard.server.runtime.app_import import AppImportError, import_app
+
+if TYPE_CHECKING:
+    from switchboard.server.runtime.metrics_hook import MetricsHook
 
 __all__ = ["FORCE_EXIT_MARGIN", "AppImportError", "Config", "import_app"]
 
@@ -48,9 +51,11 @@ class Config:
     date_header: bool = True
     interface: str = "auto"  # "auto" | "asgi" | "wsgi" (see runtime/interfaces.py)
     threads: int | None = None  # pool size for WSGI / native Django HTTP (server/wsgi/)
-    # Prometheus metrics over HTTP (switchboard.metrics.endpoint); worker k uses port + k.
+    # Metrics over HTTP; worker k uses port + k. Served by the ``metrics`` hook
+    # (runtime/metrics_hook.py), which `switchboard serve` sets to switchboard.metrics'.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    metrics: MetricsHook | None = None
     # TLS (runtime/tls.py); uvicorn's option names. ssl_cert_reqs is an ssl.VerifyMode value.
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None

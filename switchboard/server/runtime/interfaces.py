@@ -1,35 +1,41 @@
 """Which interface an application speaks (ASGI or WSGI), and faster stand-ins the server swaps in.
 
-``--interface auto`` (the default): an application whose class is named in :data:`ADAPTERS`
-is handed to the adapter given there; a callable taking exactly ``(environ, start_response)``
-is served as WSGI; anything else as ASGI 3. ``asgi`` and ``wsgi`` say it outright (and skip
-the swaps). Adapters are named by import strings, so this package imports no framework.
+``--interface auto`` (the default): an application whose class is registered in
+:data:`ADAPTERS` is handed to the adapter given there; a callable taking exactly
+``(environ, start_response)`` is served as WSGI; anything else as ASGI 3. ``asgi`` and ``wsgi``
+say it outright (and skip the swaps). The adapters are registered by the parts above the server
+(:func:`register_app_adapter`; ``switchboard.integration`` registers the native Django HTTP
+path for Django's own ASGI handler), so the server names no framework.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from typing import Any
 
-from switchboard.server.runtime.app_import import import_app
 from switchboard.server.wsgi.adapter import WSGIAdapter
 
 __all__ = [
     "ADAPTERS",
     "INTERFACES",
     "is_wsgi_application",
+    "register_app_adapter",
     "resolve_interface",
     "takes_wsgi_arguments",
 ]
 
 INTERFACES = ("auto", "asgi", "wsgi")
 
-# Exact class (module.qualname) -> "module:callable" returning the application to serve instead.
-ADAPTERS: dict[str, str] = {
-    # Django's generic ASGI handler -> the native Django HTTP path (switchboard/django_http.py).
-    "django.core.handlers.asgi.ASGIHandler": "switchboard.integration.native_http:native_http",
-}
+# Exact class (module.qualname) -> what returns the application to serve instead.
+ADAPTERS: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_app_adapter(class_name: str, adapter: Callable[[Any], Any]) -> None:
+    """Under ``--interface auto``, serve an application whose class is exactly ``class_name``
+    (``"module.QualName"``, subclasses not included) as ``adapter(app)`` returns it."""
+    ADAPTERS[class_name] = adapter
 
 
 def is_wsgi_application(app: Any) -> bool:
@@ -70,9 +76,9 @@ def resolve_interface(app: Any, interface: str = "auto") -> Any:
     if interface == "wsgi":
         return WSGIAdapter(app)
     cls = type(app)
-    target = ADAPTERS.get(f"{cls.__module__}.{cls.__qualname__}")
-    if target is not None:
-        return import_app(target)(app)
+    adapter = ADAPTERS.get(f"{cls.__module__}.{cls.__qualname__}")
+    if adapter is not None:
+        return adapter(app)
     if takes_wsgi_arguments(app):
         return WSGIAdapter(app)
     return app

@@ -6,6 +6,7 @@ import os
 import socket
 
 from switchboard.server.runtime.config import Config
+from switchboard.server.runtime.metrics_hook import metrics_hook
 
 
 class ListenError(OSError):
@@ -72,6 +73,5 @@ def bind_metrics_sockets(config: Config) -> list[socket.socket]:
     """The --metrics-port sockets, one per worker slot (none without --metrics-port)."""
     if config.metrics_port is None:
         return []
-    from switchboard.metrics.endpoint import bind_metrics_sockets as bind
-
-    return bind(config.metrics_host, config.metrics_port, max(config.workers, 1))
+    hook = metrics_hook(config)
+    return hook.bind(config.metrics_host, config.metrics_port, max(config.workers, 1))

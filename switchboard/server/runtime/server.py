@@ -24,6 +24,7 @@ from switchboard.server.runtime.listen import (
     listening_address,
 )
 from switchboard.server.runtime.logging_setup import configure_logging
+from switchboard.server.runtime.metrics_hook import metrics_hook
 from switchboard.server.runtime.serving import add_serving, remove_serving
 from switchboard.server.runtime.startup import run_startup_checks
 from switchboard.server.runtime.state import ServerState
@@ -297,10 +298,7 @@ def serve_forever(
     server.state.worker = worker
     endpoint = None
     if metrics_sock is not None:
-        from switchboard.metrics.endpoint import MetricsEndpoint
-
-        endpoint = MetricsEndpoint.for_server(metrics_sock, server.state)
-        endpoint.start()
+        endpoint = metrics_hook(config).start(metrics_sock, server.state)
     try:
         loop.run_until_complete(server.serve(sock))
     finally:
@@ -316,15 +314,14 @@ def run(app: Any, **options: Any) -> None:
     Raises ``AppImportError``/``AppShapeError`` for an unusable application,
     ``StartupCheckError`` when a startup check refuses it (Django's system checks),
     :class:`ListenError` when the address (or the metrics port) cannot be listened on, and
-    ``MetricsUnavailableError`` for ``metrics_port`` without ``prometheus_client``, before
-    serving anything.
+    ``MetricsSetupError`` for a ``metrics_port`` that cannot be served (no ``metrics`` hook;
+    ``switchboard.metrics.MetricsUnavailableError``: no ``prometheus_client``), before serving
+    anything.
     """
     config = Config(app=app, **options)
     configure_logging(config.log_level, log_format=config.log_format)
     if config.metrics_port is not None:
-        from switchboard.metrics import require_prometheus
-
-        require_prometheus()
+        metrics_hook(config).require()
     if config.workers > 1:
         run_supervised(config, serve_forever)
     else:
