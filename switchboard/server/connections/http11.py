@@ -3,30 +3,44 @@
 Requests on a connection are answered strictly in order: a pipelined request waits (with its
 body buffered, reading paused) until the one before it has finished. What goes on the wire is
 checked by ``wire/http11_framing``: one correctly framed response per request, or a closed
-connection. Each request's ASGI cycle and response framing is an
-``http11_request.Http11Request``; the request head becomes a scope in ``wire/http11_scope``.
+connection.
+
+The protocol is put together from parts over one connection state
+(``http11_connection.Http11Connection``): where the connection is in its life follows the
+table of ``http11_states``; the hand-overs to HTTP/2 and WebSocket are ``http11_upgrades``';
+each request's ASGI cycle and response framing is an ``http11_request.Http11Request``; the
+request head becomes a scope in ``wire/http11_scope``. This module has the asyncio and parser
+callbacks and runs the requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from typing import Any
 
 import httptools
 
 from switchboard.server.asgi.errors import ClientDisconnected, caused_by_disconnect
 from switchboard.server.asgi.http_cycle import DONE
-from switchboard.server.asgi.types import Scope
 from switchboard.server.connections.addresses import transport_addresses
-from switchboard.server.connections.flow_control import FlowControl
-from switchboard.server.connections.h2.handover import alpn_chose_h2, hand_over, starts_with_preface
+from switchboard.server.connections.h2.handover import alpn_chose_h2
+from switchboard.server.connections.http11_connection import Rejected
 from switchboard.server.connections.http11_request import Http11Request
-from switchboard.server.connections.lingering_close import close_in_stages
+from switchboard.server.connections.http11_states import (
+    AFTER,
+    ANSWERED,
+    FAILING,
+    IDLE,
+    LOST,
+    OPEN,
+    PREFACE,
+    REQUEST,
+    RESPONDING,
+    UPGRADING,
+    ConnectionStateError,
+)
+from switchboard.server.connections.http11_upgrades import Upgrades
 from switchboard.server.runtime import access_log
-from switchboard.server.runtime.config import Config
-from switchboard.server.runtime.state import ServerState
 from switchboard.server.runtime.tls import tls_extension
 from switchboard.server.wire.http11_framing import (
     InvalidResponse,
@@ -42,57 +56,23 @@ __all__ = ["ClientDisconnected", "HttpProtocol", "InvalidResponse", "plain_respo
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
-access_logger = access_log.access_logger
 
 # Stop reading from a client whose unread request body passes this many bytes.
 HIGH_WATER = 64 * 1024
 # The least framing a header field has in a request head: ":" and CRLF.
 FIELD_FRAMING = 3
 
+# The transitions of the per-request path, looked up inline (what _event does).
+_AFTER_REQUEST = AFTER[REQUEST]
+_AFTER_ANSWERED = AFTER[ANSWERED]
 
-class HttpProtocol(asyncio.Protocol):
-    def __init__(
-        self,
-        config: Config,
-        state: ServerState,
-        app_state: dict[str, Any] | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        self.config = config
-        self.app = config.app
-        self.state = state
-        self.app_state = app_state if app_state is not None else {}
-        self.loop = loop or asyncio.get_event_loop()
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.server: tuple[str, int] | None = None
-        self.client: tuple[str, int] | None = None
-        self.scheme = "http"
-        self.current: Http11Request | None = None
-        self.queue: deque[Http11Request] = deque()
-        self.parsing: Http11Request | None = None
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
-        self.expect: bytes | None = None  # the request's Expect field, seen by on_header
-        self.content_length: bytes | None = None  # and its Content-Length field
-        self.flow = FlowControl(self.loop)
-        self.keep_alive_handle: asyncio.TimerHandle | None = None
-        self.closing = False
-        # Bytes from the client are no longer parsed as HTTP/1.1 (error, WebSocket).
-        self.input_closed = False
-        # An error response for bad input, written once the requests before it are answered.
-        self.failure: bytes | None = None
-        self.ws_scope: Scope | None = None  # a WebSocket handshake was parsed
-        self.ws_leftover: bytes | None = None  # ...and waits for the responses in flight
-        self.refused_upgrade: Http11Request | None = None  # an Upgrade answered as plain HTTP
-        self.resume_body: Http11Request | None = None  # see _refuse_upgrade
-        self.log_access = False  # asked once per connection (access_log.enabled)
-        self.tls: dict[str, Any] | None = None  # the ASGI tls extension, on TLS connections
-        # The first bytes, until they tell whether they are the HTTP/2 preface (h2c).
-        self.h2c_probe: bytes | None = b"" if config.http2 else None
 
-    # -- connection ------------------------------------------------------
+class HttpProtocol(Upgrades):
+    """One HTTP/1.1 connection (see the module docs for its parts)."""
+
+    __slots__ = ()
+
+    # -- connection ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -111,13 +91,13 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
             return
         if self.config.http2 and self.tls is not None and alpn_chose_h2(transport):
-            hand_over(self)
+            self._to_h2()
             return
         self._arm_keep_alive()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        self.closing = True
+        self._event(LOST)
         self._cancel_keep_alive()
         self._disconnect_requests()
         self.flow.stop()
@@ -126,40 +106,16 @@ class HttpProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None
 
-    def close(self) -> None:
-        """Close the connection; the requests on it see the client as gone from now on (so
-        nothing more of theirs reaches the wire)."""
-        if not self.closing:
-            self.closing = True
-            self.flow.stop()
-            if self.state.shutting_down:
-                self.transport.close()
-            else:  # staged: a client still sending reads our last response, not a reset
-                close_in_stages(self.transport, self.loop)
-        self._cancel_keep_alive()
-        self._disconnect_requests()
-
-    def _disconnect_requests(self) -> None:
-        for req in (self.current, *self.queue):
-            if req is not None and not req.disconnected:
-                req.disconnected = True
-                req.wake()
-
     def data_received(self, data: bytes) -> None:
         self.state.bytes_in += len(data)
-        if self.closing or self.input_closed:
-            return
-        if self.h2c_probe is not None:
-            if self.h2c_probe:
-                data = self.h2c_probe + data
-            self.h2c_probe = None
-            preface = starts_with_preface(data)
-            if preface is None:
-                self.h2c_probe = data
+        conn_state = self.conn_state
+        if conn_state is not IDLE and conn_state is not RESPONDING:
+            if conn_state is not PREFACE:
+                return  # closing, or no longer HTTP/1.1 (an upgrade, refused input)
+            parse = self._probe_preface(data)
+            if parse is None:
                 return
-            if preface:
-                hand_over(self, data)
-                return
+            data = parse
         # The keep-alive timer is not stopped by bytes arriving, only by a complete request
         # head (on_headers_complete): a client trickling its headers gets no more time than
         # an idle one.
@@ -168,12 +124,14 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._upgraded(data[offset:])
-        except httptools.HttpParserError:
-            # Also our own callbacks' _Rejected: httptools wraps it.
-            if not self.input_closed:
+        except httptools.HttpParserError as exc:
+            # Also our own callbacks' Rejected: httptools wraps it.
+            if isinstance(exc.__context__, ConnectionStateError):
+                raise exc.__context__ from None  # a bug of ours, not bad input
+            if self.conn_state is IDLE or self.conn_state is RESPONDING:
                 self._fail_input(400, "Bad Request: malformed HTTP")
 
-    # -- parser callbacks ------------------------------------------------
+    # -- parser callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -187,7 +145,7 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes += len(url)
         if self.header_bytes > self.config.max_header_size:
             self._fail_input(431, "Request Header Fields Too Large")
-            raise _Rejected
+            raise Rejected
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Each field costs at least its ":" and CRLF on the wire, and an empty one nothing
@@ -195,7 +153,7 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes += len(name) + len(value) + FIELD_FRAMING
         if self.header_bytes > self.config.max_header_size:
             self._fail_input(431, "Request Header Fields Too Large")
-            raise _Rejected
+            raise Rejected
         # llhttp keeps trailing whitespace; it is not part of the value (RFC 9110 section 5.5).
         name = name.lower()
         value = value.rstrip(b" \t")
@@ -209,7 +167,10 @@ class HttpProtocol(asyncio.Protocol):
         if self.resume_body is not None:
             self.parsing, self.resume_body = self.resume_body, None
             return
-        self._cancel_keep_alive()
+        handle = self.keep_alive_handle  # _cancel_keep_alive, inline: once per request
+        if handle is not None:
+            handle.cancel()
+            self.keep_alive_handle = None
         parser = self.parser
         method = parser.get_method().decode("ascii")
         headers = self.headers
@@ -232,7 +193,7 @@ class HttpProtocol(asyncio.Protocol):
             # any application runs, and nothing after it is read (it may be tunnel bytes).
             self.parsing = Http11Request(self, scope, False)  # what the refusal is logged as
             self._fail_input(400, "Bad Request: CONNECT is not supported")
-            raise _Rejected
+            raise Rejected
         upgrade = parser.should_upgrade()
         if upgrade and is_websocket_upgrade(method, headers):
             if has_request_body(headers):
@@ -240,9 +201,9 @@ class HttpProtocol(asyncio.Protocol):
                 # would be read as WebSocket frames after the 101.
                 self.parsing = Http11Request(self, scope, False)
                 self._fail_input(400, "Bad Request: a WebSocket handshake has no body")
-                raise _Rejected
+                raise Rejected
             self.parsing = None
-            self.ws_scope = scope
+            self.ws_scope = scope  # handed over from _upgraded, where llhttp stops
             return
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
         req = Http11Request(self, scope, keep_alive)
@@ -255,7 +216,7 @@ class HttpProtocol(asyncio.Protocol):
                 # otherwise answer a request that the server cuts off on a later read.
                 self.parsing = req  # what the refusal is logged as
                 self._fail_input(413, "Request Entity Too Large")
-                raise _Rejected
+                raise Rejected
         if self.expect is not None and self.expect.lower() == b"100-continue":
             req.expect_continue = True
         if upgrade:
@@ -264,7 +225,9 @@ class HttpProtocol(asyncio.Protocol):
         self.state.total_requests += 1
         if self.log_access:
             req.began = self.loop.time()
-        if self.current is None:
+        before = self.conn_state
+        self.conn_state = _AFTER_REQUEST[before]
+        if before is IDLE:
             self._start(req)
         else:
             self.queue.append(req)
@@ -278,7 +241,7 @@ class HttpProtocol(asyncio.Protocol):
         req.received += len(body)
         if req.received > self.config.max_body_size:
             self._fail_input(413, "Request Entity Too Large")
-            raise _Rejected
+            raise Rejected
         req.body.append(body)
         if req.body_size > HIGH_WATER:
             self.flow.pause_reading()
@@ -292,62 +255,7 @@ class HttpProtocol(asyncio.Protocol):
         self.parsing = None
         req.wake()
 
-    # -- upgrades --------------------------------------------------------
-
-    def _upgraded(self, leftover: bytes) -> None:
-        """llhttp stopped at an Upgrade request (CONNECT was refused in on_headers_complete):
-        hand a WebSocket handshake over, answer anything else as a plain request."""
-        if self.ws_scope is not None:
-            self.input_closed = True  # what follows are WebSocket frames
-            if self.current is None and not self.queue:
-                self._hand_over(leftover)
-            else:
-                self.ws_leftover = leftover
-                self.flow.pause_reading()
-            return
-        req, self.refused_upgrade = self.refused_upgrade, None
-        if req is None:  # pragma: no cover - llhttp only stops after on_headers_complete
-            self._fail_input(400, "Bad Request: malformed HTTP")
-            return
-        # The client stays on HTTP/1.1 (RFC 9110 section 7.8). llhttp skipped this request's
-        # body, so a fresh parser reads it: fed a head with just the request's framing fields,
-        # which on_headers_complete turns back into this request.
-        self.parser = httptools.HttpRequestParser(self)
-        framing = [
-            b"%s: %s\r\n" % field
-            for field in req.scope["headers"]
-            if field[0] in (b"content-length", b"transfer-encoding")
-        ]
-        if framing:
-            req.complete = False  # its app has not run yet: nothing saw the early completion
-            self.resume_body = req
-            leftover = b"POST / HTTP/1.1\r\n" + b"".join(framing) + b"\r\n" + leftover
-        if leftover:
-            self.data_received(leftover)
-
-    def _hand_over(self, leftover: bytes) -> None:
-        scope = self.ws_scope
-        assert scope is not None
-        self.ws_scope = self.ws_leftover = None
-        scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
-        scope.pop("extensions", None)
-        try:
-            from switchboard.server.connections.websocket import WebSocketProtocol
-        except ImportError:  # pragma: no cover - module ships with the package
-            self._write_error(plain_response(501, "WebSocket support is not available"))
-            self.close()
-            return
-        ws = WebSocketProtocol(self.config, self.state, self.app_state)
-        # Paused for the responses before it; the new protocol reads.
-        self.flow.resume_reading()
-        self.release_transport()
-        self.transport.set_protocol(ws)
-        ws.connection_made(self.transport)
-        ws.handshake(scope, leftover)
-        if self.tls is not None:
-            scope.setdefault("extensions", {})["tls"] = self.tls
-
-    # -- request lifecycle -----------------------------------------------
+    # -- the requests, in order ----------------------------------------------------------
 
     def _start(self, req: Http11Request) -> None:
         self.current = req
@@ -379,26 +287,20 @@ class HttpProtocol(asyncio.Protocol):
             self._abandon(req)
         self._done(req)
 
-    def _done(self, req: Http11Request) -> None:
-        """Count the response (by status class) and write its access-log line."""
-        status = req.status
-        self.state.count_response(status)
-        if self.log_access:
-            seconds = self.loop.time() - req.began
-            access_logger.info(access_log.http_line(req.scope, status, req.sent, seconds))
-
     def _abandon(self, req: Http11Request) -> None:
         """The response of ``req`` can't be completed: a 500 if none of it was written yet,
         then the connection closes (the client can tell a cut response from a whole one)."""
         if req.state is DONE:
             return  # the error came after a complete response: only logged
-        if not req.wrote and not req.disconnected and not self.closing:
+        if not req.wrote and not req.disconnected and self.conn_state in OPEN:
             req.wrote = True
             req.status = 500
             req._write(plain_response(500, "Internal Server Error", head=req.is_head))
         self.close()
 
     def request_done(self, req: Http11Request) -> None:
+        """The response of ``req`` is complete: the next request in line, or what the
+        connection's state says comes once the requests in flight are answered."""
         if self.current is not req:
             return
         self.current = None
@@ -407,88 +309,20 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self.queue:
             self._start(self.queue.popleft())
-        elif self.failure is not None:
-            self._write_error(self.failure)
-            self.close()
-            return
-        elif self.ws_leftover is not None:
-            self._hand_over(self.ws_leftover)
-            return
         else:
-            self._arm_keep_alive()
+            conn_state = self.conn_state
+            if conn_state is RESPONDING:
+                self.conn_state = _AFTER_ANSWERED[conn_state]
+                self._arm_keep_alive()
+            elif conn_state is FAILING:
+                self._write_error(self.failure)
+                self.close()
+                return
+            elif conn_state is UPGRADING:
+                self._hand_over_websocket(self.ws_leftover)
+                return
+            # else CLOSING or CLOSED: the response ended after the connection did
         self.flow.resume_reading()
-
-    def _fail_input(self, status: int, text: str) -> None:
-        """The client's bytes can't be served from here on: answer ``status`` once the
-        requests before them are answered, then close."""
-        self.input_closed = True
-        bad, self.parsing = self.parsing, None
-        current = self.current
-        if bad is not None and bad is not current and bad in self.queue:
-            self.queue.remove(bad)  # queued: it never reaches the app
-        response = plain_response(status, text, head=bad is not None and bad.is_head)
-        if current is None:
-            self._write_error(response)
-            self._refused(bad, status, len(response))
-            self.close()
-        elif current is bad:
-            # The app sees http.disconnect; its own response can't go out any more. Its
-            # access-log line and count come when it returns, with this status.
-            if not current.wrote:
-                current.wrote = True
-                current.status = status
-                current._write(response)
-            self.close()
-        else:
-            self.failure = response
-            self._refused(bad, status, len(response))
-            self.flow.pause_reading()
-
-    def _refused(self, bad: Http11Request | None, status: int, size: int) -> None:
-        """Count, and access-log, a response of the server's own to a request that no
-        application answers (``bad`` is None when its head was not even parsed)."""
-        self.state.count_response(status)
-        if self.log_access:
-            scope = bad.scope if bad is not None else None
-            client = scope.get("client") if scope is not None else self.client
-            access_logger.info(access_log.refused_line(client, scope, status, size))
-
-    def _write_error(self, response: bytes) -> None:
-        """An error response of the server's own (no application saw the request)."""
-        self.transport.write(response)
-        self.state.bytes_out += len(response)
-
-    # -- timers, flow control, shutdown -----------------------------------
-
-    def _arm_keep_alive(self) -> None:
-        self._cancel_keep_alive()
-        self.keep_alive_handle = self.loop.call_later(
-            self.config.timeout_keep_alive, self._keep_alive_expired
-        )
-
-    def _cancel_keep_alive(self) -> None:
-        if self.keep_alive_handle is not None:
-            self.keep_alive_handle.cancel()
-            self.keep_alive_handle = None
-
-    def _keep_alive_expired(self) -> None:
-        self.keep_alive_handle = None
-        if self.current is None and not self.closing:
-            self.close()
-
-    def pause_writing(self) -> None:
-        self.flow.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.flow.resume_writing()
-
-    def release_transport(self) -> None:
-        """Another protocol takes the transport over (WebSocket, HTTP/2): this one lets go of
-        it without closing it."""
-        self.state.connections.discard(self)
-        self.closing = True
-        self.flow.stop()
-        self._cancel_keep_alive()
 
     def shutdown(self) -> None:
         """Close now when idle; otherwise after the response in flight."""
@@ -499,7 +333,3 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.current.keep_alive = False
             self.queue.clear()
-
-
-class _Rejected(Exception):
-    """Unwinds the parser after an error response was written."""
