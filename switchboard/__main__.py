@@ -1,3 +1,6 @@
+"""``python -m switchboard``: the ``switchboard`` command (:mod:`switchboard.cli`)."""
+
 from switchboard.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())
