@@ -9,6 +9,9 @@ supervisor, TLS, logging, health endpoints, the hooks).
 
 from switchboard.server.asgi.errors import ClientDisconnected
 from switchboard.server.runtime.config import Config
+from switchboard.server.runtime.logging_setup import JsonFormatter
 from switchboard.server.runtime.server import Server, run
 
-__all__ = ["ClientDisconnected", "Config", "Server", "run"]
+# JsonFormatter is named in projects' LOGGING settings: its public path is the package's, not
+# the room's it happens to live in.
+__all__ = ["ClientDisconnected", "Config", "JsonFormatter", "Server", "run"]
