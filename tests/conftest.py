@@ -1,11 +1,12 @@
-"""Suite-wide setup: Django configured once with tests.settings and its tables migrated."""
+"""Suite-wide setup: Django configured once with the suite's settings
+(tests.sites.default.settings) and its tables migrated."""
 
 import os
 
 import django
 import pytest
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.sites.default.settings")
 django.setup()
 
 

@@ -251,7 +251,7 @@ def test_sizes() -> None:
 
 
 def _import_alone(module: str) -> str | None:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.sites.default.settings"}
     code = f"import django; django.setup(); import {module}"
     if part_of(module) in ENGINES:
         code = f"import {module}"  # the engines must import without Django set up

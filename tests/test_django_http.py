@@ -1,6 +1,6 @@
 """Django's own ASGI handler (``get_asgi_application()``) served by ``switchboard serve``.
 
-One real server subprocess for the module, serving tests/django_site (admin, auth, sessions,
+One real server subprocess for the module, serving tests/sites/django_site (admin, auth, sessions,
 messages, CSRF, SQLite in a temp directory), and real clients: ``http.client`` with a cookie
 jar, raw sockets where the framing itself is under test. Each test is a flow a browser or an
 API client performs every day; a server that breaks Django (as POST bodies once did: every one
@@ -8,7 +8,7 @@ answered 500) fails here.
 
 Peer comparison (manual, not a test: uvicorn is only in the ``bench`` extra, absent in CI):
 ``./scripts/bench`` (once: it builds ``.venv-bench`` from the lock, bench extra included), then
-``.venv-bench/bin/python -m tests.django_site.peer_check``
+``.venv-bench/bin/python -m tests.sites.django_site.peer_check``
 runs the same CSRF form flow against Switchboard and uvicorn and prints both outcomes.
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.django_site.bootstrap import SUPERUSER, SUPERUSER_PASSWORD
-from tests.django_site.serving import (
+from tests.sites.django_site.bootstrap import SUPERUSER, SUPERUSER_PASSWORD
+from tests.sites.django_site.serving import (
     Client,
     ServedSite,
     bootstrap_site,

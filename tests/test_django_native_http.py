@@ -1,7 +1,7 @@
 """The native Django HTTP path (switchboard/django_http.py) against Django's own ASGI handler.
 
-Every server here is ``switchboard serve`` in a subprocess serving tests/django_native (the
-tests/django_site project plus a few introspection views), spoken to with real sockets. The
+Every server here is ``switchboard serve`` in a subprocess serving tests/sites/django_native (the
+tests/sites/django_site project plus a few introspection views), spoken to with real sockets. The
 comparison runs the same requests through Django's ``ASGIHandler`` (``SWITCHBOARD_NATIVE_HTTP
 = False``) and through the native path, with and without a root path (``SCRIPT_NAME``), and
 wants the same status, header fields (minus ``Date``) and bodies, random tokens masked.
@@ -24,14 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.django_site.serving import ServedSite, bootstrap_site, site_env
-from tests.django_site.serving import serve as serve_site
+from tests.sites.django_site.serving import ServedSite, bootstrap_site, site_env
+from tests.sites.django_site.serving import serve as serve_site
 
-ROUTER_APP = "tests.django_native.asgi:application"  # ProtocolTypeRouter({"http": ASGIHandler})
-BARE_APP = "tests.django_site.asgi:application"  # get_asgi_application(), nothing around it
-WSGI_APP = "tests.django_native.wsgi:application"  # get_wsgi_application()
+# ProtocolTypeRouter({"http": ASGIHandler})
+ROUTER_APP = "tests.sites.django_native.asgi:application"
+BARE_APP = "tests.sites.django_site.asgi:application"  # get_asgi_application(), nothing around it
+WSGI_APP = "tests.sites.django_native.wsgi:application"  # get_wsgi_application()
 DOWNLOAD_SIZE = 1024 * 1024 + 77
-NATIVE_SETTINGS = "tests.django_native.settings"
+NATIVE_SETTINGS = "tests.sites.django_native.settings"
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,11 @@ from pathlib import Path
 from django.test import override_settings
 
 from switchboard.testing import SwitchboardLiveServerTestCase
-from tests.django_site.serving import ROOT, _free_port, _wait_listening, site_env
+from tests.sites.django_site.serving import ROOT, _free_port, _wait_listening, site_env
 from tests.support.http_status import get_status
 from tests.test_django_native_http import ROUTER_APP, get_json, serve, site_dir  # noqa: F401, I001
 
-STATIC_DIR = Path(__file__).parent / "live_static"
+STATIC_DIR = Path(__file__).parent / "sites" / "live" / "static"
 ADMIN_CSS = "/static/admin/css/base.css"  # django.contrib.admin's, through the finders
 
 
@@ -146,7 +146,7 @@ class RunServer:
 @contextmanager
 def runserver(where: Path, *args: str, **env: str) -> Iterator[RunServer]:
     """``python -m django runserver`` of the native test site as a process group."""
-    environ = site_env(where, "tests.django_native.runserver_settings", **env)
+    environ = site_env(where, "tests.sites.django_native.runserver_settings", **env)
     log_path = where / f"runserver-{time.monotonic_ns()}.log"
     port = _free_port()
     with open(log_path, "wb") as log:
@@ -230,7 +230,7 @@ def test_live_server_process_exits_despite_a_stuck_request(site_dir: Path) -> No
     (site_dir / "stuck-started").unlink(missing_ok=True)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "tests.live_stuck_server"],
+            [sys.executable, "-m", "tests.sites.live.stuck_server"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -246,7 +246,7 @@ def test_live_server_process_exits_despite_a_stuck_request(site_dir: Path) -> No
 # --- SwitchboardLiveServerTestCase --------------------------------------------------------------
 
 bare_django = override_settings(
-    ROOT_URLCONF="tests.live_urls", STATIC_URL="/static/", STATICFILES_DIRS=[STATIC_DIR]
+    ROOT_URLCONF="tests.sites.live.urls", STATIC_URL="/static/", STATICFILES_DIRS=[STATIC_DIR]
 )
 
 

@@ -24,13 +24,13 @@ from websockets.sync.client import connect
 
 from switchboard.testing import ChannelsLiveServerTestCase, SwitchboardLiveServerTestCase
 
-STATIC_DIR = Path(__file__).parent / "live_static"
+STATIC_DIR = Path(__file__).parent / "sites" / "live" / "static"
 live_settings = override_settings(
-    ASGI_APPLICATION="tests.live_app.application",
-    ROOT_URLCONF="tests.live_urls",
+    ASGI_APPLICATION="tests.sites.live.app.application",
+    ROOT_URLCONF="tests.sites.live.urls",
     STATIC_URL="/static/",
     STATICFILES_DIRS=[STATIC_DIR],
-    # Not in tests/settings.py: prove the test case allows its own host.
+    # Not in tests/sites/default/settings.py: prove the test case allows its own host.
     ALLOWED_HOSTS=["testserver"],
 )
 
@@ -112,7 +112,7 @@ class NoStaticTests(ChannelsLiveServerTestCase):
         assert _get(f"{self.live_server_url}/hello/")[0] == 200
 
 
-@override_settings(ROOT_URLCONF="tests.live_urls")
+@override_settings(ROOT_URLCONF="tests.sites.live.urls")
 class DjangoApplicationTests(SwitchboardLiveServerTestCase):
     """Without ASGI_APPLICATION (and STATIC_URL) the server runs Django's own ASGI handler."""
 
@@ -175,7 +175,7 @@ def test_server_stops_and_settings_are_restored_after_the_class():
 
 
 def test_a_server_that_cannot_start_fails_the_class_cleanly():
-    @override_settings(ASGI_APPLICATION="tests.live_app.no_such_application")
+    @override_settings(ASGI_APPLICATION="tests.sites.live.app.no_such_application")
     class Case(SwitchboardLiveServerTestCase):
         def test_it(self):
             raise AssertionError("must not run")
@@ -192,10 +192,10 @@ def test_django_test_runner_with_the_in_memory_sqlite_test_database():
     # The server is a thread of the test process, so Django's default test database (shared
     # in-memory SQLite) works; a server in another process could never see it.
     root = Path(__file__).parent.parent
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.live_inmemory.settings")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.sites.live_inmemory.settings")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     completed = subprocess.run(
-        [sys.executable, "-m", "django", "test", "tests.live_inmemory.cases", "-v", "2"],
+        [sys.executable, "-m", "django", "test", "tests.sites.live_inmemory.cases", "-v", "2"],
         cwd=root,
         env=env,
         capture_output=True,

@@ -51,7 +51,7 @@ class RunServer:
         self.address = f"127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(
-            DJANGO_SETTINGS_MODULE="chatsite.settings",  # Not the suite's tests.settings.
+            DJANGO_SETTINGS_MODULE="chatsite.settings",  # Not the suite's own settings.
             CHAT_DATABASE=str(database),
             DJANGO_DEBUG="1" if debug else "0",
             PYTHONUNBUFFERED="1",

@@ -25,7 +25,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
-SITE = Path(__file__).resolve().parent / "tutorial_site"
+SITE = Path(__file__).resolve().parent / "sites" / "tutorial_site"
 PACKAGE = REPO / "switchboard"
 
 # Not importable on their own by design: Django loads management commands once it is set up,
@@ -48,7 +48,7 @@ def _public_modules() -> list[str]:
 
 def _env(tmp_path: Path, settings_module: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    # The suite's conftest sets tests.settings; the tutorial must start without it.
+    # The suite's conftest sets tests.sites.default.settings; the tutorial must start without it.
     env.pop("DJANGO_SETTINGS_MODULE", None)
     if settings_module:
         env["DJANGO_SETTINGS_MODULE"] = settings_module
@@ -94,7 +94,8 @@ print(json.dumps({"failures": failures, "apps_ready": apps.ready}))
 def test_modules_import_with_settings_named_but_django_not_set_up():
     # What `switchboard serve` sees when DJANGO_SETTINGS_MODULE is already in the environment:
     # settings readable, app registry not populated (models would raise AppRegistryNotReady).
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(REPO))
+    settings = "tests.sites.default.settings"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=settings, PYTHONPATH=str(REPO))
     result = subprocess.run(
         [sys.executable, "-c", _IMPORT_ALL_BEFORE_SETUP, *_public_modules()],
         env=env,

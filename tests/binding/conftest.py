@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from tests.binding_app.models import Note
+from tests.sites.binding_app.models import Note
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ a management command of the same site would.
 import os
 import sys
 
-os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.sites.default.settings"
 
 from django.conf import settings  # noqa: E402
 
@@ -24,7 +24,7 @@ import django  # noqa: E402
 django.setup()
 
 from tests.binding import test_binding  # noqa: E402, F401 - declares the bindings
-from tests.binding_app.models import Note  # noqa: E402
+from tests.sites.binding_app.models import Note  # noqa: E402
 
 for title in sys.argv[3:]:
     note = Note.objects.create(title=title)

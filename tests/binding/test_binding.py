@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from switchboard.binding import AsyncWebsocketBinding, WebsocketBinding
 from switchboard.db import database_sync_to_async
 from switchboard.generic.websocket import AsyncJsonWebsocketDemultiplexer
-from tests.binding_app.models import Note
+from tests.sites.binding_app.models import Note
 from tests.support.serving import serving
 
 

@@ -74,7 +74,7 @@ async def test_connection_expired_before_a_call_is_replaced(persistent_connectio
 
 
 async def test_default_conn_max_age_closes_after_every_call():
-    assert connection.settings_dict["CONN_MAX_AGE"] == 0  # tests/settings.py leaves the default
+    assert connection.settings_dict["CONN_MAX_AGE"] == 0  # the suite's settings leave the default
     first = await database_sync_to_async(_open_raw_connection)()
     second = await database_sync_to_async(_open_raw_connection)()
     assert first is not second

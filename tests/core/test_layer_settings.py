@@ -17,7 +17,7 @@ SMALL = {"default": {"BACKEND": INMEMORY, "CONFIG": {"capacity": 3}}}
 
 def test_override_settings_builds_layers_from_the_overridden_setting():
     before = get_channel_layer()
-    assert before is not None and before.capacity == 100  # tests/settings.py: no CONFIG
+    assert before is not None and before.capacity == 100  # the suite's settings: no CONFIG
     with override_settings(CHANNEL_LAYERS=SMALL):
         inside = get_channel_layer()
         assert inside is not before

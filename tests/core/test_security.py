@@ -116,7 +116,7 @@ def test_single_string_is_rejected():
     ],
 )
 async def test_allowed_hosts_validator_uses_settings(origin, expected):
-    # tests/settings.py: ["localhost", "127.0.0.1", "testserver", "allowed.example.com"]
+    # the suite's settings: ["localhost", "127.0.0.1", "testserver", "allowed.example.com"]
     assert await handshake(AllowedHostsOriginValidator(accepting_app), origin) == expected
 
 
@@ -177,7 +177,7 @@ async def test_the_communicator_is_a_page_of_the_test_server_unless_told_otherwi
     communicator's scope is served by "testserver", which Django's test runner adds to
     ALLOWED_HOSTS, so it sends that server's origin (Channels' communicator sends none, and a
     project's AllowedHostsOriginValidator refused it)."""
-    # tests/settings.py: ["localhost", "127.0.0.1", "testserver", "allowed.example.com"]
+    # the suite's settings: ["localhost", "127.0.0.1", "testserver", "allowed.example.com"]
     assert await _origin_seen() == (True, b"http://testserver")
     assert await _origin_seen(origin="http://evil.com") == (False, None)
     assert await _origin_seen(origin=None) == (False, None)

@@ -170,7 +170,7 @@ async def test_file_wrapper_sends_the_file(running_server, tmp_path) -> None:
     assert closed[0].closed
     async with running_server(WSGIAdapter(partly_read)) as addr:
         raw = await exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    from tests.django_site.serving import decode_chunked
+    from tests.sites.django_site.serving import decode_chunked
 
     assert b"".join(decode_chunked(split(raw)[2])[0]) == data[1000:]
 

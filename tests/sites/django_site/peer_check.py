@@ -1,7 +1,7 @@
 """Manual check: the Django end-to-end expectations hold on uvicorn too.
 
     ./scripts/bench    # once: builds .venv-bench from uv.lock (uvicorn is in the bench extra)
-    .venv-bench/bin/python -m tests.django_site.peer_check [uvicorn|switchboard ...]
+    .venv-bench/bin/python -m tests.sites.django_site.peer_check [uvicorn|switchboard ...]
 
 Runs every test of tests/test_django_http.py (the CSRF form POST among them) against each named
 server, with a fresh site and server process per server, and prints one line per test. Not a
@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from tests import test_django_http as suite
-from tests.django_site.serving import (
+from tests.sites.django_site.serving import (
     Command,
     bootstrap_site,
     serve,

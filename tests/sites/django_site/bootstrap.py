@@ -1,6 +1,6 @@
-"""``python -m tests.django_site.bootstrap``: migrate the site's database and add its superuser.
+"""``python -m tests.sites.django_site.bootstrap``: migrate the database, add the superuser.
 
-Run in its own process: the pytest process is already configured with ``tests.settings``.
+Run in its own process: the pytest process is already configured with the suite's settings.
 """
 
 import os
@@ -10,7 +10,7 @@ SUPERUSER_PASSWORD = "analytical-engine-1843"
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_site.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.sites.django_site.settings")
     import django
 
     django.setup()

@@ -2,10 +2,10 @@ from django.apps import AppConfig
 
 
 class NativeSiteConfig(AppConfig):
-    name = "tests.django_native"
+    name = "tests.sites.django_native"
     label = "django_native"
 
     def ready(self) -> None:
-        from tests.django_native import views
+        from tests.sites.django_native import views
 
         views.connect_signals()

@@ -7,13 +7,13 @@ SECRET_KEY = "switchboard-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver", "allowed.example.com"]
 USE_TZ = True
-ROOT_URLCONF = "tests.urls"
+ROOT_URLCONF = "tests.sites.default.urls"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
     "switchboard",
-    "tests.binding_app",  # a model for the data binding tests
+    "tests.sites.binding_app",  # a model for the data binding tests
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,4 +1,4 @@
-"""Run by Django's test runner (not collected by pytest): see tests/live_inmemory/__init__.py."""
+"""Run by Django's test runner (not collected by pytest): see this package's __init__.py."""
 
 import json
 import urllib.request

@@ -17,7 +17,7 @@ SECRET_KEY = "switchboard-django-site-not-secret"
 DEBUG = False  # Error pages as in production: a crash must show up as a plain 500.
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 USE_TZ = True
-ROOT_URLCONF = "tests.django_site.urls"
+ROOT_URLCONF = "tests.sites.django_site.urls"
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from tests.django_site import views
+from tests.sites.django_site import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),

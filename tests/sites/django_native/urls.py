@@ -1,7 +1,7 @@
 from django.urls import path
 
-from tests.django_native import views
-from tests.django_site.urls import urlpatterns as site_urlpatterns
+from tests.sites.django_native import views
+from tests.sites.django_site.urls import urlpatterns as site_urlpatterns
 
 urlpatterns = [
     *site_urlpatterns,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_native.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.sites.django_native.settings")
 django.setup()
 
 from switchboard.testing.live import LiveServer, project_application  # noqa: E402

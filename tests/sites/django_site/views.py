@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from tests.django_site.forms import ContactForm
+from tests.sites.django_site.forms import ContactForm
 
 STREAM_PARTS = [b"first part;", b"second, a little longer;", b"third and last"]
 

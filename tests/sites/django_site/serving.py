@@ -1,7 +1,8 @@
 """Run the site in a real server subprocess and talk to it with real HTTP clients.
 
-Django-free on purpose: the pytest process is configured with ``tests.settings``, so everything
-that touches this site's settings runs in a subprocess.
+Django-free on purpose: the pytest process is configured with the suite's settings
+(``tests.sites.default.settings``), so everything that touches this site's settings runs in a
+subprocess.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent  # The worktree root: ``tests`` imports.
-APP = "tests.django_site.asgi:application"
-SETTINGS = "tests.django_site.settings"
+ROOT = Path(__file__).resolve().parents[3]  # The worktree root: ``tests`` imports.
+APP = "tests.sites.django_site.asgi:application"
+SETTINGS = "tests.sites.django_site.settings"
 
 Command = Callable[[int], list[str]]
 
@@ -49,7 +50,7 @@ def site_env(site_dir: Path, settings: str = SETTINGS, **extra: str) -> dict[str
 def bootstrap_site(site_dir: Path) -> None:
     """Migrate the SQLite database in ``site_dir`` and create the superuser, before serving."""
     subprocess.run(
-        [sys.executable, "-m", "tests.django_site.bootstrap"],
+        [sys.executable, "-m", "tests.sites.django_site.bootstrap"],
         cwd=ROOT,
         env=site_env(site_dir),
         check=True,
