@@ -59,6 +59,7 @@ TIERS = (
                 "consumer",
                 "db",
                 "dispatch",
+                "gateway",
                 "generic",
                 "middleware",
                 "realtime",
