@@ -44,7 +44,7 @@ class Tier:
 # ``switchboard.server.asgi.http_cycle``, ``consumer`` for ``switchboard.consumer``);
 # ``switchboard`` itself is the package's own ``__init__``, where the parts are joined.
 TIERS = (
-    Tier("shared leaves", frozenset({"exceptions"})),
+    Tier("shared leaves", frozenset({"exceptions", "statetable"})),
     # The two engines: neither knows the other, nor Django (see test_engines_import_no_django).
     Tier("engines", frozenset({"server", "layers"})),
     # Django glue and metrics: read the engines, hook into them.

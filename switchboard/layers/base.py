@@ -43,6 +43,9 @@ class BaseChannelLayer:
     # "history" (``history_store()``) and "receive_future" (``receive_future(channel)``, a
     # future for the next message, awaited without a task of its own).
     extensions: tuple[str, ...] = ("groups", "flush")
+    # Whether a message can reach another process (False for the in-memory layer): gateway
+    # mode needs one that does, and says so at startup.
+    spans_processes: bool = True
 
     def __init__(
         self,
@@ -81,6 +84,13 @@ class BaseChannelLayer:
             else:
                 compiled.append((re.compile(fnmatch.translate(pattern)), cap))
         return compiled
+
+    def add_capacity_default(self, pattern: str, capacity: int) -> None:
+        """Channels matching ``pattern`` (fnmatch) get ``capacity`` unless an override from
+        the configuration matches them first (Switchboard's own busy channels: a gateway's)."""
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.channel_capacity.extend(self._compile_capacities({pattern: capacity}))
 
     def get_capacity(self, channel: str) -> int:
         """Capacity of ``channel``: the first matching override, else the default."""

@@ -44,6 +44,7 @@ class InMemoryChannelLayer(StoresMixin, BaseChannelLayer):
     """Channels and groups held in this process's memory (see the module docstring)."""
 
     extensions = ("groups", "flush", "presence", "history", "receive_future")
+    spans_processes = False
 
     def __init__(
         self,

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import enum
 
+from switchboard.statetable import Row, by_event
+
 __all__ = [
     "AFTER",
     "OPEN",
@@ -130,26 +132,14 @@ class ConnectionStateError(RuntimeError):
     """An event the table does not allow in the connection's state: a bug in the server."""
 
 
-class _Row(dict[ConnState, ConnState]):
-    """The transitions of one event, by state: one dict lookup per transition, and a state
-    the event is not allowed in raises instead of answering."""
-
-    __slots__ = ("event",)
-
-    def __init__(self, event: ConnEvent) -> None:
-        super().__init__(
-            (state, after) for (state, on), after in TRANSITIONS.items() if on is event
-        )
-        self.event = event
-
-    def __missing__(self, state: ConnState) -> ConnState:
-        raise ConnectionStateError(
-            f"HTTP/1.1 connection: {self.event.name} is not allowed in state {state.name}"
-        )
+def _refuse(event: ConnEvent, state: ConnState) -> ConnectionStateError:
+    return ConnectionStateError(
+        f"HTTP/1.1 connection: {event.name} is not allowed in state {state.name}"
+    )
 
 
 # The table again, by event (what the protocol looks up: ``AFTER[event][state]``).
-AFTER: dict[ConnEvent, _Row] = {event: _Row(event) for event in ConnEvent}
+AFTER: dict[ConnEvent, Row[ConnState, ConnEvent]] = by_event(TRANSITIONS, ConnEvent, _refuse)
 
 
 def next_state(state: ConnState, event: ConnEvent) -> ConnState:

@@ -2,7 +2,9 @@
 
 The counters live on the server's state (read by the metrics hook when scraped); the lines go
 to the access log (``runtime/access_log.py``), one for the handshake and one for the close of
-an accepted connection.
+an accepted connection. While the access log is on, the scope offers the application the
+``switchboard.access_log`` extension (``access_log.NOTE_EXTENSION``): a note it sets there ends
+the lines written after it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ class Accounting(WebSocketConnection):
     __slots__ = ()
 
     def _start_access_log(self) -> None:
-        """At the handshake: time it, if the access log is on."""
+        """At the handshake: time it, and offer the application the note extension, if the
+        access log is on."""
         if access_log.enabled(self.config):
             self.log_access = True
             self.began = self.loop.time()
+            self.log_note = self.scope["extensions"][access_log.NOTE_EXTENSION] = {}
 
     def _handshake_done(self, status: int) -> None:
         """The handshake was answered ``status``: counted, and logged."""
@@ -37,7 +41,8 @@ class Accounting(WebSocketConnection):
         if self.log_access:
             now = self.loop.time()
             scope = self.scope
-            access_logger.info(access_log.ws_handshake_line(scope, status, now - self.began))
+            note = access_log.note_of(self.log_note)
+            access_logger.info(access_log.ws_handshake_line(scope, status, now - self.began, note))
             if status == 101:
                 self.began = now
                 self.close_prefix = access_log.ws_close_prefix(scope)
@@ -60,7 +65,8 @@ class Accounting(WebSocketConnection):
         closes[code] = closes.get(code, 0) + 1
         if self.log_access:
             seconds = self.loop.time() - self.began
+            cycle, note = self.cycle, access_log.note_of(self.log_note)
             line = access_log.ws_close_line(
-                self.close_prefix, code, by, seconds, self.cycle.received, self.cycle.sent
+                self.close_prefix, code, by, seconds, cycle.received, cycle.sent, note
             )
             access_logger.info(line)

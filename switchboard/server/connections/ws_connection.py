@@ -61,6 +61,7 @@ class WebSocketConnection(asyncio.Protocol):
         "log_access",
         "began",
         "close_prefix",
+        "log_note",
     )
 
     def __init__(self, config: Any, server_state: Any, app_state: dict | None = None) -> None:
@@ -94,6 +95,9 @@ class WebSocketConnection(asyncio.Protocol):
         self.log_access = False  # asked once, at the handshake (access_log.enabled)
         self.began = 0.0  # loop time of the handshake, then of the 101, when access-logged
         self.close_prefix = ""  # the start of the close line, kept after the scope is gone
+        # The scope's access-log extension (access_log.NOTE_EXTENSION), kept after the scope
+        # is gone; None while the access log is off.
+        self.log_note: dict[str, Any] | None = None
 
     def _receive(self, data: bytes) -> None:
         """Parse ``data`` with ``websockets`` (``ws_incoming.IncomingFrames``)."""

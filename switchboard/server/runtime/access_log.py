@@ -26,6 +26,16 @@ structured formatter (``--log-format json``): ``event`` (``http``, ``websocket.h
 ``size`` and ``duration`` (seconds, ``None`` when the server answered itself); close lines
 have ``close_code``, ``closed_by``, ``messages_in`` and ``messages_out`` instead of the
 status and size. Call sites log it as the message, unchanged.
+
+A note from the application (:data:`NOTE_EXTENSION`): while the access log is on, a WebSocket
+connection's scope carries ``scope["extensions"]["switchboard.access_log"]``, an empty dict of
+its own. A ``str`` the application puts under ``"note"`` in it (gateway mode: the worker serving
+the connection) ends the connection's lines written from then on, in brackets (the close line;
+the handshake line too when set before the answer), and is the ``note`` field in JSON::
+
+    127.0.0.1:53412 - "WEBSOCKET /ws/chat/" closed 1000 by client after 3.0s, 4 in / 4 out [w1]
+
+The dict is read once per line, never per message.
 """
 
 from __future__ import annotations
@@ -34,16 +44,23 @@ import logging
 from typing import Any
 
 __all__ = [
+    "NOTE_EXTENSION",
+    "NOTE_KEY",
     "AccessLine",
     "access_logger",
     "enabled",
     "http_line",
+    "note_of",
     "refused_line",
     "ws_close_line",
     "ws_handshake_line",
 ]
 
 access_logger = logging.getLogger("switchboard.server.access")
+
+# The scope extension through which an application adds a note to its connection's lines.
+NOTE_EXTENSION = "switchboard.access_log"
+NOTE_KEY = "note"
 
 
 class AccessLine(str):
@@ -120,12 +137,32 @@ def refused_line(client: Any, scope: dict[str, Any] | None, status: int, size: i
     return _line(f'{client_text(client)} - "{request}" {status} {size} -', fields)
 
 
-def ws_handshake_line(scope: dict[str, Any], status: int, seconds: float) -> AccessLine:
+def note_of(extension: dict[str, Any] | None) -> str | None:
+    """The note an application left in its :data:`NOTE_EXTENSION` dict, if a ``str``; made
+    printable (escaped) so that it cannot break the line."""
+    if not extension:
+        return None
+    note = extension.get(NOTE_KEY)
+    if not isinstance(note, str):
+        return None
+    return note if note.isprintable() else note.encode("unicode_escape").decode("ascii")
+
+
+def _noted(text: str, fields: dict[str, Any], note: str | None) -> AccessLine:
+    if note is None:
+        return _line(text, fields)
+    fields[NOTE_KEY] = note
+    return _line(f"{text} [{note}]", fields)
+
+
+def ws_handshake_line(
+    scope: dict[str, Any], status: int, seconds: float, note: str | None = None
+) -> AccessLine:
     client = client_text(scope.get("client"))
     request = f"WEBSOCKET {target_text(scope)} HTTP/{scope.get('http_version', '1.1')}"
     fields = _request_fields(scope, "websocket.handshake", "WEBSOCKET")
     fields.update(status=status, size=None, duration=round(seconds, 6))
-    return _line(f'{client} - "{request}" {status} - {seconds * 1000.0:.1f}ms', fields)
+    return _noted(f'{client} - "{request}" {status} - {seconds * 1000.0:.1f}ms', fields, note)
 
 
 def ws_close_prefix(scope: dict[str, Any]) -> AccessLine:
@@ -135,7 +172,13 @@ def ws_close_prefix(scope: dict[str, Any]) -> AccessLine:
 
 
 def ws_close_line(
-    prefix: str, code: int, by: str | None, seconds: float, received: int, sent: int
+    prefix: str,
+    code: int,
+    by: str | None,
+    seconds: float,
+    received: int,
+    sent: int,
+    note: str | None = None,
 ) -> AccessLine:
     """``by``: ``"client"`` or ``"server"``, ``None`` when no close frame was exchanged."""
     who = f"by {by}" if by else "abnormally"
@@ -143,4 +186,4 @@ def ws_close_line(
     fields.update(close_code=code, closed_by=by, duration=round(seconds, 6))
     fields.update(messages_in=received, messages_out=sent)
     text = f"{prefix} closed {code} {who} after {seconds:.1f}s, {received} in / {sent} out"
-    return _line(text, fields)
+    return _noted(text, fields, note)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.server.asgi.app_check import AppShapeError
 from switchboard.server.runtime.config import AppImportError, Config
@@ -28,6 +29,18 @@ if TYPE_CHECKING:
 
 EXIT_LISTEN_ERROR = 1
 EXIT_APP_ERROR = 2
+
+
+class CliExtension(Protocol):
+    """Options of ``switchboard serve`` offered by a part above the server (``--gateway``):
+    it adds its arguments to the parser, then takes them back out of the parsed options and
+    turns them into ``run()`` options (such as ``app_wrapper``)."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def configure(self, options: dict[str, Any]) -> None:
+        """Pop this extension's own entries from ``options`` and set ``run()`` options."""
+        ...
 
 
 def _optional_float(value: str) -> float | None:
@@ -55,7 +68,7 @@ def _version() -> str:
         return "switchboard (version unknown: not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: Iterable[CliExtension] = ()) -> argparse.ArgumentParser:
     d = Config()
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard ASGI server")
     parser.add_argument("--version", action="version", version=_version())
@@ -382,18 +395,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads per process running WSGI and native Django HTTP requests (default: "
         "Django's SWITCHBOARD_HTTP_THREADS setting for the native path, else 4)",
     )
+    for extension in extensions:
+        extension.add_arguments(p)
     return parser
 
 
-def main(argv: list[str] | None = None, metrics: MetricsHook | None = None) -> int:
-    """Run the command line ``argv``; ``metrics`` serves ``--metrics-port``."""
+def main(
+    argv: list[str] | None = None,
+    metrics: MetricsHook | None = None,
+    extensions: Iterable[CliExtension] = (),
+) -> int:
+    """Run the command line ``argv``; ``metrics`` serves ``--metrics-port``; ``extensions``
+    add options of their own."""
     from switchboard.server.runtime.server import ListenError, run
 
-    parser = build_parser()
+    extensions = list(extensions)
+    parser = build_parser(extensions)
     args = vars(parser.parse_args(argv))
     if args["health_path"] is not None and args["health_path"] == args["ready_path"]:
         parser.error("--health-path and --ready-path must differ")
     args.pop("command")
+    for extension in extensions:
+        try:
+            extension.configure(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     app = args.pop("app")
     sys.path.insert(0, ".")
     try:

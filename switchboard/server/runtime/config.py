@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,10 @@ class Config:
     health_path: str | None = None
     ready_path: str | None = None
     ready_timeout: float = 1.0
+    # Applied to the loaded application once in each serving process, before it serves
+    # (``serve --gateway`` relays WebSockets to workers this way; see runtime/cli.py's
+    # extensions). Each process gets its own wrapped application.
+    app_wrapper: Callable[[Any], Any] | None = None
 
     def load(self) -> Any:
         """Resolve ``app`` to the ASGI callable (import strings allowed, WSGI adapted, Django's

@@ -72,6 +72,8 @@ class Server:
     async def startup(self, sock: socket.socket | None = None) -> None:
         config = self.config
         config.load()
+        if config.app_wrapper is not None:
+            config.app = config.app_wrapper(config.app)
         # The health paths are answered in front of the application (and its lifespan).
         config.app = health.wrap(config.app, config)
         self.ssl_context = create_ssl_context(config)
