@@ -2,12 +2,15 @@
 
 The server (:mod:`switchboard.server`) imports nothing outside itself; this is where it is
 given what the parts above it offer: the Prometheus endpoint behind ``--metrics-port``
-(:class:`switchboard.metrics.ServerMetrics`), and Django's own ASGI handler served through
-the native Django HTTP path (:func:`switchboard.integration.install_server_hooks`).
+(:class:`switchboard.metrics.ServerMetrics`), Django's own ASGI handler served through the
+native Django HTTP path (:func:`switchboard.integration.install_server_hooks`), and gateway
+mode's ``--gateway`` options (:class:`switchboard.gateway.cli.GatewayOption`).
 """
 
 from __future__ import annotations
 
+from switchboard.gateway.cli import GatewayOption
+from switchboard.gateway.hub import running_hubs
 from switchboard.integration import install_server_hooks
 from switchboard.metrics import ServerMetrics
 from switchboard.server.runtime import cli
@@ -17,7 +20,8 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     install_server_hooks()
-    return cli.main(argv, metrics=ServerMetrics())
+    metrics = ServerMetrics(gateway_hubs=running_hubs)
+    return cli.main(argv, metrics=metrics, extensions=[GatewayOption()])
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from switchboard.dispatch import (
     layer_source,
 )
 from switchboard.exceptions import InvalidChannelLayerError, StopConsumer
+from switchboard.gateway.protocol.scope import report_busy
 from switchboard.layers import BaseChannelLayer, get_channel_layer
 from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 
@@ -92,6 +93,7 @@ class AsyncConsumer:
             self.dispatch,
             self.max_concurrent_messages,
             self.concurrency_key,
+            report_busy(self.scope),
         )
 
     def concurrency_key(self, message: dict[str, Any]) -> Any:

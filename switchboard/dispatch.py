@@ -206,6 +206,10 @@ class ConcurrentDispatcher:
         if error is not None and not self.failed.done():
             self.failed.set_exception(error)
 
+    def busy(self) -> bool:
+        """Whether a handler is running (the loop may be waiting for more meanwhile)."""
+        return bool(self._running)
+
     async def drain(self) -> None:
         """Wait until every running handler has finished."""
         while self._running:
@@ -225,9 +229,14 @@ async def concurrent_dispatch_loop(
     dispatch: Dispatch,
     limit: int,
     key_of: KeyOf,
+    report_busy: Callable[[Callable[[], bool]], None] | None = None,
 ) -> None:
-    """:func:`dispatch_loop` with handlers started by a :class:`ConcurrentDispatcher`."""
+    """:func:`dispatch_loop` with handlers started by a :class:`ConcurrentDispatcher`;
+    ``report_busy`` is given its ``busy`` (gateway mode's worker waits on it before moving a
+    connection: this loop asks for the next message while handlers still run)."""
     runner = ConcurrentDispatcher(dispatch, limit, key_of)
+    if report_busy is not None:
+        report_busy(runner.busy)
     feeder = asyncio.ensure_future(
         dispatch_loop(client_receive, next_layer_message, runner.dispatch)
     )

@@ -217,7 +217,8 @@ async def test_channel_name_router_with_sync_and_async_consumers():
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ((), "the following arguments are required: channels"),
+        ((), "Name at least one channel to listen on, or give --gateway"),
+        (("--gateway",), "--gateway needs a channel layer that spans processes"),  # in-memory
         (("bad name",), "is invalid"),
         (("jobs", "--layer", "missing"), "No channel layer named 'missing'"),
     ],

@@ -31,6 +31,10 @@ _STREAM_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
 class BindingDeclaration(AsyncJsonWebsocketConsumer):
     """The declared part of a binding (see :class:`~switchboard.binding.AsyncWebsocketBinding`)."""
 
+    # Gateway mode: subscriptions come from the client's frames, which a resumed connect
+    # cannot rebuild from the scope; closed with 1012 instead, and the client subscribes again.
+    movable = False
+
     #: The bound model.
     model: type[Model] | None = None
     #: The binding's name: events and group names carry it. Unique per binding.

@@ -1,21 +1,17 @@
-"""Gateway mode's protocol core: what a gateway and its workers say to each other, sans I/O.
+"""Gateway mode: sockets held by gateway processes, consumers run by worker processes.
 
-In gateway mode a gateway process holds the WebSocket sockets, worker processes run the
-consumers, and the channel layer joins them, so a deploy or a crashed worker closes no socket.
-This package is its first part: the I/O around it (``serve --gateway``, ``runworker
---gateway``) comes next, and until then nothing else imports it. Everything here is
-plain code over plain data, with no sockets, tasks or timers, so each rule is tested on its own
-and the parts that do the I/O stay thin:
+``switchboard serve mysite.asgi:application --gateway`` holds the WebSocket connections (and
+serves HTTP as usual); ``python manage.py runworker --gateway`` runs their consumers; the
+channel layer joins them (IPC on one machine, Redis across machines), so a deploy or a crashed
+worker closes no socket: its connections move to another worker. See ``docs/topics/gateway.md``.
 
-- :mod:`~switchboard.gateway.messages`: the layer messages between gateways and workers, built
-  and checked as plain dicts.
-- :mod:`~switchboard.gateway.scope`: an ASGI WebSocket scope packed to travel over the layer
-  and unpacked on the worker, with the ``scope["switchboard"]["resumed"]`` flag.
-- :mod:`~switchboard.gateway.sequence`: order, duplicates and bounded buffers for the events
-  of one connection (an in-order receiver, a resend buffer).
-- :mod:`~switchboard.gateway.connection_states`: the gateway's state of one relayed
-  connection, as a table.
-
-The package imports nothing of Switchboard but :mod:`switchboard.layers` and
-:mod:`switchboard.exceptions`, and no Django.
+- :mod:`~switchboard.gateway.protocol`: the protocol core, sans I/O (messages, scope packing,
+  sequences, the connection state table, the worker directory).
+- :mod:`~switchboard.gateway.delivery`: sending over a layer that may be away for a while.
+- The gateway's side: :mod:`~switchboard.gateway.relay` (its ASGI application),
+  :mod:`~switchboard.gateway.hub` (its channel, workers and connections),
+  :mod:`~switchboard.gateway.relayed` (one socket), :mod:`~switchboard.gateway.cli` (the
+  ``--gateway`` options of ``switchboard serve``).
+- The worker's side: :mod:`~switchboard.gateway.worker` (the process) and
+  :mod:`~switchboard.gateway.served` (one connection's consumer).
 """

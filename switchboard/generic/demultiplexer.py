@@ -270,6 +270,10 @@ class AsyncJsonWebsocketDemultiplexer(_Demultiplexer, AsyncJsonWebsocketConsumer
     accepted) and ``disconnect`` for cleanup after every stream has finished.
     """
 
+    # Gateway mode: its streams' consumers live in this process and cannot be rebuilt from the
+    # scope on another worker; closed with 1012 instead.
+    movable = False
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)

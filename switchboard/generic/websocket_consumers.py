@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 
 from switchboard.consumer import AsyncConsumer, SyncConsumer
 from switchboard.exceptions import AcceptConnection, DenyConnection, StopConsumer
+from switchboard.gateway.protocol.messages import MOVABLE_KEY
 from switchboard.integration import checks  # noqa: F401 - registers the checks even if the app is not installed
 
 __all__ = [
@@ -23,10 +24,12 @@ __all__ = [
 ]
 
 
-def _accept_message(subprotocol: str | None, headers: Any) -> dict[str, Any]:
+def _accept_message(subprotocol: str | None, headers: Any, movable: bool) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "websocket.accept", "subprotocol": subprotocol}
     if headers:
         message["headers"] = list(headers.items() if isinstance(headers, dict) else headers)
+    if not movable:
+        message[MOVABLE_KEY] = False
     return message
 
 
@@ -52,6 +55,9 @@ class WebsocketConsumer(SyncConsumer):
     """Synchronous WebSocket consumer; override connect, receive and disconnect."""
 
     groups: list[str] | None = None
+    # Gateway mode: False keeps the connection on its worker; when that worker stops, the
+    # socket is closed with 1012 (service restart) instead of moving to another one.
+    movable: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -75,7 +81,7 @@ class WebsocketConsumer(SyncConsumer):
         self.accept()
 
     def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
-        super().send(_accept_message(subprotocol, headers))
+        super().send(_accept_message(subprotocol, headers, self.movable))
 
     def websocket_receive(self, message: dict[str, Any]) -> None:
         if message.get("text") is not None:
@@ -139,6 +145,9 @@ class AsyncWebsocketConsumer(AsyncConsumer):
     """Asynchronous WebSocket consumer; override connect, receive and disconnect."""
 
     groups: list[str] | None = None
+    # Gateway mode: False keeps the connection on its worker; when that worker stops, the
+    # socket is closed with 1012 (service restart) instead of moving to another one.
+    movable: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -162,7 +171,7 @@ class AsyncWebsocketConsumer(AsyncConsumer):
         await self.accept()
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
-        await super().send(_accept_message(subprotocol, headers))
+        await super().send(_accept_message(subprotocol, headers, self.movable))
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         if message.get("text") is not None:

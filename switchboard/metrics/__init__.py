@@ -15,12 +15,18 @@ Prometheus scrapes. Two ways to expose them:
 * ``path("metrics/", switchboard.metrics.django.metrics_view)``: the same metrics from inside a
   Django project, for the process that serves the request.
 
+Gateway mode adds ``switchboard_gateway_*`` metrics to a gateway's endpoint
+(:mod:`switchboard.metrics.gateway`), and ``manage.py runworker --metrics-port`` serves a
+worker's own (:mod:`switchboard.metrics.worker`).
+
 This package does not import Django, except :mod:`switchboard.metrics.django`.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from switchboard.server.runtime.metrics_hook import MetricsSetupError, RunningEndpoint
 from switchboard.server.runtime.state import ServerState
@@ -47,7 +53,15 @@ def require_prometheus() -> None:
 
 class ServerMetrics:
     """The server's ``--metrics-port`` hook (``switchboard.server.runtime.metrics_hook``):
-    Prometheus metrics of the server and the channel layers, one endpoint per worker."""
+    Prometheus metrics of the server and the channel layers, one endpoint per worker.
+
+    ``gateway_hubs`` adds gateway mode's metrics (:mod:`switchboard.metrics.gateway`): a
+    callable returning the gateway hubs running in the process
+    (``switchboard.gateway.hub.running_hubs``), given by the entry point, as this package
+    does not import the gateway."""
+
+    def __init__(self, gateway_hubs: Callable[[], Iterable[Any]] | None = None) -> None:
+        self.gateway_hubs = gateway_hubs
 
     def require(self) -> None:
         require_prometheus()
@@ -60,6 +74,6 @@ class ServerMetrics:
     def start(self, sock: socket.socket, state: ServerState) -> RunningEndpoint:
         from switchboard.metrics.endpoint import MetricsEndpoint
 
-        endpoint = MetricsEndpoint.for_server(sock, state)
+        endpoint = MetricsEndpoint.for_server(sock, state, self.gateway_hubs)
         endpoint.start()
         return endpoint

@@ -15,6 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from switchboard.layers.drops import KINDS as DROP_REASONS
 from switchboard.server.runtime.state import ServerState
 
+from .gateway import GatewayCollector, HubsSource
+
 __all__ = ["DefaultRegistryCollector", "LayerCollector", "ServerCollector", "build_registry"]
 
 StatesSource = Callable[[], list[ServerState]]
@@ -201,10 +203,15 @@ class DefaultRegistryCollector:
         yield from REGISTRY.collect()
 
 
-def build_registry(states: StatesSource, worker: int | None = None) -> CollectorRegistry:
-    """A registry with the server's, the layers' and the default registry's metrics."""
+def build_registry(
+    states: StatesSource, worker: int | None = None, gateway_hubs: HubsSource | None = None
+) -> CollectorRegistry:
+    """A registry with the server's, the layers' and the default registry's metrics, and
+    gateway mode's when ``gateway_hubs`` is given (:mod:`switchboard.metrics.gateway`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(states))
     registry.register(LayerCollector(worker=worker))
+    if gateway_hubs is not None:
+        registry.register(GatewayCollector(gateway_hubs, worker=worker))
     registry.register(DefaultRegistryCollector())
     return registry

@@ -20,6 +20,7 @@ from switchboard.server.runtime.listen import ListenError
 from switchboard.server.runtime.state import ServerState
 
 from .collectors import build_registry
+from .gateway import HubsSource
 
 __all__ = ["MetricsEndpoint", "bind_metrics_sockets", "metrics_address"]
 
@@ -78,8 +79,11 @@ class MetricsEndpoint:
         )
 
     @classmethod
-    def for_server(cls, sock: socket.socket, state: ServerState) -> MetricsEndpoint:
-        return cls(sock, build_registry(lambda: [state], worker=state.worker))
+    def for_server(
+        cls, sock: socket.socket, state: ServerState, gateway_hubs: HubsSource | None = None
+    ) -> MetricsEndpoint:
+        registry = build_registry(lambda: [state], worker=state.worker, gateway_hubs=gateway_hubs)
+        return cls(sock, registry)
 
     def start(self) -> None:
         self._thread.start()

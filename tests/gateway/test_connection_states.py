@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.gateway.connection_states import (
+from switchboard.gateway.protocol.connection_states import (
     AFTER,
     CLOSE_CODES,
     TRANSITIONS,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from switchboard.gateway import messages as m
-from switchboard.gateway.messages import MalformedMessage, check
+from switchboard.gateway.protocol import messages as m
+from switchboard.gateway.protocol.messages import MalformedMessage, check
 from switchboard.layers.codec import MessageCodec
 
 GATEWAY = "switchboard.gateway.inmemory!abc1"
@@ -22,7 +22,6 @@ def one_of_each() -> list[dict[str, Any]]:
         m.gateway_connect("c1", 2, GATEWAY, SCOPE, resumed=True, next_seq=7),
         m.gateway_event("c1", 1, 1, {"type": "websocket.receive", "text": "hi"}),
         m.gateway_event("c1", 1, 2, {"type": "websocket.disconnect", "code": 1000}),
-        m.gateway_ack("c1", 1, 3),
         m.gateway_heartbeat(GATEWAY, 12),
         m.worker_hello(WORKER, "host-a:123", capacity=1000),
         m.worker_heartbeat(WORKER, "host-a:123", 1000, 42),
@@ -31,6 +30,7 @@ def one_of_each() -> list[dict[str, Any]]:
         m.worker_event("c1", 1, 2, {"type": "websocket.send", "bytes": b"\x00\xff"}),
         m.worker_ack("c1", 1, 2),
         m.worker_failed("c1", 2, 1, "ValueError: no room"),
+        m.worker_done("c1", 2, 3),
         m.worker_release("c1", 1, sent=2, acked=5, movable=True),
     ]
 
@@ -60,7 +60,7 @@ def test_hello_and_heartbeat_carry_the_protocol_version() -> None:
 
 
 def test_unknown_fields_are_carried_for_rolling_deploys() -> None:
-    message = {**m.gateway_ack("c1", 1, 1), "from_a_newer_release": [1, 2]}
+    message = {**m.worker_ack("c1", 1, 1), "from_a_newer_release": [1, 2]}
     assert check(message) is message
 
 
@@ -75,7 +75,7 @@ def refused(message: Any, accept: Any = None) -> MalformedMessage:
 
 
 def test_not_a_dict() -> None:
-    error = refused([("type", "gateway.ack")])
+    error = refused([("type", "worker.ack")])
     assert "must be a dict, not list" in str(error)
 
 
@@ -146,7 +146,7 @@ def test_bad_values_elsewhere() -> None:
 
 
 def test_long_values_are_shortened_in_the_error() -> None:
-    message = {**m.gateway_ack("c1", 1, 1), "connection": ["x" * 500]}
+    message = {**m.worker_ack("c1", 1, 1), "connection": ["x" * 500]}
     assert len(str(refused(message))) < 200
 
 
@@ -162,7 +162,7 @@ def test_movable_goes_with_accept_only() -> None:
 
 def test_constructors_refuse_what_they_would_send_wrong() -> None:
     with pytest.raises(MalformedMessage, match="'epoch' must be an int of at least 1"):
-        m.gateway_ack("c1", 0, 1)
+        m.worker_ack("c1", 0, 1)
     with pytest.raises(MalformedMessage, match="'event' must be an ASGI event dict"):
         m.gateway_event("c1", 1, 1, {"type": "websocket.connect"})  # gateway.connect says it
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.gateway.scope import (
+from switchboard.gateway.protocol.scope import (
     PackedScope,
     ScopeNotPortable,
     is_resumed,

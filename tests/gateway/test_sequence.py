@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.gateway.sequence import (
+from switchboard.gateway.protocol.sequence import (
     OVERFLOW,
     InOrderReceiver,
     Received,
@@ -128,8 +128,11 @@ def test_resend_buffer_overflow_by_bytes() -> None:
     assert buffer.pending_bytes == 10
     buffer.ack(1)
     assert buffer.pending_bytes == 4
-    assert buffer.push(b"w" * 11, size=11) is OVERFLOW  # never fits
+    assert buffer.push(b"w" * 11, size=11) is OVERFLOW  # not behind another
     assert buffer.overflows == 2
+    buffer.ack(2)
+    assert buffer.push(b"w" * 11, size=11) == 3  # an empty buffer takes it, alone
+    assert buffer.push(b"v", size=1) is OVERFLOW
 
 
 @pytest.mark.parametrize(

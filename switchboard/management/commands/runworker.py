@@ -1,4 +1,8 @@
-"""``manage.py runworker CHANNEL [CHANNEL ...]``: consume named channels in this process."""
+"""``manage.py runworker CHANNEL [CHANNEL ...]``: consume named channels in this process.
+
+``manage.py runworker --gateway``: run the WebSocket consumers of the connections that
+``switchboard serve --gateway`` holds (:mod:`switchboard.gateway`), alone or with channels.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,42 @@ class Command(BaseCommand):
     requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("channels", nargs="+", help="Channel names to listen on")
+        parser.add_argument("channels", nargs="*", help="Channel names to listen on")
         parser.add_argument(
             "--layer",
             default=DEFAULT_CHANNEL_LAYER,
             help="Alias of the channel layer in CHANNEL_LAYERS (default: %(default)s)",
         )
+        parser.add_argument(
+            "--gateway",
+            action="store_true",
+            help="Run the WebSocket consumers of connections held by `switchboard serve "
+            "--gateway` processes on the same channel layer",
+        )
+        parser.add_argument(
+            "--capacity",
+            type=int,
+            default=0,
+            help="With --gateway: most connections this worker takes (default: no limit)",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=float,
+            default=10.0,
+            help="With --gateway: seconds consumers get to finish what they are doing when "
+            "the worker stops, before their connections move anyway (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics",
+        )
 
     def handle(self, *args: Any, channels: list[str], layer: str, **options: Any) -> None:
+        gateway = options.get("gateway", False)
+        if not channels and not gateway:
+            raise CommandError("Name at least one channel to listen on, or give --gateway")
         channel_layer = get_channel_layer(layer)
         if channel_layer is None:
             raise CommandError(f"No channel layer named {layer!r} is configured")
@@ -37,15 +69,34 @@ class Command(BaseCommand):
             channel_layer.valid_channel_names(channels, receive=True)
         except TypeError as exc:
             raise CommandError(str(exc)) from None
-        application = self._application()
-        _require_routes(application, channels)
-        worker = Worker(application, channels, channel_layer)
-        if options.get("verbosity", 1) >= 1:
-            self.stdout.write(
-                f"Running worker for channels {', '.join(channels)} on layer {layer!r}"
+        if gateway and not channel_layer.spans_processes:
+            raise CommandError(
+                f"--gateway needs a channel layer that spans processes, but CHANNEL_LAYERS"
+                f"[{layer!r}] is {type(channel_layer).__name__}, whose messages never leave "
+                "this process, so no gateway could reach this worker: use the IPC layer "
+                "(switchboard.layers.ipc.IPCChannelLayer, one machine) or the Redis layer "
+                "(switchboard.layers.redis.RedisChannelLayer, many machines)"
             )
+        application = self._application()
+        if channels:
+            _require_routes(application, channels)
+        runners: list[Any] = []
+        if channels:
+            runners.append(Worker(application, channels, channel_layer))
+        if gateway:
+            runners.append(_gateway_worker(application, channel_layer, options))
+        metrics = _serve_metrics(options.get("metrics_port"), runners)
+        if options.get("verbosity", 1) >= 1:
+            what = [f"channels {', '.join(channels)}"] if channels else []
+            if gateway:
+                what.append("gateway connections")
+            self.stdout.write(f"Running worker for {' and '.join(what)} on layer {layer!r}")
             self.stdout.flush()
-        asyncio.run(self._run(worker))
+        try:
+            asyncio.run(self._run(runners, channel_layer))
+        finally:
+            if metrics is not None:
+                metrics.close()
         if options.get("verbosity", 1) >= 1:
             self.stdout.write("Worker stopped")
 
@@ -60,21 +111,53 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot load ASGI_APPLICATION: {exc}") from exc
 
     @staticmethod
-    async def _run(worker: Worker) -> None:
+    async def _run(runners: list[Any], channel_layer: Any) -> None:
         loop = asyncio.get_running_loop()
         installed = []
+
+        def stop() -> None:
+            for runner in runners:
+                runner.stop()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, worker.stop)
+                loop.add_signal_handler(sig, stop)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # Not the main thread, or Windows.
                 pass
+        tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
         try:
-            await worker.run()
+            # One stopping (a signal, or a layer failure) stops the others.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop()
+            await asyncio.gather(*tasks)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            await worker.channel_layer.close()
+            await channel_layer.close()
+
+
+def _gateway_worker(application: Any, channel_layer: Any, options: dict[str, Any]) -> Any:
+    from switchboard.gateway.worker import GatewayWorker, WorkerSettings
+
+    if options.get("capacity", 0) < 0:
+        raise CommandError("--capacity must be 0 (no limit) or more")
+    settings = WorkerSettings(
+        capacity=options.get("capacity", 0),
+        shutdown_timeout=options.get("shutdown_timeout", 10.0),
+    )
+    return GatewayWorker(application, channel_layer, settings)
+
+
+def _serve_metrics(port: int | None, runners: list[Any]) -> Any:
+    if port is None:
+        return None
+    from switchboard.metrics.worker import serve_worker_metrics
+
+    try:
+        return serve_worker_metrics(port, runners)
+    except Exception as exc:
+        raise CommandError(f"--metrics-port {port}: {exc}") from exc
 
 
 def _require_routes(application: Any, channels: list[str]) -> None:

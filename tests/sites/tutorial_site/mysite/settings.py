@@ -1,8 +1,10 @@
 """The tutorial's settings, trimmed to what it uses; "switchboard" is listed first.
 
-TUTORIAL_DATABASE (an SQLite path) keeps test runs from writing into the source tree.
+TUTORIAL_DATABASE (an SQLite path) keeps test runs from writing into the source tree;
+TUTORIAL_CHANNEL_LAYERS (JSON) replaces CHANNEL_LAYERS.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -53,6 +55,8 @@ TEMPLATES = [
 ASGI_APPLICATION = "mysite.asgi.application"
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"}}
+if os.environ.get("TUTORIAL_CHANNEL_LAYERS"):  # gateway mode's tests run it over Redis
+    CHANNEL_LAYERS = json.loads(os.environ["TUTORIAL_CHANNEL_LAYERS"])
 
 DATABASES = {
     "default": {

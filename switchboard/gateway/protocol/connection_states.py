@@ -25,7 +25,7 @@ In RESUMING the consumer's ``websocket.accept`` is answered by the gateway itsel
 was accepted long ago and never sees a second accept. A worker lost before its consumer
 accepted a new connection (CONNECTING) sends it back to WAITING, and the next worker gets a
 first connect, not a resumed one. Client messages are kept, bounded, until a worker
-acknowledges them (:class:`~switchboard.gateway.sequence.ResendBuffer`): in MOVING they are
+acknowledges them (:class:`~switchboard.gateway.protocol.sequence.ResendBuffer`): in MOVING they are
 only kept; in RESUMING they go on to the new worker at once, whose consumer reads them after
 its connect.
 
@@ -37,6 +37,8 @@ worker broke the protocol (or the gateway has a bug): :func:`next_state` raises
 from __future__ import annotations
 
 import enum
+
+from switchboard.statetable import Row, by_event
 
 __all__ = [
     "AFTER",
@@ -176,27 +178,15 @@ class ConnectionStateError(RuntimeError):
     """An event the table does not allow in the connection's state (see the module docs)."""
 
 
-class _Row(dict[RelayState, RelayState]):
-    """The transitions of one event, by state: one dict lookup per transition, and a state
-    the event is not allowed in raises instead of answering."""
-
-    __slots__ = ("event",)
-
-    def __init__(self, event: RelayEvent) -> None:
-        super().__init__(
-            (state, after) for (state, on), after in TRANSITIONS.items() if on is event
-        )
-        self.event = event
-
-    def __missing__(self, state: RelayState) -> RelayState:
-        raise ConnectionStateError(
-            f"Relayed WebSocket connection: {self.event.name} ({self.event.value}) is not "
-            f"allowed in state {state.name} ({state.value})"
-        )
+def _refuse(event: RelayEvent, state: RelayState) -> ConnectionStateError:
+    return ConnectionStateError(
+        f"Relayed WebSocket connection: {event.name} ({event.value}) is not allowed in "
+        f"state {state.name} ({state.value})"
+    )
 
 
 # The table again, by event (what the gateway looks up: ``AFTER[event][state]``).
-AFTER: dict[RelayEvent, _Row] = {event: _Row(event) for event in RelayEvent}
+AFTER: dict[RelayEvent, Row[RelayState, RelayEvent]] = by_event(TRANSITIONS, RelayEvent, _refuse)
 
 
 def next_state(state: RelayState, event: RelayEvent) -> RelayState:

@@ -1,7 +1,7 @@
 """Order, duplicates and bounded buffers for the events of one relayed connection.
 
 Each event that crosses the layer for a connection has a sequence number (see
-:mod:`switchboard.gateway.messages`). Two pieces keep the stream whole:
+:mod:`switchboard.gateway.protocol.messages`). Two pieces keep the stream whole:
 
 - :class:`InOrderReceiver`, on the receiving side: delivers events in sequence order, holds
   the few that arrive ahead of a missing one, drops duplicates (an event re-sent after a move,
@@ -143,7 +143,8 @@ class ResendBuffer(Generic[T]):
     ``max_items`` and ``max_bytes`` (``None``: no byte bound) bound what is kept; ``size`` of
     each :meth:`push` is the caller's measure of the event (its payload's length). A push over
     either bound is :data:`OVERFLOW`, and the event gets no number, so the numbers stay
-    contiguous.
+    contiguous. An empty buffer takes any one event, so an event larger than ``max_bytes``
+    (the server's own frame limit bounds it) goes through alone rather than never.
     """
 
     __slots__ = (
@@ -176,7 +177,7 @@ class ResendBuffer(Generic[T]):
         :data:`OVERFLOW` (the item is not kept)."""
         max_bytes = self.max_bytes
         if len(self.pending) >= self.max_items or (
-            max_bytes is not None and self.pending_bytes + size > max_bytes
+            max_bytes is not None and self.pending and self.pending_bytes + size > max_bytes
         ):
             self.overflows += 1
             return OVERFLOW

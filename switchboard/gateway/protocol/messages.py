@@ -20,26 +20,31 @@ a late message from a worker the connection has left is recognised and dropped.
 
 ``gateway.connect`` (gateway -> the worker's channel)
     The connection is this worker's now: ``gateway`` (the channel to answer on), ``scope``
-    (:mod:`~switchboard.gateway.scope`), ``resumed`` (it moved here from another worker),
+    (:mod:`~switchboard.gateway.protocol.scope`), ``resumed`` (it moved here from another worker),
     ``next_seq`` (the number of the first ``gateway.event`` that follows). The worker feeds
     its consumer ``websocket.connect``: the first connect is never a ``gateway.event``.
 ``gateway.event`` (gateway -> the worker's channel)
     One ASGI event from the client (``websocket.receive``, ``websocket.disconnect``) as
     ``event``, with ``seq``, numbered over the connection's whole life: the events re-sent to
     the next worker keep their numbers.
-``gateway.ack`` (gateway -> the worker's channel)
-    The gateway has every ``worker.event`` of this epoch up to ``seq`` (the worker's send
-    window moves on).
 ``worker.event`` (worker -> the gateway's channel)
     One ASGI event from the consumer (``websocket.accept``, ``.send``, ``.close``,
     ``.http.response.start``/``.body``) as ``event``, with ``seq`` numbered from 1 in each
     epoch. With ``websocket.accept`` only: ``movable`` (False: the consumer must not move, and
-    the gateway closes the socket with 1012 when its worker goes).
+    the gateway closes the socket with 1012 when its worker goes). Not acknowledged: if the
+    worker dies its consumer dies with it, and if the gateway dies the socket is gone; a send
+    the layer refused is sent again (:mod:`~switchboard.gateway.delivery`), and a copy that
+    arrives twice is dropped by its number.
 ``worker.ack`` (worker -> the gateway's channel)
     The consumer has read every ``gateway.event`` up to ``seq``: the gateway forgets them.
 ``worker.failed`` (worker -> the gateway's channel)
     The consumer raised: ``error`` (a line for the gateway's log), ``seq`` (its place among
-    this epoch's ``worker.event`` messages). Closed with 1011 (answered 500 before an accept).
+    this epoch's ``worker.event`` messages: it takes the next number). Closed with 1011
+    (answered 500 before an accept), as in-process.
+``worker.done`` (worker -> the gateway's channel)
+    The consumer returned, ``seq`` numbered as ``worker.failed``: the gateway's application
+    call returns too, and the server does what it does for an application that returns (a
+    close with 1000 for an open socket).
 ``worker.release`` (worker -> the gateway's channel)
     The worker stops (SIGTERM) and hands the connection back: ``sent`` (its last
     ``worker.event`` number, 0 for none), ``acked`` (the last client event its consumer read),
@@ -74,18 +79,19 @@ __all__ = [
     "CLIENT_EVENTS",
     "CONSUMER_EVENTS",
     "GATEWAYS_GROUP",
-    "GATEWAY_ACK",
     "GATEWAY_CHANNEL_PREFIX",
     "GATEWAY_CONNECT",
     "GATEWAY_EVENT",
     "GATEWAY_HEARTBEAT",
     "MAX_ID_LENGTH",
+    "MOVABLE_KEY",
     "PROTOCOL_VERSION",
     "SPECS",
     "TO_GATEWAY",
     "TO_WORKER",
     "WORKERS_GROUP",
     "WORKER_ACK",
+    "WORKER_DONE",
     "WORKER_CHANNEL_PREFIX",
     "WORKER_EVENT",
     "WORKER_FAILED",
@@ -93,15 +99,16 @@ __all__ = [
     "WORKER_HELLO",
     "WORKER_LEAVING",
     "WORKER_RELEASE",
+    "WORKER_STREAM",
     "Field",
     "MalformedMessage",
     "Message",
     "check",
-    "gateway_ack",
     "gateway_connect",
     "gateway_event",
     "gateway_heartbeat",
     "worker_ack",
+    "worker_done",
     "worker_event",
     "worker_failed",
     "worker_heartbeat",
@@ -122,7 +129,6 @@ WORKER_CHANNEL_PREFIX = "switchboard.worker"
 
 GATEWAY_CONNECT = "gateway.connect"
 GATEWAY_EVENT = "gateway.event"
-GATEWAY_ACK = "gateway.ack"
 GATEWAY_HEARTBEAT = "gateway.heartbeat"
 WORKER_HELLO = "worker.hello"
 WORKER_HEARTBEAT = "worker.heartbeat"
@@ -130,11 +136,12 @@ WORKER_LEAVING = "worker.leaving"
 WORKER_EVENT = "worker.event"
 WORKER_ACK = "worker.ack"
 WORKER_FAILED = "worker.failed"
+WORKER_DONE = "worker.done"
 WORKER_RELEASE = "worker.release"
 
 # What each side receives: a worker on its channel and WORKERS_GROUP, a gateway on its channel
 # and GATEWAYS_GROUP.
-TO_WORKER = frozenset((GATEWAY_CONNECT, GATEWAY_EVENT, GATEWAY_ACK, GATEWAY_HEARTBEAT))
+TO_WORKER = frozenset((GATEWAY_CONNECT, GATEWAY_EVENT, GATEWAY_HEARTBEAT))
 TO_GATEWAY = frozenset(
     (
         WORKER_HELLO,
@@ -143,9 +150,12 @@ TO_GATEWAY = frozenset(
         WORKER_EVENT,
         WORKER_ACK,
         WORKER_FAILED,
+        WORKER_DONE,
         WORKER_RELEASE,
     )
 )
+# The messages of a connection's stream from its worker, numbered together (``seq``).
+WORKER_STREAM = frozenset((WORKER_EVENT, WORKER_FAILED, WORKER_DONE))
 
 # The ASGI events each direction carries (the first websocket.connect is gateway.connect).
 CLIENT_EVENTS = frozenset(("websocket.receive", "websocket.disconnect"))
@@ -158,6 +168,12 @@ CONSUMER_EVENTS = frozenset(
         "websocket.http.response.body",
     )
 )
+
+# In a consumer's websocket.accept: False says the consumer must not move to another worker
+# (its socket is closed with 1012 when its worker stops). The worker reads it and sends it as
+# worker.event's ``movable``; servers ignore keys they do not know, so it is harmless
+# in-process. switchboard's consumers set it from their ``movable`` attribute.
+MOVABLE_KEY = "switchboard.movable"
 
 # Connection ids are the gateway's to choose; bounded so a log line or a metric label stays sane.
 MAX_ID_LENGTH = 200
@@ -242,7 +258,6 @@ SPECS: dict[str, dict[str, Field]] = {
         "next_seq": _POSITIVE,
     },
     GATEWAY_EVENT: {**_PER_CONNECTION, "seq": _POSITIVE, "event": _event(CLIENT_EVENTS)},
-    GATEWAY_ACK: {**_PER_CONNECTION, "seq": _POSITIVE},
     GATEWAY_HEARTBEAT: {"gateway": _CHANNEL, "connections": _COUNT},
     WORKER_HELLO: _WORKER_PROCESS,
     WORKER_HEARTBEAT: _WORKER_PROCESS,
@@ -255,6 +270,7 @@ SPECS: dict[str, dict[str, Field]] = {
     },
     WORKER_ACK: {**_PER_CONNECTION, "seq": _POSITIVE},
     WORKER_FAILED: {**_PER_CONNECTION, "seq": _POSITIVE, "error": _TEXT},
+    WORKER_DONE: {**_PER_CONNECTION, "seq": _POSITIVE},
     WORKER_RELEASE: {**_PER_CONNECTION, "sent": _COUNT, "acked": _COUNT, "movable": _BOOL},
 }
 
@@ -335,11 +351,6 @@ def gateway_event(connection: str, epoch: int, seq: int, event: dict[str, Any]) 
     return _build(GATEWAY_EVENT, connection=connection, epoch=epoch, seq=seq, event=event)
 
 
-def gateway_ack(connection: str, epoch: int, seq: int) -> Message:
-    """Every ``worker.event`` of ``epoch`` up to ``seq`` reached the gateway."""
-    return _build(GATEWAY_ACK, connection=connection, epoch=epoch, seq=seq)
-
-
 def gateway_heartbeat(gateway: str, connections: int) -> Message:
     """The gateway on channel ``gateway`` is alive and holds ``connections`` sockets."""
     return _build(GATEWAY_HEARTBEAT, gateway=gateway, connections=connections)
@@ -391,6 +402,11 @@ def worker_ack(connection: str, epoch: int, seq: int) -> Message:
 def worker_failed(connection: str, epoch: int, seq: int, error: str) -> Message:
     """The consumer raised ``error`` (a line for the log, not a traceback)."""
     return _build(WORKER_FAILED, connection=connection, epoch=epoch, seq=seq, error=error)
+
+
+def worker_done(connection: str, epoch: int, seq: int) -> Message:
+    """The consumer returned."""
+    return _build(WORKER_DONE, connection=connection, epoch=epoch, seq=seq)
 
 
 def worker_release(

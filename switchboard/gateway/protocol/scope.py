@@ -10,8 +10,8 @@ lists and dicts with ``str`` keys. So :func:`pack_scope`:
   ``client`` and ``server`` (host, port) and each ``headers`` pair;
 - drops what cannot travel, and says what it dropped (:attr:`PackedScope.dropped`, dotted
   paths such as ``"extensions.some.ext"``), never converting a value into something else:
-  ``state`` always (lifespan state is one process's own objects; the worker's own lifespan
-  gives it its ``state``), and any entry holding a value that is not plain data (an object
+  ``state`` always (lifespan state is one process's own objects; workers do not run the
+  application's lifespan), and any entry holding a value that is not plain data (an object
   in ``extensions``, something a middleware put in the scope): the smallest dict entry that
   holds it goes, so its neighbours still travel. Only exact types count: a ``str`` subclass
   or an ``IntEnum`` would arrive as a different type, so it is dropped, not mangled.
@@ -29,15 +29,19 @@ either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 __all__ = [
+    "BUSY",
+    "CONNECTION",
     "RESUMED",
     "SWITCHBOARD_KEY",
     "PackedScope",
     "ScopeNotPortable",
     "is_resumed",
     "pack_scope",
+    "report_busy",
     "unpack_scope",
 ]
 
@@ -45,6 +49,9 @@ __all__ = [
 # so they never collide with a key ASGI or another server may add later.
 SWITCHBOARD_KEY = "switchboard"
 RESUMED = "resumed"
+BUSY = "busy"
+# On a worker: the connection's id, the same on every worker it moves to.
+CONNECTION = "connection"
 
 # Never sent: lifespan state is shared mutable objects of the gateway's process.
 NEVER_SENT = frozenset(("state",))
@@ -143,6 +150,16 @@ def unpack_scope(packed: dict[str, Any], *, resumed: bool) -> dict[str, Any]:
     own = scope.get(SWITCHBOARD_KEY)
     scope[SWITCHBOARD_KEY] = {**(own if type(own) is dict else {}), RESUMED: resumed}
     return scope
+
+
+def report_busy(scope: dict[str, Any]) -> Callable[[Callable[[], bool]], None] | None:
+    """Where a consumer that handles messages concurrently says how to tell it is busy, on a
+    worker (None elsewhere): ``scope["switchboard"]["busy"]``, a callable. The worker reads
+    it before it moves the connection, as waiting in ``receive`` does not mean idle then."""
+    own = scope.get(SWITCHBOARD_KEY)
+    if type(own) is not dict or RESUMED not in own:
+        return None
+    return lambda busy: own.__setitem__(BUSY, busy)
 
 
 def is_resumed(scope: dict[str, Any]) -> bool:
