@@ -77,6 +77,12 @@ class GatewaySettings:
     buffer_messages: int = 1000
     buffer_bytes: int = 8 << 20
     reorder_window: int = 1000  # worker events held ahead of a missing one
+    # A layer can lose a message in flight (a Redis that dies between taking a PUBLISH and
+    # handing it on). Client messages: the oldest not acknowledged is sent again after this
+    # long without progress (the worker drops a copy it has). Worker events are not kept by
+    # the worker, so one missing this long cannot come back: the socket is closed (1011).
+    resend_after: float = 2.0
+    gap_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("wait_timeout", "beat", "lost_after", "warn_every"):
@@ -302,12 +308,20 @@ class GatewayHub:
                     logger.info("Worker %s (%s) left", worker.name, worker.channel)
                     continue
                 self._lost(worker)
+        settings = self.settings
         for connection in list(self.connections.values()):
             deadline = connection.deadline
             if deadline is not None and now > deadline:
                 connection.deadline = None
                 self.waiting.pop(connection.id, None)
                 connection.post(("timeout", None))
+            if connection.buffer and now - connection.progress_at > settings.resend_after:
+                connection.progress_at = now
+                connection.post(("resend", None))
+            gap_since = connection.gap_since
+            if gap_since is not None and now - gap_since > settings.gap_timeout:
+                connection.gap_since = None
+                connection.post(("gap", None))
         if not self.directory.can_take() and now - self._last_warning >= self.settings.warn_every:
             self._last_warning = now
             logger.warning(

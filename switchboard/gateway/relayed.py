@@ -101,6 +101,8 @@ class RelayedConnection:
         self.room = asyncio.Event()
         self.room.set()
         self.unbuffered = 0  # client messages read but not in the buffer yet
+        self.progress_at = time.monotonic()  # when the worker last acknowledged something
+        self.gap_since: float | None = None  # since when a worker event is missing
         self.packed: dict[str, Any] = {}
 
     def post(self, item: Item) -> None:
@@ -181,6 +183,11 @@ class RelayedConnection:
                 await self._worker_gone(E.WORKER_LOST)
         elif kind == "timeout":
             await self._timed_out()
+        elif kind == "resend":
+            await self._resend_oldest()
+        elif kind == "gap":
+            if self.from_worker.waiting_for is not None and self.state is not CLOSING:
+                await self._broken("an event from its worker was lost in the channel layer")
 
     async def _from_client(self, event: dict[str, Any]) -> None:
         self.unbuffered -= 1
@@ -222,6 +229,8 @@ class RelayedConnection:
         self.worker = worker
         self.epoch += 1
         self.from_worker.restart(1)
+        self.gap_since = None
+        self.progress_at = time.monotonic()
         self._note_worker(worker)
         self._wait_for_worker(first=not resumed)
         await self._to_worker(
@@ -237,6 +246,13 @@ class RelayedConnection:
         if resumed:
             for seq, event in self.buffer.unacked():
                 await self._to_worker(gateway_event(self.id, self.epoch, seq, event))
+
+    async def _resend_oldest(self) -> None:
+        # No acknowledgement for a while: if the oldest event was lost on its way, the
+        # worker holds the ones after it; this fills the gap (a copy it has is dropped).
+        if (self.state is OPEN or self.state is RESUMING) and self.buffer.pending:
+            seq, event, _size = self.buffer.pending[0]
+            await self._to_worker(gateway_event(self.id, self.epoch, seq, event))
 
     def _note_worker(self, worker: KnownWorker) -> None:
         # The server's access log names the workers that served the connection.
@@ -259,6 +275,10 @@ class RelayedConnection:
             if received.status is OVERFLOW:
                 await self._broken("too many worker events missing")
                 return
+            if self.from_worker.waiting_for is None:
+                self.gap_since = None
+            elif self.gap_since is None:
+                self.gap_since = time.monotonic()
             for ready in received.ready:
                 await self._apply(ready)
                 if self.finished:
@@ -275,6 +295,7 @@ class RelayedConnection:
             if arrived is not None and len(latencies) < 10_000:
                 latencies.append(now - arrived)
         self.buffer.ack(seq)
+        self.progress_at = now
         limits = self.hub.settings
         if (
             len(self.buffer) + self.unbuffered < limits.buffer_messages
