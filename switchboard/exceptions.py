@@ -31,3 +31,8 @@ class MessageTooLarge(Exception):
 
 class StopConsumer(Exception):
     """Raised by a handler to end the consumer cleanly; the application coroutine returns."""
+
+
+class ConsumeLater(Exception):
+    """Raised by a Channels 1 consumer: put the message back at the end of its channel, to be
+    consumed again later (at most ten times)."""

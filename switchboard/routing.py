@@ -13,12 +13,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver
 from django.urls.resolvers import RoutePattern
 
+from switchboard.classic.routing import include, route, route_class  # Channels 1's names
+
 # Registers the system checks, and with them serve's startup check, even if the app is not
 # installed.
 from switchboard.integration import checks  # noqa: F401
+from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 
 __all__ = [
     "ChannelNameRouter",
+    "include",
+    "route",
+    "route_class",
     "NoRouteFound",
     "ProtocolTypeRouter",
     "URLRouter",
@@ -71,7 +77,17 @@ def project_application(serve_static: bool = True) -> Any:
     # which a project run by another ASGI server never needs.
     from switchboard.integration.native_http import native_http
 
-    if getattr(settings, "ASGI_APPLICATION", None):
+    classic = None
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        from switchboard.classic.routing import router_for
+
+        classic = router_for(DEFAULT_CHANNEL_LAYER)
+    if classic is not None:
+        # A Channels 1 project: the interface server and its workers, in this process.
+        from switchboard.classic.embedded import EmbeddedWorkers
+
+        application: Any = EmbeddedWorkers(classic, DEFAULT_CHANNEL_LAYER)
+    elif getattr(settings, "ASGI_APPLICATION", None):
         application = get_default_application()
     else:
         from django.core.asgi import get_asgi_application
@@ -223,23 +239,23 @@ class URLRouter:
 
     def __init__(self, routes: Iterable[URLPattern | URLResolver]) -> None:
         self.routes: list[tuple[Any, ASGIApp, dict[str, Any]]] = []
-        for route in routes:
-            if isinstance(route, URLResolver):
+        for entry in routes:
+            if isinstance(entry, URLResolver):
                 # include(): its pattern is already a prefix match; route the rest through a
                 # router built from the included patterns, exactly like a nested URLRouter.
-                inner = URLRouter(_included_patterns(route))
-                self.routes.append((route.pattern, inner, dict(route.default_kwargs or {})))
+                inner = URLRouter(_included_patterns(entry))
+                self.routes.append((entry.pattern, inner, dict(entry.default_kwargs or {})))
                 continue
-            if not isinstance(route, URLPattern):
-                raise ValueError(f"URLRouter routes must be path()/re_path() entries: {route!r}")
-            app = route.callback
-            _check_application(app, f"URLRouter route {route.pattern}")
-            pattern = route.pattern
+            if not isinstance(entry, URLPattern):
+                raise ValueError(f"URLRouter routes must be path()/re_path() entries: {entry!r}")
+            app = entry.callback
+            _check_application(app, f"URLRouter route {entry.pattern}")
+            pattern = entry.pattern
             if isinstance(app, URLRouter) and isinstance(pattern, RoutePattern):
                 # path() builds endpoint patterns (whole-path matches); a nested router needs
                 # a prefix match, as include() would get.
                 pattern = RoutePattern(pattern._route, name=pattern.name, is_endpoint=False)
-            self.routes.append((pattern, app, dict(route.default_args or {})))
+            self.routes.append((pattern, app, dict(entry.default_args or {})))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if "path_remaining" in scope:

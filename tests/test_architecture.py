@@ -56,6 +56,7 @@ TIERS = (
             {
                 "auth",
                 "binding",
+                "classic",
                 "consumer",
                 "db",
                 "dispatch",
@@ -74,7 +75,7 @@ TIERS = (
     # Entry points: what a user or a command starts from.
     Tier(
         "entry points",
-        frozenset({"testing", "management", "apps", "cli", "__main__", PACKAGE}),
+        frozenset({"testing", "management", "apps", "cli", "asgi", "__main__", PACKAGE}),
         siblings=True,
     ),
 )

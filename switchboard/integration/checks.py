@@ -16,8 +16,10 @@ cause, into a message with an ID at startup:
 - ``switchboard.E005``: an in-memory layer under ``switchboard serve --workers N`` (N > 1):
   every worker process would have groups of its own, and a group message would silently
   reach only the consumers of the process that sent it.
-- ``switchboard.W002``: no ``ASGI_APPLICATION``: ``runserver`` then serves Django's own
-  handler, HTTP only, and every WebSocket handshake gets 500.
+- ``switchboard.W002``: no ``ASGI_APPLICATION`` (nor a Channels 1 ``ROUTING``): ``runserver``
+  then serves Django's own handler, HTTP only, and every WebSocket handshake gets 500.
+- ``switchboard.W003``: a ``CHANNEL_LAYERS`` backend named by its Channels 1 path
+  (``asgi_redis.RedisChannelLayer``...): it works, as Switchboard's layer; the new path is named.
 
 ``switchboard serve`` runs the system checks too, once the application is imported and before
 it listens (:func:`check_at_serve_startup`, registered with the server as a startup check):
@@ -42,7 +44,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import WARNING, CheckMessage, Error, Warning, register, run_checks
 
-from switchboard.layers.registry import serving_workers
+from switchboard.layers.registry import LEGACY_BACKENDS, serving_workers
 from switchboard.server.runtime.app_import import describe_exception
 from switchboard.server.runtime.startup import StartupCheckError, add_startup_check
 
@@ -151,6 +153,10 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Check
     if _serve_startup:
         return []  # serve was told its application on the command line
     path = getattr(settings, "ASGI_APPLICATION", None)
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    default = layers.get("default") if isinstance(layers, Mapping) else None
+    if not path and isinstance(default, Mapping) and default.get("ROUTING"):
+        return []  # a Channels 1 project: runserver serves its ROUTING (switchboard.classic)
     if not path:
         return [
             Warning(
@@ -231,6 +237,16 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 def _check_backend(alias: Any, entry: Mapping[str, Any]) -> list[CheckMessage]:
     backend = entry["BACKEND"]
+    legacy = LEGACY_BACKENDS.get(backend)
+    if legacy is not None:
+        return [
+            Warning(
+                f"CHANNEL_LAYERS[{alias!r}] BACKEND {backend!r} is Channels 1's; it runs as "
+                f"{legacy[0]!r}, with the CONFIG keys that layer shares.",
+                hint=f"Write BACKEND = {legacy[0]!r} to say so (and silence this).",
+                id="switchboard.W003",
+            )
+        ]
     module_path, _, attribute = backend.rpartition(".")
     where = f"CHANNEL_LAYERS[{alias!r}] BACKEND {backend!r}"
     replacement = _CHANNELS_BACKENDS.get(backend)

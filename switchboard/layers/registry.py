@@ -37,6 +37,55 @@ IPC_DEFAULT: dict[str, Any] = {
 WORKERS_ENV = "SWITCHBOARD_WORKERS"
 
 
+REDIS_BACKEND = "switchboard.layers.redis.RedisChannelLayer"
+IPC_BACKEND = "switchboard.layers.ipc.IPCChannelLayer"
+INMEMORY_BACKEND = "switchboard.layers.inmemory.InMemoryChannelLayer"
+
+
+def _keep(config: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key in names}
+
+
+_COMMON = ("expiry", "group_expiry", "capacity", "channel_capacity")
+
+
+def _from_asgi_redis(config: Mapping[str, Any]) -> dict[str, Any]:
+    return _keep(config, "hosts", "prefix", "symmetric_encryption_keys", *_COMMON)
+
+
+def _from_asgi_redis_sentinel(config: Mapping[str, Any]) -> dict[str, Any]:
+    services = list(config.get("services") or [])
+    if len(services) != 1:
+        raise InvalidChannelLayerError(
+            "asgi_redis.RedisSentinelChannelLayer: Switchboard's Redis layer follows one "
+            f"Sentinel service; CONFIG lists {len(services)} in 'services'"
+        )
+    translated = _keep(config, "prefix", "symmetric_encryption_keys", *_COMMON)
+    translated["sentinels"] = [tuple(host) for host in config.get("hosts") or []]
+    translated["service_name"] = services[0]
+    return translated
+
+
+def _from_asgi_ipc(config: Mapping[str, Any]) -> dict[str, Any]:
+    # Shared-memory sizes (channel_memory, group_memory) mean nothing to a socket-based layer.
+    return _keep(config, "prefix", *_COMMON)
+
+
+def _from_asgiref_inmemory(config: Mapping[str, Any]) -> dict[str, Any]:
+    return _keep(config, *_COMMON)
+
+
+# Channels 1's backends, as settings of that era name them: built as Switchboard's own layer
+# with their CONFIG translated (the system check switchboard.W003 names the new path).
+LEGACY_BACKENDS: dict[str, tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+    "asgi_redis.RedisChannelLayer": (REDIS_BACKEND, _from_asgi_redis),
+    "asgi_redis.RedisLocalChannelLayer": (REDIS_BACKEND, _from_asgi_redis),
+    "asgi_redis.RedisSentinelChannelLayer": (REDIS_BACKEND, _from_asgi_redis_sentinel),
+    "asgi_ipc.IPCChannelLayer": (IPC_BACKEND, _from_asgi_ipc),
+    "asgiref.inmemory.ChannelLayer": (INMEMORY_BACKEND, _from_asgiref_inmemory),
+}
+
+
 def serving_workers() -> int:
     """How many server worker processes this process is one of (1 when not said)."""
     try:
@@ -119,13 +168,18 @@ class ChannelLayerManager:
             raise InvalidChannelLayerError(f"Channel layer {alias!r} has no BACKEND")
         if entry is IPC_DEFAULT.get(alias):
             announce_embedded_default(None)
-        backend = import_by_path(entry["BACKEND"])
+        path = entry["BACKEND"]
         config = entry.get("CONFIG", {}) or {}
+        legacy = LEGACY_BACKENDS.get(path)
+        if legacy is not None:
+            path, translate = legacy
+            config = translate(config)
+        backend = import_by_path(path)
         try:
             return backend(**config)
         except TypeError as exc:
             raise InvalidChannelLayerError(
-                f"Cannot build channel layer {alias!r} ({entry['BACKEND']}): {exc}"
+                f"Cannot build channel layer {alias!r} ({path}): {exc}"
             ) from exc
 
     def __getitem__(self, alias: str) -> BaseChannelLayer:

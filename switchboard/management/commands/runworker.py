@@ -52,6 +52,26 @@ class Command(BaseCommand):
             "the worker stops, before their connections move anyway (default: %(default)s)",
         )
         parser.add_argument(
+            "--only-channels",
+            nargs="+",
+            default=[],
+            metavar="PATTERN",
+            help="Channels 1 routing: listen only on the routed channels matching these globs",
+        )
+        parser.add_argument(
+            "--exclude-channels",
+            nargs="+",
+            default=[],
+            metavar="PATTERN",
+            help="Channels 1 routing: do not listen on the routed channels matching these globs",
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=4,
+            help="Channels 1 routing: threads running consumers (default: %(default)s)",
+        )
+        parser.add_argument(
             "--metrics-port",
             type=int,
             default=None,
@@ -60,8 +80,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, channels: list[str], layer: str, **options: Any) -> None:
         gateway = options.get("gateway", False)
-        if not channels and not gateway:
-            raise CommandError("Name at least one channel to listen on, or give --gateway")
+        classic = None if channels else _classic_routing(layer)
+        if not channels and not gateway and classic is None:
+            raise CommandError(
+                "Name at least one channel to listen on, give --gateway, or set a Channels 1 "
+                f"routing in CHANNEL_LAYERS[{layer!r}]['ROUTING']"
+            )
         channel_layer = get_channel_layer(layer)
         if channel_layer is None:
             raise CommandError(f"No channel layer named {layer!r} is configured")
@@ -69,25 +93,30 @@ class Command(BaseCommand):
             channel_layer.valid_channel_names(channels, receive=True)
         except TypeError as exc:
             raise CommandError(str(exc)) from None
-        if gateway and not channel_layer.spans_processes:
+        if (gateway or classic is not None) and not channel_layer.spans_processes:
+            who = "--gateway" if gateway else "A worker for the Channels 1 routing"
             raise CommandError(
-                f"--gateway needs a channel layer that spans processes, but CHANNEL_LAYERS"
+                f"{who} needs a channel layer that spans processes, but CHANNEL_LAYERS"
                 f"[{layer!r}] is {type(channel_layer).__name__}, whose messages never leave "
-                "this process, so no gateway could reach this worker: use the IPC layer "
+                "this process, so no server could reach this worker: use the IPC layer "
                 "(switchboard.layers.ipc.IPCChannelLayer, one machine) or the Redis layer "
-                "(switchboard.layers.redis.RedisChannelLayer, many machines)"
+                "(switchboard.layers.redis.RedisChannelLayer, many machines), or run "
+                "`manage.py runserver`, which runs its workers in the same process"
             )
-        application = self._application()
-        if channels:
-            _require_routes(application, channels)
         runners: list[Any] = []
-        if channels:
-            runners.append(Worker(application, channels, channel_layer))
-        if gateway:
-            runners.append(_gateway_worker(application, channel_layer, options))
+        if classic is not None:
+            runners.append(_classic_worker(classic, channel_layer, options))
+        if channels or gateway:
+            application = self._application()
+            if channels:
+                _require_routes(application, channels)
+                runners.append(Worker(application, channels, channel_layer))
+            if gateway:
+                runners.append(_gateway_worker(application, channel_layer, options))
         metrics = _serve_metrics(options.get("metrics_port"), runners)
         if options.get("verbosity", 1) >= 1:
-            what = [f"channels {', '.join(channels)}"] if channels else []
+            listened = channels or (runners[0].channels if classic is not None else [])
+            what = [f"channels {', '.join(listened)}"] if listened else []
             if gateway:
                 what.append("gateway connections")
             self.stdout.write(f"Running worker for {' and '.join(what)} on layer {layer!r}")
@@ -135,6 +164,34 @@ class Command(BaseCommand):
             for sig in installed:
                 loop.remove_signal_handler(sig)
             await channel_layer.close()
+
+
+def _classic_routing(alias: str) -> Any:
+    from switchboard.classic.routing import RoutingError, router_for
+
+    try:
+        return router_for(alias)
+    except RoutingError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _classic_worker(router: Any, channel_layer: Any, options: dict[str, Any]) -> Any:
+    from switchboard.classic.worker import HTTP_REQUEST, ClassicWorker, select_channels
+
+    routed = router.channel_names() | {HTTP_REQUEST}  # http.request: Django's views
+    listened = select_channels(
+        routed, options.get("only_channels", ()), options.get("exclude_channels", ())
+    )
+    if not listened:
+        raise CommandError(
+            f"No routed channel is left to listen on (routed: {', '.join(sorted(routed))})"
+        )
+    for name in listened:
+        if "!" in name:
+            raise CommandError(f"Routed channel {name!r} is process-specific: no worker reads it")
+    if options.get("threads", 4) < 1:
+        raise CommandError("--threads must be at least 1")
+    return ClassicWorker(router, channel_layer, listened, threads=options.get("threads", 4))
 
 
 def _gateway_worker(application: Any, channel_layer: Any, options: dict[str, Any]) -> Any:

@@ -1,0 +1,160 @@
+"""The Channels 1 interface server and worker in one process (as ``runserver`` runs them): the
+real server on a loopback port, real WebSocket and HTTP clients, function consumers routed
+with ``route()``, the suite's in-memory layer. Behaviour as Channels 1.1 documented it, with
+Switchboard's one choice: a connect consumer that answers nothing accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from django.http import HttpResponse
+from django.test import override_settings
+from django.urls import path
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from switchboard import Channel, Group, route
+from switchboard.classic.embedded import EmbeddedWorkers
+from switchboard.classic.routing import Router
+from switchboard.exceptions import ConsumeLater
+from tests.support.serving import serving
+
+pytestmark = pytest.mark.timeout(30)
+
+later_calls: list[int] = []
+
+
+def ws_connect(message: Any, room: str) -> None:
+    Group(f"room-{room}").add(message.reply_channel)
+
+
+def ws_receive(message: Any, room: str) -> None:
+    if message["text"] == "boom":
+        raise ValueError("a consumer that raises")
+    Group(f"room-{room}").send({"text": json.dumps({"room": room, "text": message["text"]})})
+
+
+def ws_disconnect(message: Any, room: str) -> None:
+    Group(f"room-{room}").discard(message.reply_channel)
+
+
+def refuse(message: Any) -> None:
+    message.reply_channel.send({"close": True})
+
+
+def held_then_fail(message: Any) -> None:
+    message.reply_channel.send({"text": "never sent: the consumer raises after"})
+    raise RuntimeError("after a send")
+
+
+def later(message: Any) -> None:
+    later_calls.append(len(later_calls))
+    if len(later_calls) < 3:
+        raise ConsumeLater()
+    message.reply_channel.send({"text": f"consumed on try {len(later_calls)}"})
+
+
+def echo_on_channel(message: Any) -> None:
+    Channel(message["reply_to"]).send({"text": "via a named channel"})
+
+
+def hello_view(request: Any) -> HttpResponse:
+    return HttpResponse(f"{request.method} {request.path} q={request.GET.get('q')}")
+
+
+def upload_view(request: Any) -> HttpResponse:
+    return HttpResponse(f"{len(request.body)} bytes")
+
+
+urlpatterns = [path("hello/", hello_view), path("upload/", upload_view)]
+
+
+def say_nothing(message: Any) -> None:
+    pass  # returns without an answer: the socket is accepted
+
+
+ROUTES = [
+    route("websocket.connect", refuse, path=r"^/refused/$"),
+    route("websocket.connect", say_nothing, path=r"^/(failing|later)/$"),
+    route("websocket.receive", held_then_fail, path=r"^/failing/$"),
+    route("websocket.receive", later, path=r"^/later/$"),
+    route("websocket.connect", ws_connect, path=r"^/chat/(?P<room>\w+)/$"),
+    route("websocket.receive", ws_receive, path=r"^/chat/(?P<room>\w+)/$"),
+    route("websocket.disconnect", ws_disconnect, path=r"^/chat/(?P<room>\w+)/$"),
+]
+
+
+@pytest.fixture
+async def address() -> AsyncIterator[str]:
+    later_calls.clear()
+    with override_settings(ROOT_URLCONF=__name__):
+        async with serving(EmbeddedWorkers(Router(ROUTES), "default")) as where:
+            yield where
+
+
+def get(url: str, data: bytes | None = None) -> str:
+    with urllib.request.urlopen(url, data=data, timeout=10) as response:
+        return response.read().decode()
+
+
+async def test_function_consumers_chat_through_a_group(address: str) -> None:
+    url = f"ws://{address}/chat/lobby/"
+    async with connect(url) as ada, connect(url) as bob:  # accepted: ws_connect sent nothing
+        await asyncio.sleep(0.1)
+        await ada.send("hello")
+        for ws in (ada, bob):
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+                "room": "lobby",
+                "text": "hello",
+            }
+
+
+async def test_a_connect_consumer_can_refuse(address: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"ws://{address}/refused/"):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_an_unrouted_connect_is_refused_and_said_once(
+    address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "switchboard.worker"):
+        for _ in range(2):
+            with pytest.raises(InvalidStatus):
+                async with connect(f"ws://{address}/nowhere/"):
+                    pass
+    assert caplog.text.count("No route matches a message on 'websocket.connect'") == 1
+
+
+async def test_a_consumer_that_raises_sends_nothing_and_the_worker_goes_on(
+    address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, "switchboard.worker"):
+        async with connect(f"ws://{address}/failing/") as ws:
+            await ws.send("x")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)
+    assert caplog.text.count("Error in consumer held_then_fail") == 1
+    async with connect(f"ws://{address}/chat/after/") as ws:
+        await ws.send("still here")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["text"] == "still here"
+
+
+async def test_consume_later_puts_the_message_back(address: str) -> None:
+    async with connect(f"ws://{address}/later/") as ws:
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 5) == "consumed on try 3"
+
+
+async def test_http_requests_go_to_django_views_through_the_layer(address: str) -> None:
+    assert await asyncio.to_thread(get, f"http://{address}/hello/?q=1") == "GET /hello/ q=1"
+    # A body larger than one message follows on its body channel.
+    body = b"x" * (600 * 1024)
+    assert await asyncio.to_thread(get, f"http://{address}/upload/", body) == f"{len(body)} bytes"
