@@ -20,6 +20,14 @@ from django.middleware.csrf import CSRF_SESSION_KEY, _get_new_csrf_string
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import LazyObject, empty
 
+# Channels 1's decorators, at their Channels 1 path (switchboard.auth).
+from switchboard.classic.auth import (  # noqa: F401
+    channel_and_http_session_user_from_http,
+    channel_session_user,
+    channel_session_user_from_http,
+    http_session_user,
+    transfer_user,
+)
 from switchboard.db import database_sync_to_async
 from switchboard.middleware import ASGIApp, BaseMiddleware
 from switchboard.sessions import CookieMiddleware, SessionMiddleware

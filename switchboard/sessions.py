@@ -19,6 +19,14 @@ from django.utils.encoding import force_str
 from django.utils.functional import LazyObject, empty
 from django.utils.http import http_date
 
+# Channels 1's decorators, at their Channels 1 path (switchboard.sessions).
+from switchboard.classic.sessions import (  # noqa: F401
+    channel_and_http_session,
+    channel_session,
+    enforce_ordering,
+    http_session,
+    session_for_reply_channel,
+)
 from switchboard.integration import checks  # noqa: F401 - registers the checks even if the app is not installed
 from switchboard.middleware import ASGIApp, BaseMiddleware
 

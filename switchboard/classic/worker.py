@@ -7,8 +7,9 @@ sent in order (a consumer that raises sends nothing). Around the consumer, as Ch
 
 - a ``websocket.connect`` consumer that returns without accepting, sending or closing accepts
   the socket (as the talks' examples expect); one that raises rejects it;
-- ``ConsumeLater`` puts the message back at the end of its channel, up to
-  :data:`MAX_RETRIES` times;
+- ``ConsumeLater`` puts the message back at the end of its channel after a pause that doubles
+  (20 ms up to 1 s), or as soon as another message of its connection was handled here (the
+  one it waits for, as a rule), up to :data:`MAX_RETRIES` times;
 - a message no route matches is dropped, said once per channel in the log (a
   ``websocket.connect`` is also refused, rather than left to time out);
 - ``http.request`` no route takes goes to Django's views
@@ -39,6 +40,9 @@ __all__ = ["MAX_RETRIES", "RETRIES_KEY", "ClassicWorker", "select_channels"]
 logger = logging.getLogger("switchboard.worker")
 
 MAX_RETRIES = 10
+# ConsumeLater: the pause before a message goes back on its channel, doubling per retry.
+RETRY_PAUSE = 0.02
+MAX_RETRY_PAUSE = 1.0
 # Carried in a message put back by ConsumeLater; taken out before a consumer sees it.
 RETRIES_KEY = "__switchboard_retries__"
 HTTP_REQUEST = "http.request"
@@ -87,6 +91,8 @@ class ClassicWorker:
         self._stopping: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._views: Any = None
+        self._requeues: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, set[asyncio.Task[None]]] = {}  # by reply channel
 
     def stop(self) -> None:
         if self._stopping is not None:
@@ -101,19 +107,19 @@ class ClassicWorker:
         async def listen(channel: str) -> None:
             pause = 0.05
             while True:
-                await slots.acquire()  # read no more than the threads can take
                 try:
                     content = await self.layer.receive(channel)
                 except asyncio.CancelledError:
-                    slots.release()
                     raise
                 except Exception as exc:
-                    slots.release()
                     self.health.failed(exc)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 1.0)
                     continue
                 pause = 0.05
+                # Each channel holds at most the one message waiting for a thread; the rest
+                # stay in the layer, for other workers to take.
+                await slots.acquire()
                 task = asyncio.ensure_future(self.handle(channel, content))
                 running.add(task)
                 task.add_done_callback(done)
@@ -131,6 +137,10 @@ class ClassicWorker:
             await asyncio.gather(*listeners, return_exceptions=True)
             if running:  # the messages already taken are finished, not dropped
                 await asyncio.wait(running)
+            for task in list(self._requeues):
+                task.cancel()  # each puts its message back at once
+            if self._requeues:
+                await asyncio.wait(list(self._requeues))
             self._executor.shutdown(wait=False)
 
     async def handle(self, channel: str, content: dict[str, Any]) -> None:
@@ -148,7 +158,7 @@ class ClassicWorker:
         try:
             sends = await call(consumer, message, kwargs)
         except ConsumeLater:
-            await self._later(channel, content, retries)
+            await self._later(channel, content, retries, message.reply_channel)
             return
         except Exception:
             self.failed += 1
@@ -157,6 +167,10 @@ class ClassicWorker:
             return
         self.handled += 1
         await self._flush(sends)
+        if message.reply_channel is not None:
+            # Messages of this connection put back to wait for this one go back now.
+            for waiting in self._waiting.pop(message.reply_channel.name, ()):
+                waiting.cancel()
         if channel == CONNECT and message.reply_channel is not None:
             if not _answered(sends, message.reply_channel.name):
                 await self._send(message.reply_channel.name, {"accept": True})
@@ -171,7 +185,9 @@ class ClassicWorker:
     async def _send(self, channel: str, content: dict[str, Any]) -> None:
         await send_until_sent(self.layer, channel, content, self.health)
 
-    async def _later(self, channel: str, content: dict[str, Any], retries: int) -> None:
+    async def _later(
+        self, channel: str, content: dict[str, Any], retries: int, reply: Any = None
+    ) -> None:
         if retries >= MAX_RETRIES:
             logger.warning(
                 "Dropped a message on %r: its consumer asked to consume it later %d times",
@@ -179,7 +195,36 @@ class ClassicWorker:
                 MAX_RETRIES,
             )
             return
-        await self._send(channel, {**content, RETRIES_KEY: retries + 1})
+        # Back on its channel after a pause that doubles: put back at once, a message that
+        # waits for another (enforce_ordering) would spend its retries before that one ran.
+        pause = min(RETRY_PAUSE * 2**retries, MAX_RETRY_PAUSE)
+        task = asyncio.ensure_future(self._requeue(pause, channel, content, retries))
+        self._requeues.add(task)
+        task.add_done_callback(self._requeues.discard)
+        if reply is not None:
+            # A message of the same connection handled here ends the pause early (the one it
+            # waits for, as likely as not); handled by another worker, the pause runs out.
+            waiting = self._waiting.setdefault(reply.name, set())
+            waiting.add(task)
+            task.add_done_callback(lambda done: self._forget_waiting(reply.name, done))
+
+    def _forget_waiting(self, reply: str, task: asyncio.Task[None]) -> None:
+        waiting = self._waiting.get(reply)
+        if waiting is not None:
+            waiting.discard(task)
+            if not waiting:
+                del self._waiting[reply]
+
+    async def _requeue(
+        self, pause: float, channel: str, content: dict[str, Any], retries: int
+    ) -> None:
+        # Only a pause that ran out counts as a retry: woken early (the message it waited for
+        # was handled), or by a stopping worker (which puts it back rather than lose it), not.
+        try:
+            await asyncio.sleep(pause)
+            retries += 1
+        finally:
+            await asyncio.shield(self._send(channel, {**content, RETRIES_KEY: retries}))
 
     async def _unmatched(self, message: Message) -> None:
         channel = message.channel.name

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +25,7 @@ from switchboard import Channel, Group, route
 from switchboard.classic.embedded import EmbeddedWorkers
 from switchboard.classic.routing import Router
 from switchboard.exceptions import ConsumeLater
+from switchboard.sessions import enforce_ordering
 from tests.support.serving import serving
 
 pytestmark = pytest.mark.timeout(30)
@@ -75,6 +78,19 @@ def upload_view(request: Any) -> HttpResponse:
 urlpatterns = [path("hello/", hello_view), path("upload/", upload_view)]
 
 
+@enforce_ordering
+def ordered_connect(message: Any) -> None:
+    time.sleep(0.2)  # a slow connect: the messages after it must wait for it
+
+
+@enforce_ordering
+def ordered_receive(message: Any) -> None:
+    time.sleep(random.random() / 10)  # four threads: unordered, they would overtake
+    seen = message.channel_session.get("seen", [])
+    message.channel_session["seen"] = [*seen, message["text"]]
+    message.reply_channel.send({"text": ",".join(message.channel_session["seen"])})
+
+
 def say_nothing(message: Any) -> None:
     pass  # returns without an answer: the socket is accepted
 
@@ -82,6 +98,8 @@ def say_nothing(message: Any) -> None:
 ROUTES = [
     route("websocket.connect", refuse, path=r"^/refused/$"),
     route("websocket.connect", say_nothing, path=r"^/(failing|later)/$"),
+    route("websocket.connect", ordered_connect, path=r"^/ordered/$"),
+    route("websocket.receive", ordered_receive, path=r"^/ordered/$"),
     route("websocket.receive", held_then_fail, path=r"^/failing/$"),
     route("websocket.receive", later, path=r"^/later/$"),
     route("websocket.connect", ws_connect, path=r"^/chat/(?P<room>\w+)/$"),
@@ -151,6 +169,15 @@ async def test_consume_later_puts_the_message_back(address: str) -> None:
     async with connect(f"ws://{address}/later/") as ws:
         await ws.send("x")
         assert await asyncio.wait_for(ws.recv(), 5) == "consumed on try 3"
+
+
+async def test_enforce_ordering_runs_a_connection_s_messages_in_order(address: str) -> None:
+    async with connect(f"ws://{address}/ordered/") as ws:
+        for n in range(1, 9):
+            await ws.send(str(n))
+        replies = [await asyncio.wait_for(ws.recv(), 10) for _ in range(8)]
+    assert replies[-1] == "1,2,3,4,5,6,7,8"
+    assert replies == [",".join(str(n) for n in range(1, k + 1)) for k in range(1, 9)]
 
 
 async def test_http_requests_go_to_django_views_through_the_layer(address: str) -> None:
