@@ -36,3 +36,8 @@ class StopConsumer(Exception):
 class ConsumeLater(Exception):
     """Raised by a Channels 1 consumer: put the message back at the end of its channel, to be
     consumed again later (at most ten times)."""
+
+
+class SendNotAvailableOnDemultiplexer(Exception):
+    """A consumer behind a demultiplexer sent a frame of its own: it must go through the
+    ``multiplexer`` it was given, which wraps it in its stream."""

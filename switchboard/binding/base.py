@@ -53,7 +53,7 @@ from switchboard.binding.wire import ACTIONS, Refused, answer
 from switchboard.binding.writes import BindingWrites
 from switchboard.db import database_sync_to_async
 
-__all__ = ["AsyncWebsocketBinding", "WebsocketBinding"]
+__all__ = ["AsyncWebsocketBinding", "WebsocketBinding"]  # and Binding, on use (below)
 
 
 class AsyncWebsocketBinding(BindingWrites):
@@ -100,3 +100,12 @@ class WebsocketBinding(AsyncWebsocketBinding):
 
     async def _viewable(self, data: dict[str, Any]) -> bool:
         return bool(await database_sync_to_async(self.can_view)(self.user, data))
+
+
+def __getattr__(name: str) -> Any:
+    # Channels 1's channels.binding.base.Binding, loaded on use (it builds on this package).
+    if name == "Binding":
+        from switchboard.classic.binding import Binding
+
+        return Binding
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

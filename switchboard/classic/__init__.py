@@ -17,6 +17,11 @@ what this package implements:
 - :mod:`~switchboard.classic.interface`: the interface server putting every HTTP request and
   WebSocket event on the layer (``switchboard serve myproject.asgi:channel_layer``).
 - :mod:`~switchboard.classic.sessions`, :mod:`~switchboard.classic.auth`: the session, user and
-  ordering decorators; :mod:`~switchboard.classic.generic`: class-based consumers and the
-  demultiplexer; :mod:`~switchboard.classic.binding`: ``WebsocketBinding``.
+  ordering decorators; :mod:`~switchboard.classic.security`: ``allowed_hosts_only``;
+  :mod:`~switchboard.classic.generic`: class-based consumers;
+  :mod:`~switchboard.classic.demultiplex`: the demultiplexer;
+  :mod:`~switchboard.classic.binding`: ``WebsocketBinding``.
+- :mod:`~switchboard.classic.held`: the sends a consumer holds until it returns;
+  :mod:`~switchboard.classic.http`: ``http.request`` answered by Django's views;
+  :mod:`~switchboard.classic.embedded`: ``runserver``'s interface server with its workers.
 """
