@@ -25,6 +25,8 @@ import asyncio
 import logging
 from http import HTTPStatus
 
+from websockets.protocol import State as WSProtocolState
+
 from switchboard.server.asgi.errors import ClientDisconnected
 from switchboard.server.asgi.types import Message
 from switchboard.server.asgi.ws_cycle import (
@@ -189,7 +191,10 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
     def _close(self, code: int, reason: str) -> None:
         ws = self.ws
         assert ws is not None
-        ws.send_close(code, reason)
+        # The peer's end of the stream may have been read a moment ago (websockets is CLOSED,
+        # connection_lost not called yet): there is nothing left to send a close frame on.
+        if ws.state is WSProtocolState.OPEN:
+            ws.send_close(code, reason)
         self._close_app_side(code, reason)
         self._flush(ws)
 
