@@ -60,3 +60,13 @@ def test_silence_counts_only_while_the_gateway_could_hear() -> None:
 def test_lost_after_must_be_positive() -> None:
     with pytest.raises(ValueError):
         WorkerDirectory(lost_after=0)
+
+
+def test_a_leaving_worker_gets_longer_before_it_counts_as_lost() -> None:
+    directory = WorkerDirectory(lost_after=3.0)
+    directory.heard(beat(A), 0.0)
+    directory.heard(beat(B), 0.0)
+    directory.leaving(A)
+    assert [w.channel for w in directory.lost(now=5.0, heard_since=0.0)] == [B]
+    assert directory.lost(now=11.0, heard_since=0.0) == []
+    assert [w.channel for w in directory.lost(now=12.5, heard_since=0.0)] == [A]

@@ -2,7 +2,7 @@
 
 Workers say they are alive (``worker.hello``, ``worker.heartbeat``) and that they are leaving
 (``worker.leaving``); a worker not heard from for ``lost_after`` seconds is lost, and its
-connections move. Silence only counts while the gateway could hear: a gateway whose own layer
+connections move (a leaving worker gets :data:`LEAVING_GRACE` times longer). Silence only counts while the gateway could hear: a gateway whose own layer
 sends were failing (a Redis restart) did not hear anyone, so :meth:`WorkerDirectory.lost`
 takes the time the layer came back as the earliest moment silence can start.
 
@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 
 from switchboard.gateway.protocol.messages import Message
 
-__all__ = ["KnownWorker", "WorkerDirectory"]
+__all__ = ["LEAVING_GRACE", "KnownWorker", "WorkerDirectory"]
+
+# A worker that said it is leaving stops its heartbeats once its releases are sent; a gateway
+# busy enough to read them late must not take it for dead meanwhile (its connections would
+# move twice). It gets this many times the usual silence.
+LEAVING_GRACE = 4
 
 
 @dataclass(slots=True)
@@ -89,7 +94,8 @@ class WorkerDirectory:
         gone = [
             known
             for known in self.workers.values()
-            if now - max(known.last_seen, heard_since) > self.lost_after
+            if now - max(known.last_seen, heard_since)
+            > self.lost_after * (LEAVING_GRACE if known.leaving else 1)
         ]
         for known in gone:
             del self.workers[known.channel]
