@@ -7,6 +7,7 @@ benchmark is a difference in the consumer path. Served as ``bench.consumer_apps:
 
 from __future__ import annotations
 
+import json
 import os
 
 import django
@@ -25,6 +26,12 @@ if not settings.configured:
         INSTALLED_APPS=[],
         CHANNEL_LAYERS={"default": {"BACKEND": LAYER_BACKENDS[FRAMEWORK]}},
     )
+    # Gateway mode (bench/gateway_echo.py): a layer that reaches the workers, as JSON, and the
+    # application `runworker --gateway` loads.
+    if os.environ.get("BENCH_CHANNEL_LAYERS"):
+        settings.CHANNEL_LAYERS = json.loads(os.environ["BENCH_CHANNEL_LAYERS"])
+        settings.ASGI_APPLICATION = "bench.consumer_apps.application"
+        settings.INSTALLED_APPS = ["switchboard"]  # for its runworker command
     django.setup()
 
 from django.urls import path  # noqa: E402

@@ -2,9 +2,10 @@
 
 Workers say they are alive (``worker.hello``, ``worker.heartbeat``) and that they are leaving
 (``worker.leaving``); a worker not heard from for ``lost_after`` seconds is lost, and its
-connections move (a leaving worker gets :data:`LEAVING_GRACE` times longer). Silence only counts while the gateway could hear: a gateway whose own layer
-sends were failing (a Redis restart) did not hear anyone, so :meth:`WorkerDirectory.lost`
-takes the time the layer came back as the earliest moment silence can start.
+connections move (a leaving worker gets :data:`LEAVING_GRACE` times longer). Silence only
+counts while the gateway could hear: a gateway whose own layer sends were failing (a Redis
+restart) did not hear anyone, so :meth:`WorkerDirectory.lost` takes the time the layer came
+back as the earliest moment silence can start.
 
 Connections go to the worker with the fewest connections from this gateway, among those not
 leaving and under their ``capacity`` (0: no limit); the worker's own count across all gateways
