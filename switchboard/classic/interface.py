@@ -52,6 +52,12 @@ class ChannelLayerApp:
 
         return channel_layers[self.alias]
 
+    def as_asgi(self) -> InterfaceServer:
+        """The interface server as an ASGI application, to mount beside modern consumers
+        (a catch-all route of a ``URLRouter``, a ``ProtocolTypeRouter`` entry) while a project
+        moves from the Channels 1 routing one consumer at a time."""
+        return InterfaceServer(self)
+
     def __getattr__(self, name: str) -> Any:
         # The layer's own API (send, group_send...), as Channels 1's layer object had it.
         if name.startswith("_"):

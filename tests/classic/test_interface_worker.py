@@ -185,3 +185,35 @@ async def test_http_requests_go_to_django_views_through_the_layer(address: str) 
     # A body larger than one message follows on its body channel.
     body = b"x" * (600 * 1024)
     assert await asyncio.to_thread(get, f"http://{address}/upload/", body) == f"{len(body)} bytes"
+
+
+async def test_a_project_can_mount_its_channels_1_routing_beside_modern_consumers() -> None:
+    from django.urls import re_path
+
+    from switchboard.asgi import get_channel_layer
+    from switchboard.generic.websocket import AsyncWebsocketConsumer
+    from switchboard.routing import ProtocolTypeRouter, URLRouter
+
+    class Modern(AsyncWebsocketConsumer):
+        async def receive(self, text_data=None, bytes_data=None):
+            await self.send(text_data=f"modern: {text_data}")
+
+    legacy = get_channel_layer().as_asgi()
+    application = ProtocolTypeRouter(
+        {
+            "websocket": URLRouter([re_path(r"^modern/$", Modern.as_asgi()), re_path(r"", legacy)]),
+        }
+    )
+    worker = EmbeddedWorkers(Router(ROUTES), "default")
+    async with serving(application) as where:
+        worker._start()  # the Channels 1 workers, on the same in-memory layer
+        try:
+            async with connect(f"ws://{where}/modern/") as ws:
+                await ws.send("hi")
+                assert await asyncio.wait_for(ws.recv(), 5) == "modern: hi"
+            async with connect(f"ws://{where}/chat/mixed/") as ws:
+                await ws.send("old")
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert reply == {"room": "mixed", "text": "old"}
+        finally:
+            await worker._stop()
