@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from switchboard.gateway.delivery import LayerHealth, reserve_capacity, send_until_sent
+from switchboard.gateway.protocol.connection_states import RelayState
 from switchboard.gateway.protocol.directory import KnownWorker, WorkerDirectory
 from switchboard.gateway.protocol.messages import (
     GATEWAY_CHANNEL_PREFIX,
@@ -54,6 +55,10 @@ def running_hubs() -> list[GatewayHub]:
     return list(_running)
 
 
+# A worker owes the connection an answer to its gateway.connect (sent again if none comes).
+ANSWER_AWAITED = frozenset((RelayState.CONNECTING, RelayState.RESUMING))
+
+
 class LayerNotShared(RuntimeError):
     """Gateway mode was asked for over a layer whose messages never leave the process."""
 
@@ -78,9 +83,10 @@ class GatewaySettings:
     buffer_bytes: int = 8 << 20
     reorder_window: int = 1000  # worker events held ahead of a missing one
     # A layer can lose a message in flight (a Redis that dies between taking a PUBLISH and
-    # handing it on). Client messages: the oldest not acknowledged is sent again after this
-    # long without progress (the worker drops a copy it has). Worker events are not kept by
-    # the worker, so one missing this long cannot come back: the socket is closed (1011).
+    # handing it on). A connect not answered and the oldest client message not acknowledged
+    # are sent again after this long without progress (the worker drops a copy it has).
+    # Worker events are not kept by the worker, so one missing for gap_timeout cannot come
+    # back: the socket is closed (1011).
     resend_after: float = 2.0
     gap_timeout: float = 5.0
 
@@ -315,7 +321,8 @@ class GatewayHub:
                 connection.deadline = None
                 self.waiting.pop(connection.id, None)
                 connection.post(("timeout", None))
-            if connection.buffer and now - connection.progress_at > settings.resend_after:
+            unanswered = connection.buffer or connection.state in ANSWER_AWAITED
+            if unanswered and now - connection.progress_at > settings.resend_after:
                 connection.progress_at = now
                 connection.post(("resend", None))
             gap_since = connection.gap_since

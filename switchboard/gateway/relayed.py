@@ -233,23 +233,29 @@ class RelayedConnection:
         self.progress_at = time.monotonic()
         self._note_worker(worker)
         self._wait_for_worker(first=not resumed)
+        await self._send_connect()
+        if resumed:
+            for seq, event in self.buffer.unacked():
+                await self._to_worker(gateway_event(self.id, self.epoch, seq, event))
+
+    async def _send_connect(self) -> None:
         await self._to_worker(
             gateway_connect(
                 self.id,
                 self.epoch,
                 self.hub.channel,
                 self.packed,
-                resumed=resumed,
+                resumed=self.state is RESUMING,
                 next_seq=self.buffer.first_unacked,
             )
         )
-        if resumed:
-            for seq, event in self.buffer.unacked():
-                await self._to_worker(gateway_event(self.id, self.epoch, seq, event))
 
     async def _resend_oldest(self) -> None:
-        # No acknowledgement for a while: if the oldest event was lost on its way, the
-        # worker holds the ones after it; this fills the gap (a copy it has is dropped).
+        # Nothing heard for a while: what was lost on its way goes again (a copy the worker
+        # has is dropped): the connect itself, while the consumer has not answered it, and
+        # the oldest client message, which the worker would be holding the later ones for.
+        if self.state is CONNECTING or self.state is RESUMING:
+            await self._send_connect()
         if (self.state is OPEN or self.state is RESUMING) and self.buffer.pending:
             seq, event, _size = self.buffer.pending[0]
             await self._to_worker(gateway_event(self.id, self.epoch, seq, event))
@@ -271,6 +277,7 @@ class RelayedConnection:
         elif kind == WORKER_RELEASE:
             await self._released(message)
         else:
+            self.progress_at = time.monotonic()
             received = self.from_worker.receive(message["seq"], message)
             if received.status is OVERFLOW:
                 await self._broken("too many worker events missing")

@@ -261,6 +261,9 @@ class GatewayWorker:
     def _connect(self, message: Message) -> None:
         cid = message["connection"]
         self.gateways[message["gateway"]] = time.monotonic()
+        current = self.served.get(cid)
+        if current is not None and current.epoch == message["epoch"]:
+            return  # sent again: the gateway heard nothing yet from this consumer
         old = self.served.pop(cid, None)
         if old is not None:
             old.end()

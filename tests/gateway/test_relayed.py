@@ -196,3 +196,20 @@ async def test_a_message_that_cannot_travel_is_refused_before_any_worker_sees_it
     assert "cannot go to a worker: 'path'" in caplog.text
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(worker.layer.receive(worker.channel), 0.3)
+
+
+async def test_a_connect_nobody_answers_is_sent_again(setup: Any) -> None:
+    relay, worker = setup
+    client = Client()
+    task = asyncio.ensure_future(relay(dict(SCOPE), client.receive, client.send))
+    first = await worker.next()
+    assert first["type"] == m.GATEWAY_CONNECT
+    # Lost on its way, as far as the gateway can tell: the same connect, same epoch, again.
+    again = await worker.next()
+    assert again == first
+    gateway, cid, epoch = first["gateway"], first["connection"], first["epoch"]
+    await worker.tell(gateway, m.worker_event(cid, epoch, 1, {"type": "websocket.accept"}))
+    assert (await client.got())["type"] == "websocket.accept"
+    with pytest.raises(asyncio.TimeoutError):  # answered: no more copies
+        await asyncio.wait_for(worker.layer.receive(worker.channel), 0.8)
+    task.cancel()
