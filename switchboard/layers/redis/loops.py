@@ -213,13 +213,8 @@ class LoopState:
             self.spawn(self.layer._collect_mailboxes(self, [channel]))
             return
         echoes = self.echoes.get(pubsub_channel)
-        if echoes and echoes[0][0] == data:
-            # Delivered below, in this same callback, before the waiting group_send resumes.
-            fut = echoes.popleft()[1]
-            if not echoes:
-                del self.echoes[pubsub_channel]
-            if not fut.done():
-                fut.set_result(None)
+        if echoes:
+            self._echoed(pubsub_channel, echoes, data)
         target, expires, message = self.layer._serializer.loads(data)
         if expires < time.time():
             self.layer.drops.note("expired", target)
@@ -233,6 +228,22 @@ class LoopState:
                 self.spawn(self.layer._unsubscribe_group(self, group, only_if_empty=True))
         # One deserialized dict shared by every local member (see fanout.py).
         self.local.fan_out(members, expires, message, direct=group is None)
+
+    def _echoed(
+        self, pubsub_channel: bytes, echoes: deque[tuple[bytes, asyncio.Future]], data: bytes
+    ) -> None:
+        # This process's own group_send coming back. Not necessarily the oldest one waiting:
+        # PUBLISHes leave on several connections, so Redis may apply two of them in either
+        # order; matching only the head made every later send wait out ECHO_TIMEOUT (1 s).
+        for index, (expected, fut) in enumerate(echoes):
+            if expected == data:
+                del echoes[index]
+                if not echoes:
+                    del self.echoes[pubsub_channel]
+                # Delivered below, in this same callback, before the group_send resumes.
+                if not fut.done():
+                    fut.set_result(None)
+                return
 
     def _forward(self, member: str, expires: float, message: dict[str, Any]) -> None:
         # A member of a local group that another process reads (group_add made here).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 import redis
@@ -402,3 +403,22 @@ async def test_a_send_after_group_send_never_overtakes_the_group_message(make_la
         assert [m["n"] for m in got] == [i, f"direct {i}"]
     assert not layer._state().echoes  # every wait was answered and forgotten
     await layer.close()
+
+
+async def test_group_sends_in_flight_together_do_not_wait_for_their_echoes(make_layer):
+    # PUBLISHes leave on several connections, so Redis may apply two of one process's group
+    # sends in either order; the process's own copy of each must be matched wherever it is
+    # in line, or every later send waits out the echo timeout (1 s) as if it were lost.
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    for _round in range(3):
+        started = time.monotonic()
+        sends = []
+        for n in range(40):  # spread out a little: each goes in a pipeline of its own
+            sends.append(asyncio.ensure_future(layer.group_send("room", {"type": "m", "n": n})))
+            await asyncio.sleep(0.0003)
+        await asyncio.gather(*sends)
+        assert time.monotonic() - started < 0.5
+        received = [(await layer.receive(channel))["n"] for _ in range(40)]
+        assert sorted(received) == list(range(40))
