@@ -9,6 +9,7 @@ channels over: the next loop that receives one of them adopts it, with what was 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from switchboard.layers.redis.core import RedisChannelLayer
     from switchboard.layers.redis.serializer import Serializer
 
-__all__ = ["LoopState", "LoopStates", "MAILBOX_NOTICE"]
+__all__ = ["MAILBOX_NOTICE", "MEMBERSHIP_NOTICE", "LoopState", "LoopStates"]
 
 logger = logging.getLogger("switchboard.layers.redis")
 
@@ -43,6 +44,10 @@ ECHO_TIMEOUT = 1.0
 # PUBLISH reached nobody (the receiver was between a Redis restart and its re-subscribe): the
 # receiver, if it listens by then, collects the mailbox. No serialized envelope starts so.
 MAILBOX_NOTICE = b"\x00switchboard:mailbox\x00"
+
+# Published on a process channel: a group_add or group_discard for one of that process's
+# channels, made in another process, which the owner applies (see groups.py).
+MEMBERSHIP_NOTICE = b"\x00switchboard:membership\x00"
 
 # Worker-channel send: capacity checked, message stored, expiry renewed in one round trip.
 LIST_SEND_SCRIPT = """
@@ -74,6 +79,8 @@ class LoopState:
         # pub/sub channel -> [data, future] of our own group publishes not yet seen coming back,
         # oldest first: group_send waits for its local copy so a later send cannot overtake it.
         self.echoes: dict[bytes, deque[tuple[bytes, asyncio.Future]]] = {}
+        # group_add/group_discard this loop asked another process to apply, by request id.
+        self.delegations: dict[str, asyncio.Future[None]] = {}
         self.process_pubsub = f"{layer.prefix}:p:{self.pid}"
         self.streams_ready: set[str] = set()
         self.unacked: dict[int, tuple[str, bytes, dict[str, Any]]] = {}
@@ -212,6 +219,9 @@ class LoopState:
             channel = data[len(MAILBOX_NOTICE) :].decode()
             self.spawn(self.layer._collect_mailboxes(self, [channel]))
             return
+        if group is None and data.startswith(MEMBERSHIP_NOTICE):
+            self._membership_notice(data[len(MEMBERSHIP_NOTICE) :])
+            return
         echoes = self.echoes.get(pubsub_channel)
         if echoes:
             self._echoed(pubsub_channel, echoes, data)
@@ -228,6 +238,15 @@ class LoopState:
                 self.spawn(self.layer._unsubscribe_group(self, group, only_if_empty=True))
         # One deserialized dict shared by every local member (see fanout.py).
         self.local.fan_out(members, expires, message, direct=group is None)
+
+    def _membership_notice(self, body: bytes) -> None:
+        notice = json.loads(body)
+        if "done" in notice:  # the owner applied our group_add or group_discard
+            fut = self.delegations.pop(notice["done"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        self.spawn(self.layer._apply_membership(self, notice))
 
     def _echoed(
         self, pubsub_channel: bytes, echoes: deque[tuple[bytes, asyncio.Future]], data: bytes

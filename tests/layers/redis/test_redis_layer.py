@@ -422,3 +422,31 @@ async def test_group_sends_in_flight_together_do_not_wait_for_their_echoes(make_
         assert time.monotonic() - started < 0.5
         received = [(await layer.receive(channel))["n"] for _ in range(40)]
         assert sorted(received) == list(range(40))
+
+
+async def test_a_group_add_for_another_process_s_channel_outlives_its_maker(make_layer):
+    # A Channels 1 worker adds an interface server's reply channel to a group, then restarts:
+    # the membership is the channel's owner's, so the group still reaches the channel.
+    owner, maker, sender = make_layer(), make_layer(), make_layer()
+    channel = await owner.new_channel()
+    await maker.group_add("room", channel)
+    await maker.close()
+    await sender.group_send("room", {"type": "m", "text": "still here"})
+    assert (await receive(owner, channel))["text"] == "still here"
+    # A discard made elsewhere is applied by the owner too.
+    await sender.group_discard("room", channel)
+    await sender.group_send("room", {"type": "m", "text": "gone"})
+    assert await nothing_on(owner, channel)
+
+
+async def test_a_group_add_whose_owner_does_not_answer_is_kept_by_its_maker(make_layer):
+    owner, maker = make_layer(), make_layer()
+    channel = await owner.new_channel()
+    await owner.close()  # nobody answers for the channel now
+    started = time.monotonic()
+    await maker.group_add("room", channel)
+    assert time.monotonic() - started < 1.5
+    await maker.group_send("room", {"type": "m", "text": "kept"})
+    # The maker forwards it; the owner's next receive (a restarted loop adopts the channel)
+    # finds it in the channel's mailbox.
+    assert (await receive(owner, channel))["text"] == "kept"
