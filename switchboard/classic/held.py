@@ -1,9 +1,9 @@
 """The sends a Channels 1 consumer holds until it returns (Channels 1.0's consumer atomicity).
 
 What a consumer sends with ``Channel.send`` and ``Group.send`` waits in its :class:`HeldSends`
-and the worker sends it, in order, once the consumer has returned: a consumer that fails half
-way sends nothing. ``immediately=True`` sends at once (and is noted in ``sent_to``, so the
-worker knows a connect consumer answered).
+and the worker sends it, in order, once the consumer has finished: after it returned, and
+(as Channels 1.1's worker did) after it raised too. ``immediately=True`` sends at once (and
+is noted in ``sent_to``, so the worker knows a connect consumer answered).
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ def holding() -> HeldSends | None:
 
 
 @contextmanager
-def held_sends() -> Iterator[HeldSends]:
-    """Hold the sends made inside the block (a consumer call): the caller sends them after."""
-    sends = HeldSends()
+def held_sends(sends: HeldSends | None = None) -> Iterator[HeldSends]:
+    """Hold the sends made inside the block (a consumer call) in ``sends`` (a new one by
+    default): the caller sends them after, whether or not the block raised."""
+    sends = HeldSends() if sends is None else sends
     token = _current.set(sends)
     try:
         yield sends

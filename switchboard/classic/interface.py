@@ -26,17 +26,20 @@ from typing import Any
 from switchboard.gateway.delivery import LayerHealth, send_until_sent
 from switchboard.layers.base import BaseChannelLayer
 
-__all__ = ["BODY_CHUNK", "RESPONSE_TIMEOUT", "ChannelLayerApp", "InterfaceServer"]
+__all__ = ["BODY_CHUNK", "MOUNTED", "RESPONSE_TIMEOUT", "ChannelLayerApp", "InterfaceServer"]
 
 logger = logging.getLogger("switchboard.interface")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Layers whose routing an application mounted with as_asgi() (switchboard.asgi checks them).
+MOUNTED: list[ChannelLayerApp] = []
+
 # Request body per message; the rest goes on body_channel in parts of this size.
 BODY_CHUNK = 256 * 1024
-# An HTTP request no worker answered in this long gets 503, as Daphne's http_timeout did.
-RESPONSE_TIMEOUT = 60.0
+# An HTTP request no worker answered in this long gets 503 (Daphne 1's http_timeout default).
+RESPONSE_TIMEOUT = 120.0
 
 
 class ChannelLayerApp:
@@ -56,6 +59,7 @@ class ChannelLayerApp:
         """The interface server as an ASGI application, to mount beside modern consumers
         (a catch-all route of a ``URLRouter``, a ``ProtocolTypeRouter`` entry) while a project
         moves from the Channels 1 routing one consumer at a time."""
+        MOUNTED.append(self)  # the server's startup check looks at its layer too
         return InterfaceServer(self)
 
     def __getattr__(self, name: str) -> Any:
@@ -106,11 +110,10 @@ class InterfaceServer:
             {
                 "reply_channel": reply,
                 "path": path,
-                "query_string": scope.get("query_string", b"").decode("latin-1"),
+                "query_string": scope.get("query_string", b""),  # bytes, as Daphne 1
                 "headers": [[name, value] for name, value in scope.get("headers", [])],
                 "client": list(scope["client"]) if scope.get("client") else None,
                 "server": list(scope["server"]) if scope.get("server") else None,
-                "subprotocols": list(scope.get("subprotocols", [])),
                 "order": order,
             },
         )
@@ -121,10 +124,11 @@ class InterfaceServer:
                 event = await receive()
                 order += 1
                 if event["type"] == "websocket.disconnect":
-                    if state["accepted"]:  # a refused handshake has nothing to clean up
-                        content = {"reply_channel": reply, "path": path, "order": order}
-                        content["code"] = event.get("code", 1000)
-                        await self._put("websocket.disconnect", content)
+                    # As Daphne 1: the consumers hear of every socket they heard connect,
+                    # refused ones too (one that left mid-connect may have joined groups).
+                    content = {"reply_channel": reply, "path": path, "order": order}
+                    content["code"] = event.get("code", 1000)
+                    await self._put("websocket.disconnect", content)
                     return
                 content = {"reply_channel": reply, "path": path, "order": order}
                 if event.get("text") is not None:

@@ -3,7 +3,8 @@
 ``python manage.py runworker`` in a Channels 1 project runs a :class:`ClassicWorker` over the
 routing of its layer (the ``ROUTING`` of the ``CHANNEL_LAYERS`` entry). Consumers are sync
 callables run in a pool of ``threads``; what a consumer sends is held until it returns, then
-sent in order (a consumer that raises sends nothing). Around the consumer, as Channels 1 did:
+sent in order (a consumer that raises still sends what it sent before, as Channels 1.1 did;
+one that asks to be consumed later sends nothing). Around the consumer, as Channels 1 did:
 
 - a ``websocket.connect`` consumer that returns without accepting, sending or closing accepts
   the socket (as the talks' examples expect); one that raises rejects it;
@@ -91,8 +92,9 @@ class ClassicWorker:
         self._stopping: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._views: Any = None
-        self._requeues: set[asyncio.Task[None]] = set()
-        self._waiting: dict[str, set[asyncio.Task[None]]] = {}  # by reply channel
+        # ConsumeLater messages in their pause: each task and the event that ends it early.
+        self._requeues: dict[asyncio.Task[None], asyncio.Event] = {}
+        self._waiting: dict[str, set[asyncio.Event]] = {}  # by reply channel
 
     def stop(self) -> None:
         if self._stopping is not None:
@@ -137,8 +139,8 @@ class ClassicWorker:
             await asyncio.gather(*listeners, return_exceptions=True)
             if running:  # the messages already taken are finished, not dropped
                 await asyncio.wait(running)
-            for task in list(self._requeues):
-                task.cancel()  # each puts its message back at once
+            for wake in self._requeues.values():
+                wake.set()  # each puts its message back at once
             if self._requeues:
                 await asyncio.wait(list(self._requeues))
             self._executor.shutdown(wait=False)
@@ -155,22 +157,29 @@ class ClassicWorker:
             return
         consumer, kwargs = found
         call = sync_to_async(_call, thread_sensitive=False, executor=self._executor)
+        sends = HeldSends()
         try:
-            sends = await call(consumer, message, kwargs)
+            await call(consumer, message, kwargs, sends)
         except ConsumeLater:
             await self._later(channel, content, retries, message.reply_channel)
             return
         except Exception:
             self.failed += 1
             logger.exception("Error in consumer %s for a message on %r", _name(consumer), channel)
-            await self._after_failure(message)
+            # What it sent before it raised still goes, as Channels 1.1 did (its worker sent
+            # the held messages in a finally); then a socket it left unanswered is refused.
+            await self._flush(sends)
+            if channel != CONNECT or message.reply_channel is None:
+                await self._after_failure(message)
+            elif not _answered(sends, message.reply_channel.name):
+                await self._after_failure(message)
             return
         self.handled += 1
         await self._flush(sends)
         if message.reply_channel is not None:
             # Messages of this connection put back to wait for this one go back now.
-            for waiting in self._waiting.pop(message.reply_channel.name, ()):
-                waiting.cancel()
+            for wake in self._waiting.pop(message.reply_channel.name, ()):
+                wake.set()
         if channel == CONNECT and message.reply_channel is not None:
             if not _answered(sends, message.reply_channel.name):
                 await self._send(message.reply_channel.name, {"accept": True})
@@ -198,33 +207,36 @@ class ClassicWorker:
         # Back on its channel after a pause that doubles: put back at once, a message that
         # waits for another (enforce_ordering) would spend its retries before that one ran.
         pause = min(RETRY_PAUSE * 2**retries, MAX_RETRY_PAUSE)
-        task = asyncio.ensure_future(self._requeue(pause, channel, content, retries))
-        self._requeues.add(task)
-        task.add_done_callback(self._requeues.discard)
+        # Ended early by an event, not by cancelling the task: a task cancelled before its
+        # first step never runs its body, and the message it holds would be lost.
+        wake = asyncio.Event()
+        task = asyncio.ensure_future(self._requeue(wake, pause, channel, content, retries))
+        self._requeues[task] = wake
+        task.add_done_callback(lambda done: self._requeues.pop(done, None))
         if reply is not None:
             # A message of the same connection handled here ends the pause early (the one it
             # waits for, as likely as not); handled by another worker, the pause runs out.
-            waiting = self._waiting.setdefault(reply.name, set())
-            waiting.add(task)
-            task.add_done_callback(lambda done: self._forget_waiting(reply.name, done))
+            self._waiting.setdefault(reply.name, set()).add(wake)
+            task.add_done_callback(lambda done: self._forget_waiting(reply.name, wake))
 
-    def _forget_waiting(self, reply: str, task: asyncio.Task[None]) -> None:
+    def _forget_waiting(self, reply: str, wake: asyncio.Event) -> None:
         waiting = self._waiting.get(reply)
         if waiting is not None:
-            waiting.discard(task)
+            waiting.discard(wake)
             if not waiting:
                 del self._waiting[reply]
 
     async def _requeue(
-        self, pause: float, channel: str, content: dict[str, Any], retries: int
+        self, wake: asyncio.Event, pause: float, channel: str, content: dict[str, Any], retries: int
     ) -> None:
         # Only a pause that ran out counts as a retry: woken early (the message it waited for
         # was handled), or by a stopping worker (which puts it back rather than lose it), not.
         try:
-            await asyncio.sleep(pause)
+            async with asyncio.timeout(pause):
+                await wake.wait()
+        except TimeoutError:
             retries += 1
-        finally:
-            await asyncio.shield(self._send(channel, {**content, RETRIES_KEY: retries}))
+        await self._send(channel, {**content, RETRIES_KEY: retries})
 
     async def _unmatched(self, message: Message) -> None:
         channel = message.channel.name
@@ -263,14 +275,13 @@ class ClassicWorker:
         return self._views
 
 
-def _call(consumer: Any, message: Message, kwargs: dict[str, Any]) -> HeldSends:
+def _call(consumer: Any, message: Message, kwargs: dict[str, Any], sends: HeldSends) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
     try:
-        with held_sends() as sends:
+        with held_sends(sends):
             consumer(message, **kwargs)
-        return sends
     finally:
         with contextlib.suppress(Exception):
             close_old_connections()

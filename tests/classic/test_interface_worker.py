@@ -52,7 +52,7 @@ def refuse(message: Any) -> None:
 
 
 def held_then_fail(message: Any) -> None:
-    message.reply_channel.send({"text": "never sent: the consumer raises after"})
+    message.reply_channel.send({"text": "sent, though the consumer raises after"})
     raise RuntimeError("after a send")
 
 
@@ -151,14 +151,15 @@ async def test_an_unrouted_connect_is_refused_and_said_once(
     assert caplog.text.count("No route matches a message on 'websocket.connect'") == 1
 
 
-async def test_a_consumer_that_raises_sends_nothing_and_the_worker_goes_on(
+async def test_a_consumer_that_raises_still_sends_what_it_sent_and_the_worker_goes_on(
     address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Channels 1.1's worker sent a consumer's held messages in a finally: checked on the
+    # original stack with `./scripts/bench channels1 --probe`.
     with caplog.at_level(logging.ERROR, "switchboard.worker"):
         async with connect(f"ws://{address}/failing/") as ws:
             await ws.send("x")
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(ws.recv(), 0.5)
+            assert await asyncio.wait_for(ws.recv(), 5) == "sent, though the consumer raises after"
     assert caplog.text.count("Error in consumer held_then_fail") == 1
     async with connect(f"ws://{address}/chat/after/") as ws:
         await ws.send("still here")
