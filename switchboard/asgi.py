@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from switchboard.classic.interface import ChannelLayerApp, serve_channel_layer
+from switchboard.classic.interface import MOUNTED, ChannelLayerApp, serve_channel_layer
 from switchboard.layers import channel_layers
 from switchboard.layers.registry import DEFAULT_CHANNEL_LAYER
 from switchboard.server.runtime.config import Config
@@ -38,10 +38,13 @@ def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> ChannelLayerApp:
 
 
 def _check_layer(config: Config) -> None:
-    app = config.app
-    served = getattr(app, "app", None)
-    if not isinstance(served, ChannelLayerApp):
-        return
+    served = getattr(config.app, "app", None)
+    apps = [served] if isinstance(served, ChannelLayerApp) else []
+    for served in apps + [app for app in MOUNTED if app not in apps]:
+        _check_one(served)
+
+
+def _check_one(served: ChannelLayerApp) -> None:
     layer = channel_layers.make_backend(served.alias)
     if not layer.spans_processes:
         raise StartupCheckError(

@@ -13,7 +13,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver
 from django.urls.resolvers import RoutePattern
 
-from switchboard.classic.routing import include, route, route_class  # Channels 1's names
+from switchboard.classic.routing import (  # Channels 1's names, and its ROUTING setting
+    include,
+    route,
+    route_class,
+    router_for,
+)
 
 # Registers the system checks, and with them serve's startup check, even if the app is not
 # installed.
@@ -77,17 +82,16 @@ def project_application(serve_static: bool = True) -> Any:
     # which a project run by another ASGI server never needs.
     from switchboard.integration.native_http import native_http
 
-    classic = None
-    if not getattr(settings, "ASGI_APPLICATION", None):
-        from switchboard.classic.routing import router_for
-
-        classic = router_for(DEFAULT_CHANNEL_LAYER)
+    classic = router_for(DEFAULT_CHANNEL_LAYER)
+    modern = bool(getattr(settings, "ASGI_APPLICATION", None))
     if classic is not None:
-        # A Channels 1 project: the interface server and its workers, in this process.
+        # A Channels 1 routing: its workers run in this process, beside the interface server
+        # (or beside ASGI_APPLICATION, which may mount the routing with as_asgi()).
         from switchboard.classic.embedded import EmbeddedWorkers
 
-        application: Any = EmbeddedWorkers(classic, DEFAULT_CHANNEL_LAYER)
-    elif getattr(settings, "ASGI_APPLICATION", None):
+        served = get_default_application() if modern else None
+        application: Any = EmbeddedWorkers(classic, DEFAULT_CHANNEL_LAYER, application=served)
+    elif modern:
         application = get_default_application()
     else:
         from django.core.asgi import get_asgi_application

@@ -18,11 +18,16 @@ __all__ = ["EmbeddedWorkers"]
 
 
 class EmbeddedWorkers:
-    """The interface server for ``alias``, with a worker for ``router`` in the same loop."""
+    """The interface server for ``alias`` (or ``application``, in a project that serves
+    modern consumers beside its Channels 1 routing), with a worker for ``router`` in the same
+    loop."""
 
-    def __init__(self, router: Router, alias: str, threads: int = 4) -> None:
+    def __init__(
+        self, router: Router, alias: str, threads: int = 4, application: Any = None
+    ) -> None:
         self.router = router
         self.interface = InterfaceServer(ChannelLayerApp(alias))
+        self.application = application if application is not None else self.interface
         self.threads = threads
         self._worker: ClassicWorker | None = None
         self._task: asyncio.Task[None] | None = None
@@ -30,7 +35,7 @@ class EmbeddedWorkers:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             self._start()  # with lifespan off: at the first request
-            await self.interface(scope, receive, send)
+            await self.application(scope, receive, send)
             return
         while True:
             message = await receive()

@@ -218,3 +218,27 @@ async def test_a_project_can_mount_its_channels_1_routing_beside_modern_consumer
                 assert reply == {"room": "mixed", "text": "old"}
         finally:
             await worker._stop()
+
+
+def test_runserver_serves_asgi_application_and_runs_the_channels_1_workers_beside_it() -> None:
+    from switchboard.routing import project_application
+
+    layers = {
+        "default": {
+            "BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer",
+            "ROUTING": f"{__name__}.ROUTES",
+        }
+    }
+    app = f"{__name__}.MODERN_APP"
+    with override_settings(CHANNEL_LAYERS=layers, ASGI_APPLICATION=app, STATIC_URL=None):
+        served = project_application(serve_static=False)
+    assert isinstance(served, EmbeddedWorkers)
+    assert served.application is MODERN_APP
+    assert served.router.channel_names() >= {"websocket.connect", "websocket.receive"}
+    with override_settings(CHANNEL_LAYERS=layers, ASGI_APPLICATION=None, STATIC_URL=None):
+        alone = project_application(serve_static=False)
+    assert isinstance(alone, EmbeddedWorkers) and alone.application is alone.interface
+
+
+async def MODERN_APP(scope: Any, receive: Any, send: Any) -> None:  # noqa: N802
+    raise AssertionError("not called")

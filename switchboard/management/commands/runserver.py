@@ -242,12 +242,15 @@ autoreload.autoreload_started.connect(
 
 def _protocols(application: Any) -> str:
     """What the banner may promise: WebSocket only when the application routes it."""
-    if not getattr(settings, "ASGI_APPLICATION", None):
-        # Django's own handler (switchboard.W002): a WebSocket handshake would get 500.
-        return "HTTP only: set ASGI_APPLICATION for WebSocket"
+    from switchboard.classic.embedded import EmbeddedWorkers
     from switchboard.routing import ProtocolTypeRouter
 
     inner = getattr(application, "application", application)  # inside the static handler
+    if isinstance(application, EmbeddedWorkers) or isinstance(inner, EmbeddedWorkers):
+        return "HTTP and WebSocket through the Channels 1 routing, with workers in this process"
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        # Django's own handler (switchboard.W002): a WebSocket handshake would get 500.
+        return "HTTP only: set ASGI_APPLICATION for WebSocket"
     if isinstance(inner, ProtocolTypeRouter) and "websocket" not in inner.application_mapping:
         return 'HTTP only: ASGI_APPLICATION routes no "websocket"'
     return "HTTP and WebSocket"

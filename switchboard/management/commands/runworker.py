@@ -54,6 +54,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-channels",
             nargs="+",
+            action="extend",
             default=[],
             metavar="PATTERN",
             help="Channels 1 routing: listen only on the routed channels matching these globs",
@@ -61,6 +62,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--exclude-channels",
             nargs="+",
+            action="extend",
             default=[],
             metavar="PATTERN",
             help="Channels 1 routing: do not listen on the routed channels matching these globs",
