@@ -103,7 +103,7 @@ class InterfaceServer:
             return
         layer = self.layer
         reply = await layer.new_channel("websocket.send")
-        path = scope.get("root_path", "") + scope["path"]
+        path = scope["path"]  # ASGI's path already includes root_path
         order = 0
         await self._put(
             "websocket.connect",
@@ -178,7 +178,7 @@ class InterfaceServer:
             "http_version": scope.get("http_version", "1.1"),
             "method": scope["method"],
             "scheme": scope.get("scheme", "http"),
-            "path": scope.get("root_path", "") + scope["path"],
+            "path": scope["path"],
             "root_path": scope.get("root_path", ""),
             "query_string": scope.get("query_string", b""),
             "headers": [[name, value] for name, value in scope.get("headers", [])],

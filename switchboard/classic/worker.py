@@ -48,7 +48,8 @@ MAX_RETRY_PAUSE = 1.0
 RETRIES_KEY = "__switchboard_retries__"
 HTTP_REQUEST = "http.request"
 CONNECT = "websocket.connect"
-ANSWERS = ("accept", "text", "bytes", "close")
+# What answers a reply channel: a WebSocket reply, or an HTTP response's first message.
+ANSWERS = ("accept", "text", "bytes", "close", "status")
 
 
 def select_channels(
@@ -169,10 +170,9 @@ class ClassicWorker:
             # What it sent before it raised still goes, as Channels 1.1 did (its worker sent
             # the held messages in a finally); then a socket it left unanswered is refused.
             await self._flush(sends)
-            if channel != CONNECT or message.reply_channel is None:
-                await self._after_failure(message)
-            elif not _answered(sends, message.reply_channel.name):
-                await self._after_failure(message)
+            reply = message.reply_channel
+            if reply is not None and not _answered(sends, reply.name):
+                await self._after_failure(message)  # a 403, or a 500 for an HTTP request
             return
         self.handled += 1
         await self._flush(sends)

@@ -238,15 +238,19 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 def _check_backend(alias: Any, entry: Mapping[str, Any]) -> list[CheckMessage]:
     backend = entry["BACKEND"]
     legacy = LEGACY_BACKENDS.get(backend)
-    if legacy is not None:
-        return [
-            Warning(
-                f"CHANNEL_LAYERS[{alias!r}] BACKEND {backend!r} is Channels 1's; it runs as "
-                f"{legacy[0]!r}, with the CONFIG keys that layer shares.",
-                hint=f"Write BACKEND = {legacy[0]!r} to say so (and silence this).",
-                id="switchboard.W003",
-            )
-        ]
+    if legacy is None:
+        return _check_layer_class(alias, entry, backend)
+    warning = Warning(
+        f"CHANNEL_LAYERS[{alias!r}] BACKEND {backend!r} is Channels 1's; it runs as "
+        f"{legacy[0]!r}, with the CONFIG keys that layer shares.",
+        hint=f"Write BACKEND = {legacy[0]!r} to say so (and silence this).",
+        id="switchboard.W003",
+    )
+    # The layer it runs as gets the same checks (an in-memory one under --workers N...).
+    return [warning, *_check_layer_class(alias, entry, legacy[0])]
+
+
+def _check_layer_class(alias: Any, entry: Mapping[str, Any], backend: str) -> list[CheckMessage]:
     module_path, _, attribute = backend.rpartition(".")
     where = f"CHANNEL_LAYERS[{alias!r}] BACKEND {backend!r}"
     replacement = _CHANNELS_BACKENDS.get(backend)

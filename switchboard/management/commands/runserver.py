@@ -246,8 +246,11 @@ def _protocols(application: Any) -> str:
     from switchboard.routing import ProtocolTypeRouter
 
     inner = getattr(application, "application", application)  # inside the static handler
-    if isinstance(application, EmbeddedWorkers) or isinstance(inner, EmbeddedWorkers):
-        return "HTTP and WebSocket through the Channels 1 routing, with workers in this process"
+    embedded = application if isinstance(application, EmbeddedWorkers) else inner
+    if isinstance(embedded, EmbeddedWorkers):
+        if embedded.application is embedded.interface:
+            return "HTTP and WebSocket through the Channels 1 routing, its workers in this process"
+        inner = embedded.application  # ASGI_APPLICATION, the routing's workers beside it
     if not getattr(settings, "ASGI_APPLICATION", None):
         # Django's own handler (switchboard.W002): a WebSocket handshake would get 500.
         return "HTTP only: set ASGI_APPLICATION for WebSocket"
