@@ -23,6 +23,7 @@ Nothing here reads settings at import: decorating a consumer does not either.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from django.http import parse_cookie
 from django.utils.crypto import salted_hmac
 
+from switchboard.classic.held import send_held_now
 from switchboard.exceptions import ConsumeLater
 
 __all__ = [
@@ -261,7 +263,10 @@ def channel_and_http_session(func: F) -> F:
 
 def _advance_after_failure(message: Any, next_order: int) -> None:
     # The consumer raised: its session changes are dropped, but the connection must not wait
-    # for a message that will never run again, so only the counter is written.
+    # for a message that will never run again, so only the counter is written. What it sent
+    # before it raised goes first (the worker would send it, but after the next one could run).
+    with contextlib.suppress(Exception):
+        send_held_now()
     fresh = session_for_reply_channel(message.reply_channel.name)
     fresh[NEXT_ORDER_KEY] = max(next_order, int(fresh.get(NEXT_ORDER_KEY, 0)))
     _save(fresh, channel_session_key(message.reply_channel.name))
@@ -277,6 +282,9 @@ def _run_in_turn(
     except Exception:
         _advance_after_failure(message, next_order)
         raise
+    # Its sends go out before the session lets the next message run: held until the worker
+    # flushes them, they could follow the next message's (another thread, another worker).
+    send_held_now()
     session[NEXT_ORDER_KEY] = max(next_order, int(session.get(NEXT_ORDER_KEY, 0)))
     return result
 
@@ -344,7 +352,9 @@ def enforce_ordering(func: F | None = None, slight: bool = False) -> F | Callabl
     ``ConsumeLater``; one whose turn has passed (a copy) is dropped. Slight: only
     ``websocket.connect`` must run first (:data:`NEXT_ORDER_KEY` is 1 after it); other
     messages before that raise ``ConsumeLater``, after it they run as they come.
-    Implies :func:`channel_session`.
+    What a message in turn sent goes out before the session lets the next one run (not when
+    the worker would send it), so the sends keep the order too. Implies
+    :func:`channel_session`.
     """
 
     def decorate(consumer: F) -> F:

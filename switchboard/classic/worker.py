@@ -185,7 +185,7 @@ class ClassicWorker:
                 await self._send(message.reply_channel.name, {"accept": True})
 
     async def _flush(self, sends: HeldSends) -> None:
-        for held in sends.held:
+        for held in sends.held[sends.flushed :]:  # enforce_ordering may have sent the first
             if held.group:
                 await held.layer.group_send(held.target, held.content)
             else:

@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def room(request, name):
+    return render(request, "chat/room.html", {"room": name})
