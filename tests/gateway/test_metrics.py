@@ -70,6 +70,7 @@ def test_gateway_and_worker_metrics_show_the_relayed_connection(deployment: Depl
     gateway_port, worker_port = free_port(), free_port()
     gateway, address = deployment.gateway("--metrics-port", str(gateway_port))
     worker = deployment.worker("--metrics-port", str(worker_port))
+    worker.wait_for("serving")  # logged once it is on the layer, after the command's banner
     found = re.search(r"Gateway worker (.+?) \(\S+\) serving", worker.output())
     assert found, worker.output()
     name = found.group(1)

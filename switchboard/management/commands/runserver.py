@@ -28,7 +28,7 @@ from django.utils import autoreload
 
 from switchboard.server import Config, Server
 from switchboard.server.runtime.logging_setup import configure_logging
-from switchboard.server.runtime.server import bind_socket, new_event_loop
+from switchboard.server.runtime.server import bind_socket, defer_stop_signals, new_event_loop
 
 if apps.is_installed("django.contrib.staticfiles"):
     from django.contrib.staticfiles.management.commands.runserver import (
@@ -138,6 +138,9 @@ class Command(DjangoRunserver):
             self.stderr.write(f"Error: {reason}")
             # sys.exit would only end this thread when the autoreloader runs us in one.
             os._exit(1)
+        if threading.current_thread() is threading.main_thread():
+            # A Ctrl-C from here on (the banner invites one) stops the server gracefully.
+            defer_stop_signals()
         self.on_bind(sock.getsockname()[1])
 
         loop = new_event_loop()

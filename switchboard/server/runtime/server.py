@@ -37,6 +37,7 @@ __all__ = [
     "Server",
     "bind_metrics_sockets",
     "bind_socket",
+    "defer_stop_signals",
     "listening_address",
     "new_event_loop",
     "run",
@@ -232,6 +233,15 @@ _stops_before_serving: list[int] = []
 
 def _remember_stop(signum: int, _frame: object) -> None:
     _stops_before_serving.append(signum)
+
+
+def defer_stop_signals() -> None:
+    """From now until :meth:`Server.serve` installs its own handlers, remember SIGINT and
+    SIGTERM, and honour them then as a graceful stop (main thread only). Without this, a stop
+    landing in that window raised KeyboardInterrupt wherever the interpreter happened to be,
+    and inside a weakref or GC callback it was swallowed: the server then served on."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _remember_stop)
 
 
 def _running(tasks: set[asyncio.Task]) -> list[asyncio.Task]:
