@@ -122,7 +122,11 @@ class ClassicWorker:
                 pause = 0.05
                 # Each channel holds at most the one message waiting for a thread; the rest
                 # stay in the layer, for other workers to take.
-                await slots.acquire()
+                try:
+                    await slots.acquire()
+                except asyncio.CancelledError:  # stopping: back on its channel, not lost
+                    await asyncio.shield(self._send(channel, content))
+                    raise
                 task = asyncio.ensure_future(self.handle(channel, content))
                 running.add(task)
                 task.add_done_callback(done)

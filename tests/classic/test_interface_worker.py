@@ -242,3 +242,29 @@ def test_runserver_serves_asgi_application_and_runs_the_channels_1_workers_besid
 
 async def MODERN_APP(scope: Any, receive: Any, send: Any) -> None:  # noqa: N802
     raise AssertionError("not called")
+
+
+async def test_a_stopping_worker_puts_back_the_message_it_held_for_a_thread() -> None:
+    import threading
+
+    from switchboard.classic.worker import ClassicWorker
+    from switchboard.layers.inmemory import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer()
+    started = threading.Event()
+
+    def slow(message: Any) -> None:
+        started.set()
+        time.sleep(0.5)
+
+    worker = ClassicWorker(Router([route("jobs", slow)]), layer, ["jobs"], threads=1)
+    running = asyncio.ensure_future(worker.run())
+    await layer.send("jobs", {"n": 1})
+    await layer.send("jobs", {"n": 2})
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # number 2 is taken from the layer, waiting for the one thread
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    back = await asyncio.wait_for(layer.receive("jobs"), 1)
+    assert back["n"] == 2
