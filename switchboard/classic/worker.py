@@ -33,7 +33,7 @@ from asgiref.sync import sync_to_async
 from switchboard.classic.message import HeldSends, Message, held_sends
 from switchboard.classic.routing import Router
 from switchboard.exceptions import ConsumeLater
-from switchboard.gateway.delivery import LayerHealth, send_until_sent
+from switchboard.gateway.delivery import LayerHealth, receive_until_received, send_until_sent
 from switchboard.layers.base import BaseChannelLayer
 
 __all__ = ["MAX_RETRIES", "RETRIES_KEY", "ClassicWorker", "select_channels"]
@@ -108,18 +108,8 @@ class ClassicWorker:
         running: set[asyncio.Task[None]] = set()
 
         async def listen(channel: str) -> None:
-            pause = 0.05
             while True:
-                try:
-                    content = await self.layer.receive(channel)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.health.failed(exc)
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 1.0)
-                    continue
-                pause = 0.05
+                content = await receive_until_received(self.layer, channel, self.health)
                 # Each channel holds at most the one message waiting for a thread; the rest
                 # stay in the layer, for other workers to take.
                 try:

@@ -23,7 +23,14 @@ from switchboard.gateway.protocol.messages import GATEWAY_CHANNEL_PREFIX, WORKER
 from switchboard.layers.base import BaseChannelLayer
 from switchboard.layers.codec import ChannelMessageTooLarge, UnserializableMessage
 
-__all__ = ["FIRST_PAUSE", "MAX_PAUSE", "LayerHealth", "reserve_capacity", "send_until_sent"]
+__all__ = [
+    "FIRST_PAUSE",
+    "MAX_PAUSE",
+    "LayerHealth",
+    "receive_until_received",
+    "reserve_capacity",
+    "send_until_sent",
+]
 
 logger = logging.getLogger("switchboard.gateway")
 
@@ -109,3 +116,20 @@ async def send_until_sent(
         if abandon is not None and abandon():
             return False
         pause = min(pause * 2, MAX_PAUSE)
+
+
+async def receive_until_received(
+    layer: BaseChannelLayer, channel: str, health: LayerHealth
+) -> dict[str, Any]:
+    """The next message on ``channel``, receiving again, after a pause that grows to
+    :data:`MAX_PAUSE`, while the layer fails (each failure is noted in ``health``)."""
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the layer's own errors (redis', OSError)
+            health.failed(exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)

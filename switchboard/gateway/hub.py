@@ -21,7 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from switchboard.gateway.delivery import LayerHealth, reserve_capacity, send_until_sent
+from switchboard.gateway.delivery import (
+    LayerHealth,
+    receive_until_received,
+    reserve_capacity,
+    send_until_sent,
+)
 from switchboard.gateway.protocol.connection_states import RelayState
 from switchboard.gateway.protocol.directory import KnownWorker, WorkerDirectory
 from switchboard.gateway.protocol.messages import (
@@ -250,18 +255,8 @@ class GatewayHub:
     async def _receive_loop(self) -> None:
         assert self.layer is not None
         layer, channel = self.layer, self.channel
-        pause = 0.05
         while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.health.failed(exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
-                continue
-            pause = 0.05
+            message = await receive_until_received(layer, channel, self.health)
             try:
                 self._dispatch(check(message, TO_GATEWAY))
             except MalformedMessage as exc:

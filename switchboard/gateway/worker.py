@@ -23,7 +23,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.gateway.delivery import LayerHealth, reserve_capacity, send_until_sent
+from switchboard.gateway.delivery import (
+    LayerHealth,
+    receive_until_received,
+    reserve_capacity,
+    send_until_sent,
+)
 from switchboard.gateway.protocol.messages import (
     GATEWAY_CONNECT,
     GATEWAY_EVENT,
@@ -220,18 +225,8 @@ class GatewayWorker:
 
     async def _receive_loop(self) -> None:
         layer, channel = self.layer, self.channel
-        pause = 0.05
         while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.health.failed(exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
-                continue
-            pause = 0.05
+            message = await receive_until_received(layer, channel, self.health)
             try:
                 self._dispatch(check(message, TO_WORKER))
             except MalformedMessage as exc:
