@@ -39,8 +39,8 @@ def _name_of(channel: Any) -> str:
     return name
 
 
-class Channel:
-    """The channel ``name`` on the layer ``alias`` (or the ``channel_layer`` given)."""
+class _OnLayer:
+    """A name on the layer ``alias`` (or the ``channel_layer`` given), built on first use."""
 
     def __init__(
         self,
@@ -57,6 +57,10 @@ class Channel:
         if self._channel_layer is None:
             self._channel_layer = _layer(self.alias, None)
         return self._channel_layer
+
+
+class Channel(_OnLayer):
+    """The channel ``name`` on the layer ``alias`` (or the ``channel_layer`` given)."""
 
     def send(self, content: dict[str, Any], immediately: bool = False) -> None:
         """Send ``content`` on this channel: when the consumer returns, or now."""
@@ -83,24 +87,8 @@ class Channel:
         return hash(self.name)
 
 
-class Group:
+class Group(_OnLayer):
     """The group ``name`` on the layer ``alias`` (or the ``channel_layer`` given)."""
-
-    def __init__(
-        self,
-        name: str,
-        alias: str = DEFAULT_CHANNEL_LAYER,
-        channel_layer: BaseChannelLayer | None = None,
-    ) -> None:
-        self.name = name
-        self.alias = alias
-        self._channel_layer = channel_layer
-
-    @property
-    def channel_layer(self) -> BaseChannelLayer:
-        if self._channel_layer is None:
-            self._channel_layer = _layer(self.alias, None)
-        return self._channel_layer
 
     def add(self, channel: Channel | str) -> None:
         """Add ``channel`` (a :class:`Channel` or its name) to the group, now."""
