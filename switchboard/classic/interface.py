@@ -25,6 +25,7 @@ from typing import Any
 
 from switchboard.gateway.delivery import LayerHealth, send_until_sent
 from switchboard.layers.base import BaseChannelLayer
+from switchboard.server.asgi.lifespan import acknowledge_lifespan
 
 __all__ = ["BODY_CHUNK", "MOUNTED", "RESPONSE_TIMEOUT", "ChannelLayerApp", "InterfaceServer"]
 
@@ -90,7 +91,7 @@ class InterfaceServer:
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
 
     async def _put(self, channel: str, content: dict[str, Any]) -> None:
         await send_until_sent(self.layer, channel, content, self.health)
@@ -236,16 +237,6 @@ class InterfaceServer:
             if not more:
                 return
             message = await asyncio.wait_for(layer.receive(reply), RESPONSE_TIMEOUT)
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def serve_channel_layer(app: ChannelLayerApp) -> InterfaceServer:

@@ -9,6 +9,18 @@ from typing import Any
 logger = logging.getLogger("switchboard.server")
 
 
+async def acknowledge_lifespan(receive: Any, send: Any) -> None:
+    """The lifespan protocol of an application with nothing to start or stop (a WSGI
+    application, an interface server): both phases acknowledged, so the server carries on."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 class LifespanFailed(RuntimeError):
     """The application reported ``lifespan.startup.failed`` (or shutdown failed)."""
 

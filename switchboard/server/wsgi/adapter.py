@@ -31,6 +31,7 @@ from functools import partial
 from typing import Any
 
 from switchboard.server.asgi.http_cycle import watch_disconnect
+from switchboard.server.asgi.lifespan import acknowledge_lifespan
 from switchboard.server.runtime.serving import websockets_open
 from switchboard.server.wsgi.compute_turns import (
     CONCURRENCY_GRACE,
@@ -146,7 +147,7 @@ class WSGIAdapter:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)  # WSGI has no lifespan of its own
             return
         if kind != "http":
             raise ValueError(f"A WSGI application can only serve HTTP, not {kind!r}")
@@ -388,14 +389,3 @@ def _finite(result: Any) -> list[bytes] | None:
     except TypeError:
         return None
     return list(result)
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    # WSGI has no lifespan of its own: acknowledge both phases so the server carries on.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
