@@ -258,7 +258,7 @@ class ServedConnection:
         # Still busy at the deadline: what it read since it was last known done is given
         # to the next worker again.
         acked = self.read_through if self.idle and not self._busy() else self.handled_through
-        self._send_ack_now_or_never()
+        self._drop_pending_ack()
         self.ended = True
         self.worker.post(
             self.gateway,
@@ -292,7 +292,7 @@ class ServedConnection:
         busy = self.scope[SWITCHBOARD_KEY].get(BUSY)
         return bool(busy is not None and busy())
 
-    def _send_ack_now_or_never(self) -> None:
+    def _drop_pending_ack(self) -> None:
         # The release says what was read: a separate ack would only repeat it.
         if self._ack_timer is not None:
             self._ack_timer.cancel()
