@@ -36,6 +36,8 @@ from switchboard.layers.local import LocalQueue
 from switchboard.layers.stores.history import MemoryHistoryStore
 from switchboard.layers.stores.host import StoresMixin
 from switchboard.layers.stores.presence import MemoryPresenceStore
+from switchboard.layers.stores.sqlite_tasks import SqliteTaskStore
+from switchboard.layers.stores.task_wakeups import ThreadWakeups
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -43,7 +45,7 @@ __all__ = ["InMemoryChannelLayer"]
 class InMemoryChannelLayer(StoresMixin, BaseChannelLayer):
     """Channels and groups held in this process's memory (see the module docstring)."""
 
-    extensions = ("groups", "flush", "presence", "history", "receive_future")
+    extensions = ("groups", "flush", "presence", "history", "receive_future", "tasks")
     spans_processes = False
 
     def __init__(
@@ -71,13 +73,18 @@ class InMemoryChannelLayer(StoresMixin, BaseChannelLayer):
         # Sweeping more often than messages can expire would only burn CPU.
         self.sweep_interval = min(max(float(expiry), 0.01), 60.0)
 
-    # -- optional stores (switchboard.realtime.presence, .history) ----------------
+    # -- optional stores (switchboard.realtime.presence, .history, switchboard.tasks) ----
 
     def _new_presence_store(self) -> MemoryPresenceStore:
         return MemoryPresenceStore(self)
 
     def _new_history_store(self) -> MemoryHistoryStore:
         return MemoryHistoryStore(self)
+
+    def _new_task_store(self) -> SqliteTaskStore:
+        """Tasks in an in-memory SQLite database of this layer's own: usable from every thread
+        and event loop of the process, gone with it; ``flush`` keeps them."""
+        return SqliteTaskStore(None, ThreadWakeups())
 
     # -- channels ----------------------------------------------------------
 

@@ -51,9 +51,11 @@ from switchboard.layers.ipc.history import IPCHistoryStore
 from switchboard.layers.ipc.node import Inbox, Node
 from switchboard.layers.ipc.peers import PeerUnreachable
 from switchboard.layers.ipc.presence import DEFAULT_PRESENCE_TIMEOUT, IPCPresenceStore
-from switchboard.layers.ipc.runtime import default_path
+from switchboard.layers.ipc.runtime import default_path, ensure_private_dir
 from switchboard.layers.naming import process_token
 from switchboard.layers.stores.host import StoresMixin
+from switchboard.layers.stores.sqlite_tasks import SqliteTaskStore
+from switchboard.layers.stores.task_wakeups import GroupWakeups
 
 __all__ = ["IPCChannelLayer"]
 
@@ -71,7 +73,7 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
     (seconds; other processes' deaths are seen at once).
     """
 
-    extensions = ("groups", "flush", "presence", "history", "receive_future")
+    extensions = ("groups", "flush", "presence", "history", "receive_future", "tasks")
 
     def __init__(
         self,
@@ -169,13 +171,22 @@ class IPCChannelLayer(StoresMixin, BaseChannelLayer):
             hub.lock_fd = None
         self._free.append(node.inbox)
 
-    # -- optional stores (switchboard.realtime.presence, .history) ----------------
+    # -- optional stores (switchboard.realtime.presence, .history, switchboard.tasks) ----
 
     def _new_presence_store(self) -> IPCPresenceStore:
         return IPCPresenceStore(self)
 
     def _new_history_store(self) -> IPCHistoryStore:
         return IPCHistoryStore(self)
+
+    def _new_task_store(self) -> SqliteTaskStore:
+        """Tasks in ``tasks.sqlite3`` inside the runtime directory, shared by every process
+        that meets there: per project like the directory, private to its user (0700), kept
+        across process restarts and ``flush`` (not across a reboot when the directory is on a
+        tmpfs such as ``$XDG_RUNTIME_DIR``: give ``path`` a durable directory for that).
+        Wake-ups travel as group messages of this layer."""
+        ensure_private_dir(self.path)
+        return SqliteTaskStore(os.path.join(self.path, "tasks.sqlite3"), GroupWakeups(self))
 
     # -- channels -------------------------------------------------------------------
 

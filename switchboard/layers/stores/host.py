@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from switchboard.layers.codec import MessageCodec
     from switchboard.layers.stores.history import HistoryStore
     from switchboard.layers.stores.presence import PresenceStore
+    from switchboard.layers.stores.tasks import TaskStore
 
 __all__ = ["PresenceHost", "StoreHost", "StoresMixin"]
 
@@ -33,11 +34,13 @@ class PresenceHost(StoreHost, Protocol):
 
 
 class StoresMixin:
-    """``presence_store()`` and ``history_store()`` for a layer whose ``extensions`` list
-    ``"presence"`` and ``"history"``; the layer says how to make each store."""
+    """``presence_store()``, ``history_store()`` and ``task_store()`` for a layer whose
+    ``extensions`` list ``"presence"``, ``"history"`` and ``"tasks"``; the layer says how to
+    make each store."""
 
     _presence: PresenceStore | None = None
     _history: HistoryStore | None = None
+    _tasks: TaskStore | None = None
 
     def presence_store(self) -> PresenceStore:
         """This layer's presence (the same store on every call)."""
@@ -53,6 +56,13 @@ class StoresMixin:
             store = self._history = self._new_history_store()
         return store
 
+    def task_store(self) -> TaskStore:
+        """This layer's background task queues (the same store on every call)."""
+        store = self._tasks
+        if store is None:
+            store = self._tasks = self._new_task_store()
+        return store
+
     def _forget_stores(self) -> None:
         """Make the next calls build new stores (what is held in the old ones is gone)."""
         self._presence = self._history = None
@@ -61,4 +71,7 @@ class StoresMixin:
         raise NotImplementedError
 
     def _new_history_store(self) -> HistoryStore:
+        raise NotImplementedError
+
+    def _new_task_store(self) -> TaskStore:
         raise NotImplementedError
