@@ -39,6 +39,7 @@ from switchboard.layers.redis.history import RedisHistoryStore
 from switchboard.layers.redis.presence import RedisPresenceStore
 from switchboard.layers.redis.pubsub import PUBSUB_MAX_MESSAGE_SIZE, PubSubMessageTooLarge
 from switchboard.layers.redis.serializer import Serializer
+from switchboard.layers.redis.tasks import RedisTaskStore
 from switchboard.layers.stores.host import StoresMixin
 
 __all__ = ["PubSubMessageTooLarge", "RedisChannelLayer"]
@@ -94,7 +95,7 @@ class RedisChannelLayer(StoresMixin, RedisChannels, RedisGroups):
     A channel whose loop is still running is received on that loop only.
     """
 
-    extensions = ("groups", "flush", "presence", "history", "receive_future")
+    extensions = ("groups", "flush", "presence", "history", "tasks", "receive_future")
 
     def __init__(
         self,
@@ -203,6 +204,10 @@ class RedisChannelLayer(StoresMixin, RedisChannels, RedisGroups):
         """See :mod:`switchboard.layers.redis.history`."""
         return RedisHistoryStore(self)
 
+    def _new_task_store(self) -> RedisTaskStore:
+        """See :mod:`switchboard.layers.redis.tasks` (every task lives on one shard)."""
+        return RedisTaskStore(self)
+
     # -- the API ----------------------------------------------------------------
 
     async def new_channel(self, prefix: str = "specific") -> str:
@@ -220,7 +225,9 @@ class RedisChannelLayer(StoresMixin, RedisChannels, RedisGroups):
         )
 
     async def flush(self) -> None:
-        """Delete this prefix's keys on every shard and empty this process's queues/groups."""
+        """Delete this prefix's keys on every shard and empty this process's queues/groups.
+        Background tasks are under the prefix too: queued, scheduled, running and finished
+        ones are all forgotten (``task_store().flush()`` forgets only those)."""
         state = self._state()
         pattern = f"{self.prefix}:*"
         for shard in state.shards:
