@@ -18,3 +18,22 @@ class SwitchboardConfig(AppConfig):
         announce_embedded_default(channel_layers_setting())
         # What `serve --ready-path` checks: a round trip through the default channel layer.
         health.register()
+        _register_task_checks()
+
+
+def _register_task_checks() -> None:
+    """The deploy-time checks of Switchboard's task backends (Django's own task check calls
+    each backend's ``check()`` without saying whether ``--deploy`` was given). Only for a
+    project whose TASKS names the backend: no one else imports Django's Tasks API here."""
+    from django.conf import settings
+    from django.core import checks
+
+    tasks = getattr(settings, "TASKS", None)
+    if not isinstance(tasks, dict) or not any(
+        isinstance(entry, dict) and str(entry.get("BACKEND", "")).startswith("switchboard.tasks")
+        for entry in tasks.values()
+    ):
+        return
+    from switchboard.tasks.backend import deploy_checks
+
+    checks.register(deploy_checks, "switchboard", deploy=True)

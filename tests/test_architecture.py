@@ -69,6 +69,7 @@ TIERS = (
                 "routing",
                 "security",
                 "sessions",
+                "tasks",
                 "worker",
             }
         ),

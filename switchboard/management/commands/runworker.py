@@ -2,6 +2,9 @@
 
 ``manage.py runworker --gateway``: run the WebSocket consumers of the connections that
 ``switchboard serve --gateway`` holds (:mod:`switchboard.gateway`), alone or with channels.
+
+``manage.py runworker --tasks [QUEUE ...]``: run background tasks (:mod:`switchboard.tasks`),
+alone or with the rest.
 """
 
 from __future__ import annotations
@@ -39,6 +42,26 @@ class Command(BaseCommand):
             "--gateway` processes on the same channel layer",
         )
         parser.add_argument(
+            "--tasks",
+            nargs="*",
+            default=None,
+            metavar="QUEUE",
+            help="Run background tasks from these queues (none named: every queue of the "
+            "backend's QUEUES, else 'default')",
+        )
+        parser.add_argument(
+            "--tasks-backend",
+            default="default",
+            help="With --tasks: alias of the backend in TASKS (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=8,
+            help="With --tasks: tasks run at once; sync ones each take a thread "
+            "(default: %(default)s)",
+        )
+        parser.add_argument(
             "--capacity",
             type=int,
             default=0,
@@ -48,8 +71,9 @@ class Command(BaseCommand):
             "--shutdown-timeout",
             type=float,
             default=10.0,
-            help="With --gateway: seconds consumers get to finish what they are doing when "
-            "the worker stops, before their connections move anyway (default: %(default)s)",
+            help="Seconds a stopping worker gives its consumers (--gateway) and tasks (--tasks) "
+            "to finish, before their connections move anyway and unfinished tasks go back to "
+            "their queue (default: %(default)s)",
         )
         parser.add_argument(
             "--only-channels",
@@ -82,11 +106,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, channels: list[str], layer: str, **options: Any) -> None:
         gateway = options.get("gateway", False)
-        classic = None if channels else _classic_routing(layer)
-        if not channels and not gateway and classic is None:
+        tasks = options.get("tasks")
+        classic = None if channels or tasks is not None else _classic_routing(layer)
+        if not channels and not gateway and classic is None and tasks is None:
             raise CommandError(
-                "Name at least one channel to listen on, give --gateway, or set a Channels 1 "
-                f"routing in CHANNEL_LAYERS[{layer!r}]['ROUTING']"
+                "Name at least one channel to listen on, give --gateway or --tasks, or set a "
+                f"Channels 1 routing in CHANNEL_LAYERS[{layer!r}]['ROUTING']"
             )
         channel_layer = get_channel_layer(layer)
         if channel_layer is None:
@@ -106,6 +131,8 @@ class Command(BaseCommand):
                 "`manage.py runserver`, which runs its workers in the same process"
             )
         runners: list[Any] = []
+        if tasks is not None:
+            runners.append(_task_worker(tasks, options))
         if classic is not None:
             runners.append(_classic_worker(classic, channel_layer, options))
         if channels or gateway:
@@ -121,6 +148,9 @@ class Command(BaseCommand):
             what = [f"channels {', '.join(listened)}"] if listened else []
             if gateway:
                 what.append("gateway connections")
+            if tasks is not None:
+                queues = ", ".join(runners[0].queues)
+                what.append(f"tasks from {queues} ({runners[0].concurrency} at a time)")
             self.stdout.write(f"Running worker for {' and '.join(what)} on layer {layer!r}")
             self.stdout.flush()
         try:
@@ -206,6 +236,55 @@ def _gateway_worker(application: Any, channel_layer: Any, options: dict[str, Any
         shutdown_timeout=options.get("shutdown_timeout", 10.0),
     )
     return GatewayWorker(application, channel_layer, settings)
+
+
+def _task_worker(queues: list[str], options: dict[str, Any]) -> Any:
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        from switchboard.tasks.backend import ChannelLayerBackend
+        from switchboard.tasks.worker import TaskWorker
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
+    from switchboard.tasks.api import InvalidTask
+    from switchboard.tasks.backend import task_backend
+
+    alias = options.get("tasks_backend", "default")
+    try:
+        backend = task_backend(alias)
+    except (ImproperlyConfigured, InvalidTask, KeyError) as exc:
+        raise CommandError(f"TASKS[{alias!r}]: {exc}") from None
+    if not isinstance(backend, ChannelLayerBackend):
+        raise CommandError(
+            f"TASKS[{alias!r}] is {type(backend).__name__}; runworker --tasks runs the tasks of "
+            "switchboard.tasks.ChannelLayerBackend only"
+        )
+    try:
+        layer = backend.layer()
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
+    if not layer.spans_processes:
+        raise CommandError(
+            f"TASKS[{alias!r}] keeps its tasks in CHANNEL_LAYERS[{backend.settings.layer!r}], "
+            f"a {type(layer).__name__}: tasks enqueued by another process never reach this "
+            "worker (that layer runs them inside the process that enqueues them). Use the IPC "
+            "layer (switchboard.layers.ipc.IPCChannelLayer, one machine) or the Redis layer "
+            "(switchboard.layers.redis.RedisChannelLayer, many machines)"
+        )
+    unknown = [q for q in queues if backend.queues and q not in backend.queues]
+    if unknown:
+        raise CommandError(
+            f"Queue(s) {', '.join(unknown)} are not in TASKS[{alias!r}]['QUEUES'] "
+            f"({', '.join(sorted(backend.queues))})"
+        )
+    if options.get("concurrency", 8) < 1:
+        raise CommandError("--concurrency must be at least 1")
+    return TaskWorker(
+        backend,
+        queues or None,
+        concurrency=options.get("concurrency", 8),
+        shutdown_timeout=options.get("shutdown_timeout", 10.0),
+    )
 
 
 def _serve_metrics(port: int | None, runners: list[Any]) -> Any:

@@ -1,5 +1,6 @@
 """Django settings for the test suite (file-backed SQLite so worker threads share one DB)."""
 
+import importlib.util
 import os
 import tempfile
 
@@ -28,4 +29,8 @@ DATABASES = {
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CHANNEL_LAYERS = {"default": {"BACKEND": "switchboard.layers.inmemory.InMemoryChannelLayer"}}
+# Background tasks on the in-memory layer: run in this process (tests/tasks).
+TASKS = {"default": {"BACKEND": "switchboard.tasks.ChannelLayerBackend"}}
+if importlib.util.find_spec("django.tasks") is None:  # Django 5.2: the backport
+    INSTALLED_APPS.append("django_tasks")
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
