@@ -16,6 +16,7 @@ from switchboard.layers.drops import KINDS as DROP_REASONS
 from switchboard.server.runtime.state import ServerState
 
 from .gateway import GatewayCollector, HubsSource
+from .tasks import TaskCollector, imported_task_stats
 
 __all__ = ["DefaultRegistryCollector", "LayerCollector", "ServerCollector", "build_registry"]
 
@@ -206,12 +207,15 @@ class DefaultRegistryCollector:
 def build_registry(
     states: StatesSource, worker: int | None = None, gateway_hubs: HubsSource | None = None
 ) -> CollectorRegistry:
-    """A registry with the server's, the layers' and the default registry's metrics, and
-    gateway mode's when ``gateway_hubs`` is given (:mod:`switchboard.metrics.gateway`)."""
+    """A registry with the server's, the layers', the tasks' (:mod:`switchboard.metrics.tasks`)
+    and the default registry's metrics, and gateway mode's when ``gateway_hubs`` is given
+    (:mod:`switchboard.metrics.gateway`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(states))
     registry.register(LayerCollector(worker=worker))
     if gateway_hubs is not None:
         registry.register(GatewayCollector(gateway_hubs, worker=worker))
+    # A web process's enqueued tasks (and an embedded worker's runs), once it has used tasks.
+    registry.register(TaskCollector(imported_task_stats))
     registry.register(DefaultRegistryCollector())
     return registry

@@ -7,8 +7,10 @@
 The view checks nothing: put it behind authentication or an IP allow-list (at the proxy, or
 by wrapping the view). It answers with the metrics of the process that served the request:
 the Switchboard server running it, if any (under another server only the layer and default
-registry metrics appear), and the channel layers this process has built. With ``--workers N``
-each scrape reaches one worker, whichever the kernel picked; use ``--metrics-port`` there.
+registry metrics appear), the channel layers this process has built, and its background
+tasks' counters once it has used them (``switchboard_tasks_*``, :mod:`switchboard.metrics.tasks`:
+a web process's enqueued tasks). With ``--workers N`` each scrape reaches one worker, whichever
+the kernel picked; use ``--metrics-port`` there.
 """
 
 from __future__ import annotations

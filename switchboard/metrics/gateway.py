@@ -12,24 +12,19 @@ are read by their attributes.
 
 The event latency (a client message reaching the gateway, to its worker acknowledging it) is a
 histogram: the gateway appends each latency to ``GatewayStats.ack_latencies``, and the collector
-moves them into its own cumulative buckets at each scrape.
+moves them into its own cumulative buckets at each scrape (:mod:`switchboard.metrics.histogram`).
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-__all__ = ["LATENCY_BUCKETS", "GatewayCollector", "HubsSource", "LatencyHistogram"]
+from .histogram import Histogram
+
+__all__ = ["LATENCY_BUCKETS", "GatewayCollector", "HubsSource"]
 
 # The gateway hubs running in this process (``GatewayHub`` objects, read by attribute).
 HubsSource = Callable[[], Iterable[Any]]
@@ -59,41 +54,6 @@ _CLOSED = (
 )
 
 
-class LatencyHistogram:
-    """Cumulative histogram buckets, filled from lists of seconds (thread-safe)."""
-
-    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = sorted(buckets)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
-        self.total = 0.0
-        self._lock = threading.Lock()
-
-    def drain(self, latencies: list[float]) -> None:
-        """Count and remove the values in ``latencies``, a list another thread appends to."""
-        if not latencies:
-            return
-        with self._lock:  # two scrapes at once must not both take the same values
-            # The copy and the delete are each atomic under the GIL, and the owner only
-            # appends: what it appends in between stays for the next scrape.
-            taken = len(latencies)
-            values = latencies[:taken]
-            del latencies[:taken]
-            for value in values:
-                self.counts[bisect.bisect_left(self.bounds, value)] += 1
-                self.total += value
-
-    def family(self, name: str, doc: str, labels: list[str], values: list[str]) -> Metric:
-        with self._lock:
-            counts, total = list(self.counts), self.total
-        buckets, running = [], 0
-        for bound, count in zip([*self.bounds, float("inf")], counts, strict=True):
-            running += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
-        histogram = HistogramMetricFamily(name, doc, labels=labels)
-        histogram.add_metric(values, buckets, total)
-        return histogram
-
-
 class GatewayCollector:
     """``switchboard_gateway_*`` metrics of the hubs ``hubs()`` returns (summed if several);
     nothing while there is none."""
@@ -101,7 +61,7 @@ class GatewayCollector:
     def __init__(self, hubs: HubsSource, worker: int | None = None) -> None:
         self.hubs = hubs
         self.worker = worker
-        self.latency = LatencyHistogram()
+        self.latency = Histogram(LATENCY_BUCKETS)
 
     def collect(self) -> Iterator[Metric]:
         hubs = list(self.hubs())

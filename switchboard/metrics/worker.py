@@ -4,8 +4,11 @@
 What it serves: the channel layers' metrics (``switchboard_layer_*``), the default registry's
 (process and GC), and for a gateway-mode worker (``runworker --gateway``)
 ``switchboard_gateway_worker_*``: the connections it serves now and its ``WorkerStats``
-counters. The runners are read by their attributes (this package does not import
-``switchboard.gateway``): a runner with ``served`` (a mapping) and ``stats`` is a gateway worker.
+counters; for a task worker (``runworker --tasks``) ``switchboard_tasks_*``
+(:mod:`switchboard.metrics.tasks`). The runners are read by their attributes (this package
+imports neither ``switchboard.gateway`` nor ``switchboard.tasks``): a runner with ``served`` (a
+mapping) and ``stats`` is a gateway worker; one with ``queues``, ``running`` and ``stats``
+holding ``counts``, ``run_times`` and ``queue_depths`` is a task worker.
 """
 
 from __future__ import annotations
@@ -93,11 +96,20 @@ def serve_worker_metrics(port: int, runners: list[Any], host: str = HOST) -> Wor
 
     from switchboard.metrics.collectors import DefaultRegistryCollector, LayerCollector
     from switchboard.metrics.endpoint import MetricsEndpoint, bind_metrics_sockets
+    from switchboard.metrics.tasks import TaskCollector, TaskStatsLike, WorkerRunningTasks
 
     gateway_workers = [r for r in runners if isinstance(r, ServesRelayedConnections)]
+    task_workers = [
+        r
+        for r in runners
+        if isinstance(r, WorkerRunningTasks) and isinstance(r.stats, TaskStatsLike)
+    ]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LayerCollector())
     registry.register(GatewayWorkerCollector(gateway_workers))
+    if task_workers:
+        stats = [worker.stats for worker in task_workers]
+        registry.register(TaskCollector(lambda: stats, task_workers))
     registry.register(DefaultRegistryCollector())
     (sock,) = bind_metrics_sockets(host, port, 1)
     endpoint = MetricsEndpoint(sock, registry)

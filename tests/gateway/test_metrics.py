@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from switchboard.metrics.gateway import LatencyHistogram
+from switchboard.metrics.histogram import Histogram
 from tests.server.serve_process import Serving
 from tests.support.example_server import free_port
 from tests.support.gateway_processes import Deployment, redis_layers
@@ -147,7 +147,7 @@ def test_a_server_without_gateway_mode_serves_no_gateway_metrics(tmp_path: Path)
 
 
 def test_the_latency_histogram_takes_each_value_once_and_keeps_later_ones() -> None:
-    histogram = LatencyHistogram((0.01, 0.1))
+    histogram = Histogram((0.01, 0.1))
     latencies = [0.005, 0.05, 0.5, 0.01]
     histogram.drain(latencies)
     assert latencies == []
