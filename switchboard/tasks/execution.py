@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from inspect import iscoroutinefunction
 from typing import Any
@@ -22,6 +21,7 @@ from switchboard.tasks.api import TaskContext, normalize_json
 from switchboard.tasks.bridge import home_loop
 from switchboard.tasks.errors import Retry, TaskTimeout
 from switchboard.tasks.options import Policy
+from switchboard.tasks.pool import DaemonThreadPool
 
 __all__ = ["Decision", "Outcome", "attempt", "lost_too_often", "next_state"]
 
@@ -94,7 +94,7 @@ def _call_sync(task: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         close_old_connections()
 
 
-async def attempt(task: Any, result: Any, policy: Policy, pool: Executor) -> Outcome:
+async def attempt(task: Any, result: Any, policy: Policy, pool: DaemonThreadPool) -> Outcome:
     """Run ``task`` once for ``result`` (its ``TaskResult``, RUNNING)."""
     args = list(result.args)
     if task.takes_context:
@@ -108,10 +108,9 @@ async def attempt(task: Any, result: Any, policy: Policy, pool: Executor) -> Out
             except TimeoutError:
                 return Outcome(error=timed_out)
         else:
-            loop = asyncio.get_running_loop()
             context = contextvars.copy_context()
-            context.run(home_loop.set, loop)
-            future = loop.run_in_executor(pool, context.run, _call_sync, task, args, kwargs)
+            context.run(home_loop.set, asyncio.get_running_loop())
+            future = pool.run(context.run, _call_sync, task, args, kwargs)
             try:
                 value = await asyncio.wait_for(asyncio.shield(future), policy.timeout)
             except TimeoutError:

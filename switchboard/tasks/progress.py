@@ -1,7 +1,9 @@
 """Live progress: a task reports how far it got, browsers watch it, consumers await the end.
 
-Each task has a topic, :func:`progress_topic` (``"task.<result id>"``), published through the
-realtime protocol (:mod:`switchboard.realtime`): a page subscribes with ``switchboard.js``
+A task that takes the context (``@task(takes_context=True)``) has a topic,
+:func:`progress_topic` (``"task.<result id>"``), published through the realtime protocol
+(:mod:`switchboard.realtime`) with each report and with the state each attempt ends in: a
+page subscribes with ``switchboard.js``
 (``sb.subscribe("task." + id, {history: 1})``) on a ``RealtimeConsumer`` that allows the topic,
 and gets every publication, the last one again on (re)subscribe. A publication's data::
 
@@ -19,7 +21,7 @@ import logging
 from typing import Any
 
 from switchboard.layers.stores.tasks import RUNNING, SUCCESSFUL, TaskRecord
-from switchboard.realtime.history import PUBLICATION_TYPE, publish
+from switchboard.realtime.history import publish
 from switchboard.tasks.bridge import run_sync
 
 __all__ = [
@@ -36,6 +38,8 @@ logger = logging.getLogger("switchboard.tasks")
 # also lands in the record the worker stores when the attempt ends, so the stored result and
 # the last publication keep the last progress without another round trip.
 running_records: dict[str, TaskRecord] = {}
+
+DONE_TYPE = "task.done"
 
 # Progress is a live view, not a log: a late subscriber needs the last state only.
 HISTORY_SIZE = 1
@@ -65,11 +69,25 @@ async def _publish(backend: Any, data: dict[str, Any]) -> None:
     await publish(progress_topic(data["id"]), data, size=HISTORY_SIZE, ttl=HISTORY_TTL, layer=layer)
 
 
-async def publish_state(backend: Any, record: TaskRecord) -> None:
-    """Tell the task's watchers its state (the worker calls it as each attempt ends). Never
-    raises: progress is a view of the result, which is stored already."""
+def done_group(result_id: str) -> str:
+    """The layer group :func:`await_result` waits in: told when the task has finished."""
+    return f"taskdone.{result_id}"
+
+
+async def publish_state(backend: Any, record: TaskRecord, takes_context: bool) -> None:
+    """Tell the task's watchers its state, once stored (the worker calls it as each attempt
+    ends). Never raises: this is a view of the result, which is stored already.
+
+    The topic gets it when the task can report progress (it takes the context): a progress
+    page watches such tasks. Every finished task tells :func:`await_result`'s group, one
+    message, so that a busy worker of tasks nobody watches pays little."""
     try:
-        await _publish(backend, _data(record))
+        if takes_context:
+            await _publish(backend, _data(record))
+        if record.finished:
+            await backend.layer().group_send(
+                done_group(record.id), {"type": DONE_TYPE, "status": record.status}
+            )
     except Exception as exc:
         logger.warning("Task %s: could not publish its state (%s)", record.id, exc)
 
@@ -96,24 +114,20 @@ def report_progress(context: Any, fraction: float | None = None, message: str = 
 
 async def await_result(result: Any, timeout: float | None = None) -> Any:
     """Wait until the task of ``result`` (a ``TaskResult``) has finished, without polling: the
-    worker's last publication wakes the wait. Returns the refreshed ``TaskResult``;
-    ``TimeoutError`` after ``timeout`` seconds."""
+    worker tells the wait when it has stored the outcome. Returns the refreshed
+    ``TaskResult``; ``TimeoutError`` after ``timeout`` seconds."""
     backend = result.task.get_backend()
     layer = backend.layer()
     channel = await layer.new_channel("taskwait.")
-    group = progress_topic(result.id)
+    group = done_group(result.id)
     await layer.group_add(group, channel)
     try:
         async with asyncio.timeout(timeout):
             while True:
-                fresh = await backend.aget_result(result.id)  # finished before we joined?
+                # Also catches an end that came before we joined the group.
+                fresh = await backend.aget_result(result.id)
                 if fresh.is_finished:
                     return fresh
-                message = await layer.receive(channel)
-                while not (
-                    message.get("type") == PUBLICATION_TYPE
-                    and message.get("data", {}).get("status") in ("SUCCESSFUL", "FAILED")
-                ):
-                    message = await layer.receive(channel)
+                await layer.receive(channel)
     finally:
         await layer.group_discard(group, channel)

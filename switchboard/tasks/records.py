@@ -101,13 +101,21 @@ def to_result(record: TaskRecord, task: Any | None = None) -> Any:
                 queue_name=record.queue,
                 run_after=None,
             )
-    task = dataclasses.replace(
-        task,
-        priority=record.priority,
-        queue_name=record.queue,
-        backend=record.backend,
-        run_after=_datetime(record.run_after),
-    )
+    if (task.priority, task.queue_name, task.backend, task.run_after, record.run_after) != (
+        record.priority,
+        record.queue,
+        record.backend,
+        None,
+        None,
+    ):
+        # As enqueued (.using()): replace() validates again, which costs; most tasks skip it.
+        task = dataclasses.replace(
+            task,
+            priority=record.priority,
+            queue_name=record.queue,
+            backend=record.backend,
+            run_after=_datetime(record.run_after),
+        )
     result = TaskResult(
         task=task,
         id=record.id,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from switchboard.layers.stores.tasks import LOST_ERROR, READY, TaskRecord
+from switchboard.layers.stores.tasks import LOST_ERROR, READY, Settlement, TaskRecord
 from switchboard.tasks import records
 from switchboard.tasks.api import task_finished, task_started
 from switchboard.tasks.errors import TaskNotFound
@@ -73,6 +73,10 @@ class TaskWorker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pool: DaemonThreadPool | None = None
+        self._writes: list[tuple[Settlement, asyncio.Future[bool], bool]] = []
+        self._telling: set[asyncio.Future[Any]] = set()
+        self._drained = False  # the last claim emptied the queues: wait before the next
+        self._writer: asyncio.Future[None] | None = None
         self.stats = stats
 
     @property
@@ -103,14 +107,21 @@ class TaskWorker:
         finally:
             await self._drain(store)
             renewing.cancel()
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown()
 
     async def _claim_loop(self, store: Any) -> None:
         pause = 0.05
         next_depths = 0.0
+        # Claims wait for half the slots to be free (all of them when idle): one round trip
+        # brings several tasks, instead of one per task finished.
+        enough = max(1, self.concurrency // 2)
         while not self._stopping.is_set():
+            if self._drained:
+                self._drained = False
+                await self._until(store.wait(self.queues, IDLE_WAIT), IDLE_WAIT)
+                continue
             free = self._free()
-            if free <= 0:
+            if free < enough and (free <= 0 or self._attempts):
                 self._slot_freed.clear()
                 await self._until(self._slot_freed.wait(), None)
                 continue
@@ -127,8 +138,11 @@ class TaskWorker:
                 pause = min(STORE_RETRY_MAX, pause * 2)
                 continue
             pause = 0.05
+            if len(claimed) < free:
+                # The queues are empty now: claiming again at once would find nothing, so
+                # wait. The store wakes the wait for what was enqueued meanwhile.
+                self._drained = True
             if not claimed:
-                await self._until(store.wait(self.queues, IDLE_WAIT), IDLE_WAIT)
                 continue
             for record in claimed:
                 self.running[record.id] = record
@@ -194,7 +208,8 @@ class TaskWorker:
         task_started.send(sender=sender, task_result=result)
         self.stats.count("started", task.name)
         started = time.perf_counter()
-        outcome = await attempt(task, result, policy, self._pool)  # type: ignore[arg-type]
+        assert self._pool is not None
+        outcome = await attempt(task, result, policy, self._pool)
         self.stats.ran(task.name, time.perf_counter() - started)
         if outcome.lingering is not None:
             self._hold_slot(outcome.lingering, record)
@@ -208,11 +223,12 @@ class TaskWorker:
                 record.errors[-1]["exception_class_path"],
                 decision.run_at - time.time(),
             )
-            await self._write(store, "retry", record, run_at=decision.run_at)
-            await publish_state(self.backend, record)
+            await self._write(
+                store, "retry", record, run_at=decision.run_at, takes_context=task.takes_context
+            )
             return
         ttl = self.settings.result_ttl if outcome.error is None else self.settings.failed_ttl
-        if await self._write(store, "finish", record, ttl=ttl):
+        if await self._write(store, "finish", record, ttl=ttl, takes_context=task.takes_context):
             self.stats.count("succeeded" if outcome.error is None else "failed", task.name)
             if outcome.error is not None:
                 logger.error(
@@ -232,7 +248,6 @@ class TaskWorker:
                     raise outcome.error
                 except BaseException:
                     task_finished.send(sender=sender, task_result=finished)
-            await publish_state(self.backend, record)
 
     def _hold_slot(self, thread: asyncio.Future[Any], record: TaskRecord) -> None:
         self._lingering += 1
@@ -250,36 +265,60 @@ class TaskWorker:
         thread.add_done_callback(done)
 
     async def _write(self, store: Any, action: str, record: TaskRecord, **kw: Any) -> bool:
-        """One store write for ``record``, retried while the store is unreachable (until the
-        worker stops and its grace period is over: the lease then brings the task back)."""
+        """Store an attempt's end (``finish``/``retry``/``release``): True once written, False
+        when this worker no longer holds the task. Writes that come while one is on its way go
+        together in the next (one round trip for a busy worker's many tasks)."""
+        item: Settlement = (action, record, kw.get("ttl", kw.get("run_at", 0.0)))  # type: ignore[assignment]
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._writes.append((item, written, bool(kw.get("takes_context"))))
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_all(store))
+        return await written
+
+    async def _write_all(self, store: Any) -> None:
+        try:
+            while self._writes:
+                batch, self._writes = self._writes, []
+                done = await self._settle(store, [item for item, _, _ in batch])
+                told = []
+                for ((action, record, _), written, takes_context), ok in zip(
+                    batch, done, strict=True
+                ):
+                    if ok and action != "release":
+                        told.append(publish_state(self.backend, record, takes_context))
+                    if not ok:
+                        logger.warning(
+                            "Task %s (%s): its lease was lost (another worker has it); this "
+                            "attempt's %s is dropped",
+                            record.id,
+                            record.path,
+                            action,
+                        )
+                    if not written.done():
+                        written.set_result(ok)
+                if told:  # all in one tick: the layer sends them in one round trip
+                    self._telling.add(task := asyncio.ensure_future(asyncio.gather(*told)))
+                    task.add_done_callback(self._telling.discard)
+        finally:
+            self._writer = None
+
+    async def _settle(self, store: Any, items: list[Any]) -> list[bool]:
+        """``store.settle(items)``, retried while the store is unreachable (until the worker
+        stops and its grace period is over: the leases then bring the tasks back)."""
         pause = 0.05
         deadline: float | None = None
         while True:
             try:
-                if action == "finish":
-                    done = await store.finish(record, self.worker_id, kw["ttl"])
-                elif action == "retry":
-                    done = await store.retry(record, self.worker_id, kw["run_at"])
-                else:
-                    done = await store.release(record, self.worker_id)
+                return [bool(ok) for ok in await store.settle(items, self.worker_id)]
             except Exception as exc:
                 if self._stopping.is_set():
                     deadline = deadline or time.monotonic() + self.shutdown_timeout
                     if time.monotonic() > deadline:
-                        logger.error("Task %s: could not %s it (%s)", record.id, action, exc)
-                        return False
-                logger.warning("Task %s: store unreachable (%s); retrying", record.id, exc)
+                        logger.error("Could not store %d task outcome(s): %s", len(items), exc)
+                        return [False] * len(items)
+                logger.warning("Task store unreachable (%s); storing outcomes again", exc)
                 await asyncio.sleep(pause)
                 pause = min(STORE_RETRY_MAX, pause * 2)
-                continue
-            if not done:
-                logger.warning(
-                    "Task %s (%s): its lease was lost (another worker has it); this attempt's "
-                    "outcome is dropped",
-                    record.id,
-                    record.path,
-                )
-            return bool(done)
 
     # -- leases and shutdown --------------------------------------------------------------
 

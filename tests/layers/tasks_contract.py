@@ -295,6 +295,45 @@ class TaskStoreContract:
         [again] = await store.claim([q], "w2", 1, LEASE)
         assert again.worker_ids == ["w1", "w2"]
 
+    async def test_settle_writes_many_in_one_call_each_as_its_method_would(
+        self, store: TaskStore
+    ) -> None:
+        q = new_queue()
+        records = [new_record(q) for _ in range(5)]
+        for record in records:
+            await store.enqueue(record)
+        claimed = {r.id: r for r in await store.claim([q], "w", 5, LEASE)}
+        ok, failed, later, back, stranger = (claimed[r.id] for r in records)
+        ok = replace(ok, status=SUCCESSFUL, finished_at=time.time(), return_value=[1])
+        failed = replace(failed, status=FAILED, finished_at=time.time(), errors=[error()])
+        later = replace(later, errors=[error("again")])
+        assert await store.extend([stranger.id], "w", 0.01) == []
+        done = await store.settle(
+            [
+                ("finish", ok, 60),
+                ("finish", failed, 60),
+                ("retry", later, time.time() + 30),
+                ("release", back, 0.0),
+            ],
+            "w",
+        )
+        assert done == [True, True, True, True]
+        assert await store.get(ok.id) == ok
+        assert (await store.get(failed.id)).status == FAILED
+        assert ids(await store.list("failed", q)) == [failed.id]
+        assert ids(await store.list("scheduled", q)) == [later.id]
+        assert ids(await store.list("queued", q)) == [back.id]
+        # One the worker no longer holds is refused alone, the rest of the batch lands.
+        await asyncio.sleep(0.05)
+        [taken] = await store.claim([q], "w2", 1, LEASE)  # back, or the expired stranger
+        gone = stranger if taken.id == stranger.id else back
+        lost = replace(taken, status=SUCCESSFUL, finished_at=time.time())
+        assert await store.settle([("finish", lost, 60)], "w") == [False]
+        assert await store.settle([], "w") == []
+        assert gone.id in {r.id for r in await store.list("queued", q)} | {
+            r.id for r in await store.list("running", q)
+        }
+
     async def test_requeue_takes_failed_tasks_only(self, store: TaskStore) -> None:
         q = new_queue()
         failed, succeeded, running, queued = (new_record(q) for _ in range(4))

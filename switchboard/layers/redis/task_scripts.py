@@ -218,38 +218,45 @@ return lost
 """
 )
 
-# finish, retry and release: the holder hands its task back. ARGV: id, worker (JSON), record
-# JSON, status, error count, started_at JSON or '', then for a finished task: ttl ms, finished
-# ms if FAILED else ''; for a READY one: '' (queued now) or the due time in ms.
-# Returns 1, or 0 when the worker does not hold the task.
+# finish, retry and release, for one task or many: the holder hands its tasks back. ARGV, 8
+# per task: id, worker (JSON), record JSON, status, error count, started_at JSON or '', then
+# for a finished task: ttl ms, finished ms if FAILED else ''; for a READY one: '' (queued now)
+# or the due time in ms, and ''. Returns 1 per task, or 0 when the worker does not hold it.
 SETTLE = (
     _COMMON
     + """
-local id = ARGV[1]
-local key = base .. ':r:' .. id
-local f = redis.call('HMGET', key, 's', 'w', 'q', 'sc', 'm')
-if f[1] ~= 'RUNNING' or f[2] ~= ARGV[2] then return 0 end
-local queue = f[3]
-redis.call('ZREM', base .. ':run', id)
-redis.call('DEL', key)
-redis.call('HSET', key, 'd', ARGV[3], 's', ARGV[4], 'q', queue, 'sc', f[4], 'm', f[5],
-  'ne', ARGV[5])
-if ARGV[6] ~= '' then redis.call('HSET', key, 'sa', ARGV[6]) end
+local done = {}
 local now = clock()
-if ARGV[4] ~= 'READY' then
-  redis.call('PEXPIRE', key, ARGV[7])
-  if ARGV[8] ~= '' then
-    redis.call('ZADD', base .. ':f:' .. queue, ARGV[8], id)
-    redis.call('ZADD', base .. ':x:' .. queue, now + tonumber(ARGV[7]), id)
-    prune_failed(queue, now, 10)
+for i = 1, #ARGV, 8 do
+  local id = ARGV[i]
+  local key = base .. ':r:' .. id
+  local f = redis.call('HMGET', key, 's', 'w', 'q', 'sc', 'm')
+  if f[1] ~= 'RUNNING' or f[2] ~= ARGV[i + 1] then
+    done[#done + 1] = 0
+  else
+    local queue = f[3]
+    redis.call('ZREM', base .. ':run', id)
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'd', ARGV[i + 2], 's', ARGV[i + 3], 'q', queue, 'sc', f[4],
+      'm', f[5], 'ne', ARGV[i + 4])
+    if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'sa', ARGV[i + 5]) end
+    if ARGV[i + 3] ~= 'READY' then
+      redis.call('PEXPIRE', key, ARGV[i + 6])
+      if ARGV[i + 7] ~= '' then
+        redis.call('ZADD', base .. ':f:' .. queue, ARGV[i + 7], id)
+        redis.call('ZADD', base .. ':x:' .. queue, now + tonumber(ARGV[i + 6]), id)
+        prune_failed(queue, now, 10)
+      end
+    elseif ARGV[i + 6] ~= '' and tonumber(ARGV[i + 6]) > now then
+      if schedule(queue, id, ARGV[i + 6]) then wake(queue) end
+    else
+      redis.call('ZADD', base .. ':q:' .. queue, f[4], f[5])
+      wake(queue)
+    end
+    done[#done + 1] = 1
   end
-elseif ARGV[7] ~= '' and tonumber(ARGV[7]) > now then
-  if schedule(queue, id, ARGV[7]) then wake(queue) end
-else
-  redis.call('ZADD', base .. ':q:' .. queue, f[4], f[5])
-  wake(queue)
 end
-return 1
+return done
 """
 )
 

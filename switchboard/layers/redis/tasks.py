@@ -57,6 +57,7 @@ from switchboard.layers.stores.tasks import (
     READY,
     RUNNING,
     ListableState,
+    Settlement,
     TaskRecord,
 )
 
@@ -252,30 +253,34 @@ class RedisTaskStore:
         return [text(i) for i in lost]
 
     async def finish(self, record: TaskRecord, worker_id: str, ttl: float) -> bool:
-        failed = "" if record.status != FAILED else str(_ms(record.finished_at or time.time()))
-        ttl_ms = max(1, int(ttl * 1000))
-        return bool(await self._settle_as(record, record.status, worker_id, ttl_ms, failed))
+        return (await self.settle([("finish", record, ttl)], worker_id))[0]
 
     async def retry(self, record: TaskRecord, worker_id: str, run_at: float) -> bool:
-        return bool(await self._settle_as(record, READY, worker_id, _ms(run_at), ""))
+        return (await self.settle([("retry", record, run_at)], worker_id))[0]
 
     async def release(self, record: TaskRecord, worker_id: str) -> bool:
-        return bool(await self._settle_as(record, READY, worker_id, "", ""))
+        return (await self.settle([("release", record, 0.0)], worker_id))[0]
 
-    def _settle_as(
-        self, record: TaskRecord, status: str, worker_id: str, *tail: Any
-    ) -> Awaitable[Any]:
-        # The hash's status field overrides the JSON's: the caller's record stays as it is.
-        return self._run(
-            self._settle,
-            record.id,
-            _worker_json(worker_id),
-            _dump(record),
-            status,
-            len(record.errors),
-            _started(record),
-            *tail,
-        )
+    async def settle(self, items: Sequence[Settlement], worker_id: str) -> list[bool]:
+        if not items:
+            return []
+        worker = _worker_json(worker_id)
+        args: list[Any] = []
+        tail: tuple[Any, str]
+        for action, record, value in items:
+            # The hash's status field overrides the JSON's: the caller's record stays as it is.
+            if action == "finish":
+                failed = (
+                    "" if record.status != FAILED else str(_ms(record.finished_at or time.time()))
+                )
+                status, tail = record.status, (max(1, int(value * 1000)), failed)
+            elif action == "retry":
+                status, tail = READY, (_ms(value), "")
+            else:
+                status, tail = READY, ("", "")
+            args += [record.id, worker, _dump(record), status, len(record.errors), _started(record)]
+            args += tail
+        return [bool(done) for done in await self._run(self._settle, *args)]
 
     async def update_progress(self, task_id: str, progress: dict[str, Any]) -> None:
         await self._run(self._progress, task_id, json.dumps(progress, separators=(",", ":")))

@@ -245,6 +245,17 @@ def put_back(
     return cursor.rowcount == 1
 
 
+def settle(conn: sqlite3.Connection, now: float, items: list[Any], worker: str) -> list[bool]:
+    """Several finish/retry/release writes in one transaction (see ``TaskStore.settle``)."""
+    done = []
+    for action, record, value in items:
+        if action == "finish":
+            done.append(finish(conn, now, record, worker, value))
+        else:
+            done.append(put_back(conn, now, record, worker, value if action == "retry" else None))
+    return done
+
+
 def set_progress(
     conn: sqlite3.Connection, now: float, task_id: str, progress: dict[str, Any]
 ) -> None:

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from switchboard.layers.stores import sqlite_task_sql as sql
 from switchboard.layers.stores.task_wakeups import TaskWakeups
-from switchboard.layers.stores.tasks import READY, ListableState, TaskRecord
+from switchboard.layers.stores.tasks import READY, ListableState, Settlement, TaskRecord
 
 __all__ = ["SqliteTaskStore"]
 
@@ -172,6 +172,16 @@ class SqliteTaskStore:
         done = await self._write(sql.put_back, record, worker_id, None)
         if done:
             await self.notifier.notify([record.queue])
+        return done
+
+    async def settle(self, items: Sequence[Settlement], worker_id: str) -> list[bool]:
+        for action, record, _ in items:
+            if action == "finish" and not record.finished:
+                raise ValueError(f"A finished task is SUCCESSFUL or FAILED, not {record.status}")
+        done = await self._write(sql.settle, list(items), worker_id)
+        woken = {r.queue for (a, r, _), ok in zip(items, done, strict=True) if ok and a != "finish"}
+        if woken:
+            await self.notifier.notify(sorted(woken))
         return done
 
     async def update_progress(self, task_id: str, progress: dict[str, Any]) -> None:

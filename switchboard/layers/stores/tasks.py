@@ -48,6 +48,7 @@ __all__ = [
     "TaskRecord",
     "TaskStore",
     "ListableState",
+    "Settlement",
 ]
 
 READY = "READY"
@@ -59,6 +60,10 @@ FAILED = "FAILED"
 LOST_ERROR = "switchboard.tasks.WorkerLost"
 
 ListableState = Literal["queued", "scheduled", "running", "failed"]
+
+# One write of ``settle``: ("finish", record, ttl), ("retry", record, run_at) or
+# ("release", record, 0.0), each as the method of that name would do it.
+Settlement = tuple[Literal["finish", "retry", "release"], "TaskRecord", float]
 LISTABLE_STATES: tuple[ListableState, ...] = ("queued", "scheduled", "running", "failed")
 
 
@@ -134,6 +139,10 @@ class TaskStore(Protocol):
     async def release(self, record: TaskRecord, worker_id: str) -> bool:
         """Hand a running task back unfinished (a worker shutting down): READY, queued at once,
         its fields stored as given. False, changing nothing, unless ``worker_id`` holds it."""
+
+    async def settle(self, items: Sequence[Settlement], worker_id: str) -> list[bool]:
+        """Several ``finish``/``retry``/``release`` writes of ``worker_id``'s tasks in one
+        round trip (a busy worker's writes, batched); each item's result, in order."""
 
     async def update_progress(self, task_id: str, progress: dict[str, Any]) -> None:
         """Set a running task's ``progress`` (nothing happens for an unknown task)."""
