@@ -6,54 +6,23 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from switchboard.metrics.histogram import Histogram
 from tests.server.serve_process import Serving
 from tests.support.example_server import free_port
 from tests.support.gateway_processes import Deployment, redis_layers
+from tests.support.metrics_scrape import scrape, scrape_until, value
 from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 MESSAGES = 5
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    assert key in samples, (key, sorted(k for k in samples if k[0].startswith(name)))
-    return samples[key]
-
-
-def scrape_until(port: int, check: Callable[[Samples], bool], timeout: float = 10.0) -> Samples:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(port)
-        if check(samples):
-            return samples
-        if time.monotonic() > deadline:
-            raise AssertionError(f"metrics on {port} never got there: {samples}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -7,56 +7,31 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
 from django.test import RequestFactory
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.metrics.django import metrics_view
 from switchboard.metrics.tasks import TaskCollector
 from switchboard.tasks.api import TaskResultStatus
 from switchboard.tasks.stats import TaskStats
 from tests.sites.tasks_site import jobs
+from tests.support import metrics_scrape
 from tests.support.example_server import free_port
 from tests.support.gateway_processes import redis_layers
+from tests.support.metrics_scrape import Samples, parse, scrape
 from tests.support.redis_servers import RedisServer
 from tests.support.task_processes import REPO, TaskSite
 from tests.tasks.conftest import finished
 
 pytestmark = pytest.mark.timeout(60)
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-
-def parse(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        return parse(response.read().decode())
-
-
-def scrape_until(port: int, check: Callable[[Samples], bool], timeout: float = 10.0) -> Samples:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(port)
-        if check(samples):
-            return samples
-        if time.monotonic() > deadline:
-            tasks = {k: v for k, v in samples.items() if k[0].startswith("switchboard_tasks")}
-            raise AssertionError(f"task metrics on {port} never got there: {tasks}")
-        time.sleep(0.05)
+def scrape_until(port: int, check: Callable[[Samples], bool]) -> Samples:
+    return metrics_scrape.scrape_until(port, check, prefix="switchboard_tasks")
 
 
 def get(samples: Samples, name: str, **labels: str) -> float | None:
