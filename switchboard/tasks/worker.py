@@ -79,10 +79,6 @@ class TaskWorker:
         self._writer: asyncio.Future[None] | None = None
         self.stats = stats
 
-    @property
-    def channels(self) -> list[str]:  # runworker's banner lists what a runner listens to
-        return []
-
     def stop(self) -> None:
         self._stopping.set()
 

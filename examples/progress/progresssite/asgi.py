@@ -9,7 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "progresssite.settings")
 django_asgi_app = get_asgi_application()
 
 from reports.routing import websocket_urlpatterns  # noqa: E402
-
 from switchboard.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from switchboard.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 

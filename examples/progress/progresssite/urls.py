@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.urls import path
 from django.views.static import serve
-from reports import views
 
 import switchboard
+from reports import views
 
 # switchboard.js ships inside the package. In DEBUG, `runserver` serves it as a static file;
 # this route serves it under `switchboard serve` too (DEBUG off, no collectstatic), so the
