@@ -4,9 +4,11 @@ Django's Tasks API end to end, through Django's API only (no private calls)."""
 from __future__ import annotations
 
 import datetime
+import io
 
 import pytest
 from django.core import checks
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
@@ -195,3 +197,50 @@ def test_task_options_are_checked_when_written():
         task_options(max_tries=3)
     with pytest.raises(ValueError, match="max_attempts"):
         task_options(max_attempts=0)
+
+
+def test_runworker_tasks_refuses_a_layer_that_never_leaves_the_process():
+    with pytest.raises(CommandError, match="never reach this worker.*IPC layer"):
+        call_command("runworker", "--tasks", skip_checks=True)
+
+
+def test_runworker_tasks_refuses_unknown_queues_and_backends(tmp_path):
+    ipc = {
+        "default": {
+            "BACKEND": "switchboard.layers.ipc.IPCChannelLayer",
+            "CONFIG": {"path": str(tmp_path)},
+        }
+    }
+    with override_settings(CHANNEL_LAYERS=ipc):
+        with pytest.raises(
+            CommandError, match=r"nowhere are not in TASKS\['default'\]\['QUEUES'\]"
+        ):
+            call_command("runworker", "--tasks", "nowhere", skip_checks=True)
+        with pytest.raises(CommandError, match="--concurrency must be at least 1"):
+            call_command("runworker", "--tasks", "--concurrency", "0", skip_checks=True)
+        with pytest.raises(CommandError, match="TASKS\\['other'\\]"):
+            call_command("runworker", "--tasks", "--tasks-backend", "other", skip_checks=True)
+
+
+def test_the_tasks_command_counts_lists_shows_and_refuses_to_retry_what_did_not_fail():
+    later = timezone.now() + datetime.timedelta(hours=1)
+    scheduled = jobs.add.using(run_after=later, queue_name="mail").enqueue(1, 2)
+    failed = finished(jobs.explode.enqueue("listed"))
+
+    def run(*args):
+        out = io.StringIO()
+        call_command("tasks", *args, stdout=out)
+        return out.getvalue()
+
+    counts = run()
+    assert "queue" in counts and "scheduled" in counts
+    mail = next(line for line in counts.splitlines() if line.startswith("mail"))
+    assert mail.split()[1:] == ["0", "1", "0", "0"]
+    assert scheduled.id in run("list", "--scheduled")
+    assert failed.id in run("list", "--failed") and "builtins.ValueError" in run("list", "--failed")
+    shown = run("show", failed.id)
+    assert "status:       FAILED" in shown and "listed" in shown
+    with pytest.raises(CommandError, match="Not FAILED"):
+        call_command("tasks", "retry", scheduled.id)
+    with pytest.raises(CommandError, match="No task 'nope'"):
+        call_command("tasks", "show", "nope")
