@@ -217,7 +217,7 @@ async def test_channel_name_router_with_sync_and_async_consumers():
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ((), "Name at least one channel to listen on, give --gateway, or set a Channels 1"),
+        ((), "Name at least one channel to listen on, give --gateway or --tasks, or set a"),
         (("--gateway",), "--gateway needs a channel layer that spans processes"),  # in-memory
         (("bad name",), "is invalid"),
         (("jobs", "--layer", "missing"), "No channel layer named 'missing'"),
