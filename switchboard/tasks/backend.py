@@ -72,11 +72,6 @@ class ChannelLayerBackend(BaseTaskBackend):
         store: TaskStore = self.layer().task_store()
         return store
 
-    @property
-    def runs_embedded(self) -> bool:
-        """Whether tasks run in the process that enqueues them (a single-process layer)."""
-        return not self.layer().spans_processes
-
     def _no_layer(self) -> str:
         return (
             f"TASKS[{self.alias!r}] keeps its tasks in CHANNEL_LAYERS[{self.settings.layer!r}], "
@@ -119,8 +114,9 @@ class ChannelLayerBackend(BaseTaskBackend):
         return result, records.new_record(task, result, now)
 
     async def _store_record(self, record: Any) -> None:
-        await self.store().enqueue(record)
-        if self.runs_embedded:
+        layer = self.layer()
+        await layer.task_store().enqueue(record)
+        if not layer.spans_processes:  # nobody else could run it: this process does
             self._ensure_embedded_worker(record.queue)
 
     @staticmethod

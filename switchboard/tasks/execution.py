@@ -23,7 +23,7 @@ from switchboard.tasks.errors import Retry, TaskTimeout
 from switchboard.tasks.options import Policy
 from switchboard.tasks.pool import DaemonThreadPool
 
-__all__ = ["Decision", "Outcome", "attempt", "lost_too_often", "next_state"]
+__all__ = ["Decision", "Outcome", "attempt", "lost_too_often", "next_state", "redeliveries"]
 
 
 @dataclass

@@ -23,11 +23,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from switchboard.layers.stores.tasks import LOST_ERROR, READY, Settlement, TaskRecord
+from switchboard.layers.stores.tasks import READY, Settlement, TaskRecord
 from switchboard.tasks import records
 from switchboard.tasks.api import task_finished, task_started
 from switchboard.tasks.errors import TaskNotFound
-from switchboard.tasks.execution import Outcome, attempt, lost_too_often, next_state
+from switchboard.tasks.execution import (
+    Outcome,
+    attempt,
+    lost_too_often,
+    next_state,
+    redeliveries,
+)
 from switchboard.tasks.options import Policy, policy_of
 from switchboard.tasks.pool import DaemonThreadPool
 from switchboard.tasks.progress import publish_state, running_records
@@ -170,7 +176,7 @@ class TaskWorker:
         except asyncio.CancelledError:
             # Shutdown's grace period ran out: hand it back for another worker.
             record.status = READY
-            await self._write(store, "release", record)
+            await self._write(store, ("release", record, 0.0))
         except Exception:
             logger.exception("Task %s (%s): the worker failed around it", record.id, record.path)
         finally:
@@ -185,9 +191,9 @@ class TaskWorker:
                 "Task %s (%s) FAILED: its worker was lost %d times running it",
                 record.id,
                 record.path,
-                sum(1 for e in record.errors if e["exception_class_path"] == LOST_ERROR),
+                redeliveries(record),
             )
-            await self._write(store, "finish", record, ttl=self.settings.failed_ttl)
+            await self._write(store, ("finish", record, self.settings.failed_ttl))
             return
         try:
             task = records.find_task(record.path)
@@ -195,7 +201,7 @@ class TaskWorker:
             logger.error("Task %s FAILED: %s", record.id, exc)
             # No retry: it would not import any better next time.
             next_state(record, Outcome(error=exc), Policy(), time.time())
-            await self._write(store, "finish", record, ttl=self.settings.failed_ttl)
+            await self._write(store, ("finish", record, self.settings.failed_ttl))
             self.stats.count("failed", record.path.rsplit(".", 1)[-1])  # as task.name would be
             return
         policy = policy_of(task.func, self.settings.policy)
@@ -219,12 +225,10 @@ class TaskWorker:
                 record.errors[-1]["exception_class_path"],
                 decision.run_at - time.time(),
             )
-            await self._write(
-                store, "retry", record, run_at=decision.run_at, takes_context=task.takes_context
-            )
+            await self._write(store, ("retry", record, decision.run_at), task.takes_context)
             return
         ttl = self.settings.result_ttl if outcome.error is None else self.settings.failed_ttl
-        if await self._write(store, "finish", record, ttl=ttl, takes_context=task.takes_context):
+        if await self._write(store, ("finish", record, ttl), task.takes_context):
             self.stats.count("succeeded" if outcome.error is None else "failed", task.name)
             if outcome.error is not None:
                 logger.error(
@@ -260,13 +264,13 @@ class TaskWorker:
 
         thread.add_done_callback(done)
 
-    async def _write(self, store: Any, action: str, record: TaskRecord, **kw: Any) -> bool:
-        """Store an attempt's end (``finish``/``retry``/``release``): True once written, False
-        when this worker no longer holds the task. Writes that come while one is on its way go
-        together in the next (one round trip for a busy worker's many tasks)."""
-        item: Settlement = (action, record, kw.get("ttl", kw.get("run_at", 0.0)))  # type: ignore[assignment]
+    async def _write(self, store: Any, item: Settlement, takes_context: bool = False) -> bool:
+        """Store an attempt's end (``finish``/``retry``/``release``, as ``store.settle`` takes
+        them): True once written, False when this worker no longer holds the task. Writes that
+        come while one is on its way go together in the next (one round trip for a busy
+        worker's many tasks)."""
         written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._writes.append((item, written, bool(kw.get("takes_context"))))
+        self._writes.append((item, written, takes_context))
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write_all(store))
         return await written
