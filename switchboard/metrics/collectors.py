@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from switchboard.layers.drops import KINDS as DROP_REASONS
+from switchboard.server.runtime.counters import OVERFLOW_REASONS
 from switchboard.server.runtime.state import ServerState
 
 from .gateway import GatewayCollector, HubsSource
@@ -106,6 +107,18 @@ class ServerCollector:
         for code in sorted(codes):
             closes.add_metric([*values, str(code)], codes[code])
         yield closes
+
+        overflows = counter(
+            "switchboard_websocket_overflow_closes",
+            "WebSocket connections dropped because the client stopped reading, by reason "
+            "(send_timeout: a send waited past --ws-send-timeout; control_backlog: pongs and "
+            "pings piled up unread). Also counted in switchboard_websocket_closes as 1006.",
+            ("reason",),
+        )
+        for reason in OVERFLOW_REASONS:
+            count = sum(state.ws_overflow_closes[reason] for state in states)
+            overflows.add_metric([*values, reason], count)
+        yield overflows
 
         transferred = counter(
             "switchboard_bytes",
@@ -217,5 +230,6 @@ def build_registry(
         registry.register(GatewayCollector(gateway_hubs, worker=worker))
     # A web process's enqueued tasks (and an embedded worker's runs), once it has used tasks.
     registry.register(TaskCollector(imported_task_stats))
+    registry.register(TransportCollector(imported_transport_stats, worker=worker))
     registry.register(DefaultRegistryCollector())
     return registry

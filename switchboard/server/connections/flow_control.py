@@ -33,7 +33,8 @@ class FlowControl:
         self.reading_paused = False
         self.writing_paused = False
         self.stopped = False
-        self._waiters: list[asyncio.Future[None]] = []
+        # Each is released with None, or expires with False (wait_writable).
+        self._waiters: list[asyncio.Future[bool | None]] = []
 
     # -- reading --------------------------------------------------------------------------
 
@@ -63,6 +64,20 @@ class FlowControl:
             self._waiters.append(waiter)
             await waiter
 
+    async def wait_writable(self, timeout: float) -> bool:
+        """Like :meth:`drain`, for at most ``timeout`` seconds: False if the transport was
+        still paused then (the caller decides what a client that does not read costs it)."""
+        if not self.writing_paused or self.stopped:
+            return True
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        timer = self.loop.call_later(timeout, _expire, waiter)
+        try:
+            result = await waiter
+        finally:
+            timer.cancel()
+        return result is None  # None: released; False: the timer came first
+
     def release(self) -> None:
         """Wake every coroutine waiting in ``drain``."""
         waiters, self._waiters = self._waiters, []
@@ -72,3 +87,8 @@ class FlowControl:
 
     def stop(self) -> None:
         self.stopped = True
+
+
+def _expire(waiter: asyncio.Future[bool | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

@@ -96,6 +96,7 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
         self.flow.pause_writing()
 
     def resume_writing(self) -> None:
+        self.backlog = 0
         self.flow.resume_writing()
 
     def data_received(self, data: bytes) -> None:
@@ -128,11 +129,8 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
             cycle = self.cycle
             if cycle.state is not OPEN:
                 cycle.not_allowed(kind)
-            flow = self.flow
-            if flow.writing_paused:
-                await flow.drain()
-                if cycle.state is not OPEN:
-                    cycle.not_allowed(kind)
+            if self.flow.writing_paused:
+                await self._wait_for_client()
             text = message.get("text")
             if text is not None:
                 payload = text.encode()
@@ -187,6 +185,27 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
         elif action is Action.RESPONSE_BODY:
             self._denial_body(message)
         # Action.IGNORE: the closing handshake is under way already
+
+    async def _wait_for_client(self) -> None:
+        """Hold a send while the client's buffer is full, ``ws_send_timeout`` at most.
+
+        Waits again after each wake-up while still paused: senders woken together write one
+        at a time, so the buffer holds at most its high-water mark plus one message. A send
+        still waiting when the timeout is up drops the client, and raises."""
+        flow, cycle = self.flow, self.cycle
+        timeout = self.config.ws_send_timeout
+        if timeout:
+            deadline = self.loop.time() + timeout
+            while flow.writing_paused and not flow.stopped and cycle.state is OPEN:
+                left = deadline - self.loop.time()
+                if left <= 0 or not await flow.wait_writable(left):
+                    self._drop_slow_client("send_timeout")
+                    break
+        else:
+            while flow.writing_paused and not flow.stopped and cycle.state is OPEN:
+                await flow.drain()
+        if cycle.state is not OPEN:
+            cycle.not_allowed("websocket.send")
 
     def _close(self, code: int, reason: str) -> None:
         ws = self.ws

@@ -12,22 +12,29 @@ for every message.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from switchboard.server.asgi.types import Message, Scope
-from switchboard.server.asgi.ws_cycle import CLOSED, OPEN, WebSocketCycle
+from switchboard.server.asgi.ws_cycle import ABNORMAL, CLOSED, OPEN, WebSocketCycle
 from switchboard.server.connections.flow_control import FlowControl
 from switchboard.server.connections.ws_keepalive import Keepalive
 from switchboard.server.wire.ws_handshake import DenialResponse
 from switchboard.server.wire.ws_reassembly import MessageAssembler
 
-__all__ = ["CLOSE_TIMEOUT", "WebSocketConnection"]
+__all__ = ["CLOSE_TIMEOUT", "MAX_CONTROL_BACKLOG", "WebSocketConnection"]
+
+logger = logging.getLogger("switchboard.server")
 
 # Seconds the client gets to answer our close frame before the TCP connection is dropped.
 CLOSE_TIMEOUT = 5.0
+# Bytes of frames the server writes on its own (pongs above all: a client may ping without
+# reading the answers) that may pile up while the transport is paused; past it the client is
+# dropped. The application's own frames never pile up: its sends wait (ws_send_timeout).
+MAX_CONTROL_BACKLOG = 64 * 1024
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -62,6 +69,7 @@ class WebSocketConnection(asyncio.Protocol):
         "began",
         "close_prefix",
         "log_note",
+        "backlog",
     )
 
     def __init__(self, config: Any, server_state: Any, app_state: dict | None = None) -> None:
@@ -98,6 +106,9 @@ class WebSocketConnection(asyncio.Protocol):
         # The scope's access-log extension (access_log.NOTE_EXTENSION), kept after the scope
         # is gone; None while the access log is off.
         self.log_note: dict[str, Any] | None = None
+        # Bytes the server wrote on its own (pongs, pings, close) since the transport paused
+        # writing; reset when it resumes (MAX_CONTROL_BACKLOG).
+        self.backlog = 0
 
     def _receive(self, data: bytes) -> None:
         """Parse ``data`` with ``websockets`` (``ws_incoming.IncomingFrames``)."""
@@ -136,6 +147,8 @@ class WebSocketConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.cycle.state is CLOSED:
             return
+        if self.flow.writing_paused and self._over_backlog(sum(map(len, writes))):
+            return
         state = self.server_state
         for chunk in writes:
             if chunk:
@@ -147,6 +160,36 @@ class WebSocketConnection(asyncio.Protocol):
                 return
         if ws.close_sent is not None and self.close_timer is None:
             self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timeout)
+
+    def _over_backlog(self, size: int) -> bool:
+        """``size`` bytes more for a paused transport (the client is not taking what it was
+        sent): True, with the client dropped, if that is more than it may hold."""
+        self.backlog += size
+        if self.backlog > MAX_CONTROL_BACKLOG:
+            self._drop_slow_client("control_backlog")
+            return True
+        return False
+
+    def _drop_slow_client(self, reason: str) -> None:
+        """The client stopped reading: drop the connection (``reason`` is one of
+        ``counters.OVERFLOW_REASONS``).
+
+        No closing handshake: a client that does not read would not read a close frame either,
+        and waiting for it to is what this ends. The application reads websocket.disconnect
+        with 1006, the code of a connection closed without a close frame (RFC 6455 7.1.5),
+        which is also what the client sees; recovering what it missed is the client's
+        reconnect's job."""
+        if self.cycle.state is CLOSED:
+            return
+        self.server_state.ws_overflow_closes[reason] += 1
+        logger.info(
+            "WebSocket client %s stopped reading (%s): connection dropped",
+            _peer(self.scope),
+            reason,
+        )
+        self._close_app_side(ABNORMAL, f"client not reading ({reason})")
+        if self.transport is not None:
+            self.transport.abort()
 
     def _close_timeout(self) -> None:
         self.close_timer = None
@@ -173,3 +216,8 @@ class WebSocketConnection(asyncio.Protocol):
             self._flush(ws)
         if self.transport is not None and self.cycle.state is not CLOSED:
             self.transport.close()
+
+
+def _peer(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "(unknown)"

@@ -68,6 +68,8 @@ class IncomingFrames(WebSocketConnection):
             elif opcode == 9:
                 if self.transport is not None and cycle.state is not CLOSED:
                     frame = pong(payload)
+                    if self.flow.writing_paused and self._over_backlog(len(frame)):
+                        return
                     self.transport.write(frame)
                     self.server_state.bytes_out += len(frame)
             elif opcode == 10:

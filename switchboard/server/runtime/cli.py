@@ -234,6 +234,15 @@ def build_parser(extensions: Iterable[CliExtension] = ()) -> argparse.ArgumentPa
         "(default: %(default)s)",
     )
     ws.add_argument(
+        "--ws-send-timeout",
+        type=_optional_float,
+        default=d.ws_send_timeout,
+        metavar="SECONDS",
+        help="longest a message send waits for a client that is not reading; then the "
+        "connection is dropped (the app reads code 1006); none/off/0 waits for ever "
+        "(default: %(default)s)",
+    )
+    ws.add_argument(
         "--ws-per-message-deflate",
         action="store_true",
         help="offer the permessage-deflate compression extension (default: off)",

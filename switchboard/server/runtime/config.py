@@ -44,6 +44,10 @@ class Config:
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
     ws_per_message_deflate: bool = False
+    # Longest a websocket.send waits for a client that is not reading what is already
+    # buffered for it; then the connection is dropped (connections/ws_connection.py).
+    # None or 0: wait as long as the connection lasts.
+    ws_send_timeout: float | None = 30.0
     max_header_size: int = 16384
     max_body_size: int = 100 << 20
     limit_concurrency: int | None = None

@@ -7,7 +7,11 @@ ints under the GIL.
 
 from __future__ import annotations
 
-__all__ = ["TrafficCounters"]
+__all__ = ["OVERFLOW_REASONS", "TrafficCounters"]
+
+# Why a WebSocket was dropped for not reading: a send waited past ws_send_timeout, or frames
+# the server writes on its own (pongs, pings) piled up for it (connections/ws_connection.py).
+OVERFLOW_REASONS = ("send_timeout", "control_backlog")
 
 
 class TrafficCounters:
@@ -23,6 +27,8 @@ class TrafficCounters:
         self.ws_messages_in = 0
         self.ws_messages_out = 0
         self.ws_closes: dict[int, int] = {}  # accepted connections ended, by close code
+        # Of those, dropped by the server because the client stopped reading, by reason.
+        self.ws_overflow_closes = dict.fromkeys(OVERFLOW_REASONS, 0)
         self.bytes_in = 0  # read from client sockets (HTTP and WebSocket, framing included)
         self.bytes_out = 0  # written to client sockets
         # HTTP/2 streams the client reset before their response was complete (work started
