@@ -135,6 +135,17 @@ class ProtocolTypeRouter:
         if app is None:
             raise ValueError(f"No application configured for scope type {scope['type']!r}")
         if scope["type"] != "websocket":
+            if (
+                scope["type"] == "http"
+                and b"sb_transport=" in scope.get("query_string", b"")
+                and "websocket" in self.application_mapping
+            ):
+                # A WebSocket session over SSE or long-polling: the websocket application runs
+                # through this router (so an unrouted path is refused as a handshake is).
+                from switchboard.transports import serve_transport
+
+                if await serve_transport(scope, receive, send, self):
+                    return
             await app(scope, receive, send)
             return
         try:

@@ -69,7 +69,10 @@ TIERS = (
                 "routing",
                 "security",
                 "sessions",
+                "streams",
                 "tasks",
+                "templatetags",
+                "transports",
                 "worker",
             }
         ),

@@ -42,12 +42,23 @@ class GatewayRelay:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            await self.hub.start()
-            await RelayedConnection(self.hub, scope, receive, send).run()
+            await self.relay(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
+        elif kind == "http" and b"sb_transport=" in scope.get("query_string", b""):
+            # A WebSocket session over SSE or long-polling is relayed to a worker too, rather
+            # than run here by the project's router (switchboard.transports).
+            from switchboard.transports import serve_transport
+
+            if not await serve_transport(scope, receive, send, self.relay):
+                await self.application(scope, receive, send)
         else:
             await self.application(scope, receive, send)
+
+    async def relay(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Serve one WebSocket (or a transport session's websocket scope) through a worker."""
+        await self.hub.start()
+        await RelayedConnection(self.hub, scope, receive, send).run()
 
     async def _lifespan(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         # Joined before the application's own startup runs, and left after its shutdown, so

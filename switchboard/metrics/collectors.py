@@ -18,6 +18,7 @@ from switchboard.server.runtime.state import ServerState
 
 from .gateway import GatewayCollector, HubsSource
 from .tasks import TaskCollector, imported_task_stats
+from .transports import TransportCollector, imported_transport_stats
 
 __all__ = ["DefaultRegistryCollector", "LayerCollector", "ServerCollector", "build_registry"]
 

@@ -475,3 +475,31 @@ async def test_gateway_mode_over_the_ipc_layer(tmp_path: Path) -> None:
         assert stream.pids == [first.pid, second.pid]
     finally:
         deployed.close()
+
+
+async def test_sse_and_long_poll_sessions_are_relayed_to_a_worker_too(
+    deployment: Deployment,
+) -> None:
+    """A fallback transport's session (switchboard.transports) is a WebSocket session like any
+    other: in gateway mode its consumer runs in a worker, never in the gateway."""
+    import httpx
+
+    from tests.transports.clients import Poller, sse
+
+    gateway, address = deployment.gateway()
+    worker = deployment.worker()
+    gateway.wait_for("joined")
+    url = f"http://{address}/ws/echo/?x=1"
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with sse(client, url) as stream:
+            reply = await client.post(
+                f"{url}&sb_transport=sse&sb_session={stream.token}", json={"frames": ["hi"]}
+            )
+            assert reply.status_code == 204, reply.text
+            event = await stream.next(timeout=10)
+            assert json.loads(event["data"]) == {"echo": "hi", "pid": worker.pid, "resumed": False}
+        poller = Poller(client, url)
+        await poller.open()
+        assert (await poller.send("there")).status_code == 204
+        (frame,) = await poller.frames(1)
+        assert json.loads(frame) == {"echo": "there", "pid": worker.pid, "resumed": False}
