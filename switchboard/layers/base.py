@@ -106,7 +106,7 @@ class BaseChannelLayer:
         """Raise TypeError unless ``name`` is a legal channel name."""
         if not isinstance(name, str):
             raise TypeError(f"Channel name must be a str, not {type(name).__name__}")
-        if len(name) >= MAX_NAME_LENGTH or not _CHANNEL_NAME.match(name):
+        if len(name) >= MAX_NAME_LENGTH or not _CHANNEL_NAME.fullmatch(name):
             raise TypeError(
                 f"Channel name {name!r} is invalid: use ASCII letters, digits, hyphens, "
                 f"underscores or periods, at most one '!', under {MAX_NAME_LENGTH} characters"
@@ -117,7 +117,7 @@ class BaseChannelLayer:
     def require_valid_group_name(name: Any) -> bool:
         if not isinstance(name, str):
             raise TypeError(f"Group name must be a str, not {type(name).__name__}")
-        if len(name) >= MAX_NAME_LENGTH or not _GROUP_NAME.match(name):
+        if len(name) >= MAX_NAME_LENGTH or not _GROUP_NAME.fullmatch(name):
             raise TypeError(
                 f"Group name {name!r} is invalid: use ASCII letters, digits, hyphens, "
                 f"underscores or periods, under {MAX_NAME_LENGTH} characters"

@@ -1,0 +1,1 @@
+"""Switchboard's template tag libraries (``{% load switchboard %}``)."""
