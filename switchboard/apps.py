@@ -13,6 +13,8 @@ class SwitchboardConfig(AppConfig):
         from switchboard.integration import checks, health  # noqa: F401
         from switchboard.integration.settings import channel_layers_setting
         from switchboard.layers.registry import announce_embedded_default
+        from switchboard.streams import api_settings  # noqa: F401 - switchboard.E041
+        from switchboard.transports import checks as transport_checks  # noqa: F401
 
         # In the startup log of `serve --workers N`, which imports the project before forking.
         announce_embedded_default(channel_layers_setting())

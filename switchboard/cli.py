@@ -5,9 +5,12 @@ given what the parts above it offer: the Prometheus endpoint behind ``--metrics-
 (:class:`switchboard.metrics.ServerMetrics`), Django's own ASGI handler served through the
 native Django HTTP path (:func:`switchboard.integration.install_server_hooks`), and gateway
 mode's ``--gateway`` options (:class:`switchboard.gateway.cli.GatewayOption`).
+``switchboard publish`` is :mod:`switchboard.streams.cli`.
 """
 
 from __future__ import annotations
+
+import sys
 
 from switchboard.gateway.cli import GatewayOption
 from switchboard.gateway.hub import running_hubs
@@ -19,6 +22,11 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["publish"]:  # switchboard.streams.cli: the publish API's client
+        from switchboard.streams.cli import main as publish
+
+        return publish(words[1:])
     install_server_hooks()
     metrics = ServerMetrics(gateway_hubs=running_hubs)
     return cli.main(argv, metrics=metrics, extensions=[GatewayOption()])
