@@ -24,6 +24,7 @@ from typing import Any
 from django.core import signing
 
 from switchboard.layers import get_channel_layer
+from switchboard.server.runtime.shutdown_hooks import add_shutdown_hook
 
 from .session import Session
 from .settings import TransportSettings
@@ -156,6 +157,11 @@ class TransportHost:
         except Exception:
             logger.exception("Transport channel %s: could not answer %s", self.name, sid)
 
+    def going_away(self) -> None:
+        """End every session of this host: the server is shutting down."""
+        for session in list(self.sessions.values()):
+            session.going_away()
+
     def close(self) -> None:
         if self.reader is not None:
             self.reader.cancel()
@@ -182,4 +188,17 @@ async def current_host() -> TransportHost:
         return again
     host = TransportHost(layer, name)
     _hosts[loop] = host
+    add_shutdown_hook(_going_away)
     return host
+
+
+def _going_away() -> None:
+    """Server shutdown (switchboard.server.runtime.shutdown_hooks): end the sessions of the
+    loop shutting down, so their clients reconnect to another process at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    host = _hosts.get(loop)
+    if host is not None:
+        host.going_away()

@@ -32,7 +32,7 @@ __all__ = ["Refusal", "Session", "SessionClosed", "SessionState"]
 logger = logging.getLogger("switchboard.transports")
 
 ABNORMAL = 1006  # the stream was lost
-GOING_AWAY = 1001  # no poll came in time
+GOING_AWAY = 1001  # no poll came in time, or the server is shutting down
 TRY_AGAIN_LATER = 1013  # the client fell too far behind: its buffer overflowed
 # Seconds an application gets to return after the client has gone before it is cancelled.
 APP_CLOSE_TIMEOUT = 10.0
@@ -245,6 +245,14 @@ class Session:
         stats.frames_in[self.transport] += len(frames)
         self._wake_reader()
         return True
+
+    def going_away(self) -> None:
+        """The server is shutting down: the application gets 1001 and the client is told
+        (``sb.close`` on a stream, ``close`` in the poll answer), as a WebSocket gets 1001."""
+        if self.state is OPEN:
+            self._closing(GOING_AWAY, "server shutting down")
+        elif self.state is CONNECTING:
+            self.lost(GOING_AWAY, "server shutting down")
 
     def lost(self, code: int, reason: str = "") -> None:
         """The client is gone (``code``: 1006 stream lost, 1001 poll idle, 1000 it said so)."""

@@ -155,3 +155,51 @@ async def test_overflow_ends_the_session_with_1013(served):
     assert f'switchboard_transport_overflows_total{{transport="sse"}} {before + 1}.0' in scraped
     assert 'switchboard_transport_sessions{transport="sse"} 0.0' in scraped
     assert 'switchboard_transport_frames_total{direction="out",transport="sse"}' in scraped
+
+
+async def test_server_shutdown_ends_streams_and_held_polls_with_1001_at_once():
+    """Like a WebSocket (closed with 1001 when the server stops), an SSE stream gets sb.close
+    1001 and a held poll its answer with "close" as soon as a graceful shutdown begins, so the
+    clients reconnect elsewhere instead of holding the shutdown until its timeout."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from switchboard.server import Config, Server
+    from switchboard.transports import hosts
+    from tests.transports.clients import Poller
+
+    site.Events.queue = asyncio.Queue()
+    config = Config(
+        app=site.application, host="127.0.0.1", port=0, access_log=False,
+        timeout_graceful_shutdown=20.0,
+    )  # fmt: skip
+    server = Server(config)
+    await server.startup()
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    url = f"http://{address}/ws/echo/?x=1"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            poller = Poller(client, url)
+            await poller.open()
+            async with sse(client, url) as stream:
+                held = asyncio.ensure_future(poller.poll(timeout=30))
+                await asyncio.sleep(0.2)  # the poll is held by the server now
+                started = time.monotonic()
+                stopping = asyncio.ensure_future(server.shutdown())
+                assert await stream.next() == {
+                    "event": "sb.close",
+                    "data": '{"code": 1001, "reason": "server shutting down"}',
+                }
+                answer = await held
+                assert answer.json()["close"] == {"code": 1001, "reason": "server shutting down"}
+            await stopping
+            assert time.monotonic() - started < 5, "the shutdown waited for the sessions"
+        codes = {await site.Events.queue.get() for _ in range(2)}
+        assert codes == {("disconnect", 1001)}, codes
+    finally:
+        site.Events.queue = None
+        host = hosts._hosts.pop(asyncio.get_running_loop(), None)
+        if host is not None:
+            host.close()

@@ -26,6 +26,7 @@ from switchboard.server.runtime.listen import (
 from switchboard.server.runtime.logging_setup import configure_logging
 from switchboard.server.runtime.metrics_hook import metrics_hook
 from switchboard.server.runtime.serving import add_serving, remove_serving
+from switchboard.server.runtime.shutdown_hooks import run_shutdown_hooks
 from switchboard.server.runtime.startup import run_startup_checks
 from switchboard.server.runtime.state import ServerState
 from switchboard.server.runtime.supervisor import run_supervised
@@ -153,6 +154,7 @@ class Server:
         state.shutting_down = True
         for server in self.servers:
             server.close()
+        run_shutdown_hooks()
         for conn in list(state.connections):
             conn.shutdown()
         # Connections close as their responses end or their closing handshakes complete; an
