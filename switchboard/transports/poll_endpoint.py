@@ -64,10 +64,22 @@ async def poll(
     where, sid = target
     host = await current_host()
     if where == host.name:
-        status, body = await host.poll_local(sid, ack, settings.poll_timeout)
+        waiting = host.poll_local(sid, ack, settings.poll_timeout)
     else:
         message = {"type": "sbt.poll", "sid": sid, "ack": ack}
-        status, body = await host.forward(where, message, settings.poll_timeout + POLL_MARGIN)
+        waiting = host.forward(where, message, settings.poll_timeout + POLL_MARGIN)
+    answer = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not answer.done():
+        # The client left while its poll was held: stop holding it now (the session's idle
+        # time starts); the frames stay unacknowledged for the client's next poll.
+        answer.cancel()
+        return
+    status, body = answer.result()
     try:
         await respond(send, status, body)
     except OSError:

@@ -68,6 +68,29 @@ async def test_a_second_poll_answers_the_first_at_once(served):
     await served.no_sessions()
 
 
+@override_settings(SWITCHBOARD_TRANSPORTS={"POLL_TIMEOUT": 3, "POLL_GRACE": 0.3})
+async def test_a_held_poll_whose_client_leaves_is_let_go_at_once(served):
+    """A client gone while its poll is held (a closed tab, a dead network) stops costing a
+    held poll: the session's idle time (timeout + grace, 3.3 s) starts when it leaves, not
+    when the held poll would have timed out (3 s later)."""
+    poller = Poller(served.client, served.url())
+    await poller.open()
+    session = next(iter(served.sessions().values()))
+    host, port = served.address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    path = served.url().split(served.address, 1)[1]
+    query = f"&sb_transport=poll&sb_session={poller.token}&sb_ack=0"
+    writer.write(f"GET {path}{query} HTTP/1.1\r\nHost: {served.address}\r\n\r\n".encode())
+    await writer.drain()
+    while session._poll is None:
+        await asyncio.sleep(0.01)
+    writer.close()
+    started = asyncio.get_running_loop().time()
+    assert await served.event("disconnect", timeout=10) == 1001
+    assert 3 <= asyncio.get_running_loop().time() - started < 5.5
+    await served.no_sessions()
+
+
 @override_settings(SWITCHBOARD_TRANSPORTS={"POLL_TIMEOUT": 0.3, "POLL_GRACE": 0.3})
 async def test_empty_poll_after_timeout_and_idle_expiry(served):
     poller = Poller(served.client, served.url())

@@ -26,8 +26,13 @@ export interface SubscribedInfo extends Position {
   recovered?: boolean;
 }
 
+export interface PublicationInfo extends Position {
+  /** The event name of a signed stream's publication, when it was given one. */
+  event?: string;
+}
+
 export type SubscriptionEvents = {
-  publication: (data: any, position: Position) => void;
+  publication: (data: any, position: PublicationInfo) => void;
   subscribed: (info: SubscribedInfo) => void;
   /** Publications were lost for good: rebuild your view (history follows if asked for). */
   resync: (position: Position) => void;
@@ -104,6 +109,27 @@ export interface SwitchboardOptions {
   autoConnect?: boolean;
   /** A WebSocket implementation (default: the global one). */
   WebSocket?: typeof WebSocket;
+  /** An EventSource implementation (default: the global one). */
+  EventSource?: typeof EventSource;
+  /**
+   * Transports to try, in order (default all three). One that fails before it ever opened
+   * passes to the next at once; the one that opened is tried first next time in this tab
+   * (sessionStorage `"switchboard.transport:" + url`).
+   */
+  transports?: TransportName[];
+  /** Milliseconds a transport may take to open before it counts as failed (default 5000). */
+  openTimeout?: number;
+}
+
+/** WebSocket; Server-Sent Events with POSTs; long-polling with POSTs. */
+export type TransportName = "websocket" | "sse" | "poll";
+
+/** What `close` gives for the HTTP transports (a WebSocket gives its CloseEvent). */
+export interface TransportCloseEvent {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  transport: TransportName;
 }
 
 export interface DisconnectedDetail {
@@ -114,9 +140,12 @@ export interface DisconnectedDetail {
 }
 
 export type SwitchboardEvents = {
-  state: (state: ConnectionState, detail?: DisconnectedDetail | CloseEvent) => void;
+  state: (
+    state: ConnectionState,
+    detail?: DisconnectedDetail | CloseEvent | TransportCloseEvent,
+  ) => void;
   open: () => void;
-  close: (event: CloseEvent) => void;
+  close: (event: CloseEvent | TransportCloseEvent) => void;
   /** Application data: every JSON frame that is not a control frame or a known stream's. */
   message: (data: any) => void;
   /** A send dropped from the full queue. */
@@ -128,6 +157,8 @@ export declare class Switchboard extends Emitter<SwitchboardEvents> {
   constructor(url: string, options?: SwitchboardOptions);
   readonly url: string;
   state: ConnectionState;
+  /** The transport of the current (or last) connection; null before the first attempt. */
+  readonly transport: TransportName | null;
   /** Failed attempts since the last successful open. */
   attempt: number;
   /** Serialized sends waiting for the connection. */

@@ -2,6 +2,8 @@
 // ES module, no dependencies, no build step. Reconnects with jittered backoff, follows
 // online/offline, queues sends while disconnected, recovers subscriptions from their last
 // offset, tracks presence and carries demultiplexer streams ({"stream", "payload"} frames).
+// Where a WebSocket cannot get through, the same session runs over Server-Sent Events or
+// long-polling (switchboard.transports): frames to the server then go by POST.
 
 class Emitter {
   constructor() { this._l = new Map(); }
@@ -48,7 +50,10 @@ export class Subscription extends Emitter {
       if (f.epoch === this.epoch && f.offset <= this.offset) return; // already handled
       this.epoch = f.epoch;
       this.offset = f.offset;
-      this.emit("publication", f.data, { epoch: f.epoch, offset: f.offset });
+      // `event`: the name a signed stream's publication was given (switchboard.streams).
+      const position = { epoch: f.epoch, offset: f.offset };
+      if (typeof f.event === "string") position.event = f.event;
+      this.emit("publication", f.data, position);
     } else if (f.sb === "resync") {
       this.epoch = f.epoch;
       this.offset = f.offset;
@@ -126,24 +131,198 @@ export class Stream extends Emitter {
   close() { this.client._streams.delete(this.name); }
 }
 
+// Transports: one interface so the client only deals with reconnecting, queueing and
+// subscriptions. open(); send(text); close(code, reason); the client sets onopen(),
+// onmessage(data) and onclose(code, reason, opened, event); unsent() gives back the frames
+// that surely never reached the server (to send again on the next connection).
+class WebSocketTransport {
+  constructor(url, opts) { this.url = url; this.opts = opts; }
+  open() {
+    const ws = (this.ws = new (this.opts.WebSocket || WebSocket)(this.url, this.opts.protocols));
+    let opened = false;
+    ws.onopen = () => { opened = true; this.onopen(); };
+    ws.onmessage = (event) => this.onmessage(event.data);
+    ws.onclose = (event) => this.onclose(event.code, event.reason, opened, event);
+  }
+  send(text) { this.ws.send(text); }
+  close(code, reason) { this.ws.close(code, reason); }
+  unsent() { return []; }
+}
+
+// Base64 (SSE `sb.binary` events, poll `{"b": ...}` frames) -> a Blob, as a WebSocket gives.
+const blob = (b64) => new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
+
+// The session over HTTP: the WebSocket URL as http(s), frames to the server by POST, one
+// POST in flight, what is sent meanwhile batched into the next one, in order.
+class HttpTransport {
+  constructor(url, opts) {
+    const u = new URL(url, typeof location === "undefined" ? undefined : location.href);
+    u.protocol = { "ws:": "http:", "wss:": "https:" }[u.protocol] || u.protocol;
+    u.hash = "";
+    this.base = u.href;
+    this.opts = opts;
+    this.session = null;
+    this.outbox = [];
+    this.failed = []; // a batch the server refused with 410: never delivered
+    this.posting = false;
+    this.opened = this.ended = false;
+  }
+  _url(params) {
+    const q = Object.entries(params).map(([k, v]) => k + "=" + encodeURIComponent(v));
+    return this.base + (this.base.includes("?") ? "&" : "?") + q.join("&");
+  }
+  _opened(session) {
+    this.opened = true;
+    this.onopen(); // what it sends is batched: the session is not set yet
+    this.session = session;
+    this._flush();
+  }
+  send(text) { this.outbox.push(text); this._flush(); }
+  _flush() {
+    if (this.posting || this.ended || !this.session || !this.outbox.length) return;
+    const frames = this.outbox;
+    this.outbox = [];
+    this.posting = true;
+    const url = this._url({ sb_transport: this.name, sb_session: this.session });
+    // text/plain: a "simple" request, no CORS preflight.
+    const body = JSON.stringify({ frames });
+    fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body }).then((r) => {
+      this.posting = false;
+      if (r.ok) return this._flush();
+      if (r.status === 410) this.failed = frames; // the session is gone, not these frames
+      this._end(r.status === 413 ? 1009 : 1006, r.status === 410 ? "" : "POST " + r.status);
+    }, () => this._end(1006, "")); // maybe delivered: not sent again
+  }
+  unsent() { return this.failed.concat(this.outbox); }
+  close(code = 1000, reason = "") { this._end(code, reason); }
+  // Ends once; onclose comes later, as a WebSocket's close event does.
+  _end(code, reason) {
+    if (this.ended) return;
+    this.ended = true;
+    this._stop();
+    setTimeout(() => this.onclose(code, reason, this.opened));
+  }
+}
+
+// Server -> client on one EventSource; never its own reconnects (the client's backoff and
+// subscription recovery apply, as for a WebSocket).
+class EventSourceTransport extends HttpTransport {
+  get name() { return "sse"; }
+  open() {
+    const ES = this.opts.EventSource || EventSource;
+    const es = (this.es = new ES(this._url({ sb_transport: "sse" })));
+    const on = (type, fn) => es.addEventListener(type, (e) => { if (!this.ended) fn(e.data); });
+    on("sb.session", (data) => this._opened(JSON.parse(data).session));
+    on("message", (data) => this.onmessage(data));
+    on("sb.binary", (data) => this.onmessage(blob(data)));
+    on("sb.close", (data) => { const c = JSON.parse(data); this._end(c.code, c.reason); });
+    on("error", () => this._end(1006, ""));
+  }
+  _stop() { this.es.close(); }
+}
+
+// Long-polling: a POST opens the session, then one GET at a time waits for frames. Each GET
+// acknowledges the last frame seen (sb_ack), so a lost answer comes again and a repeated
+// frame is dropped here.
+class PollTransport extends HttpTransport {
+  get name() { return "poll"; }
+  open() {
+    this.seq = 0;
+    this._fetch(this._url({ sb_transport: "poll" }), { method: "POST" }, 30, (d) => {
+      this.timeout = d.timeout || 25;
+      this._opened(d.session);
+      this._poll(false);
+    });
+  }
+  // A fetch abandoned after `limit` s (a silently dead network must not hang the session).
+  _fetch(url, init, limit, done, retry) {
+    const ctl = (this.ctl = new AbortController());
+    const timer = setTimeout(() => ctl.abort(), limit * 1000);
+    fetch(url, Object.assign({ signal: ctl.signal, cache: "no-store" }, init))
+      .then((r) => {
+        if (!r.ok) throw r.status;
+        return r.json();
+      })
+      .then((d) => { clearTimeout(timer); if (!this.ended) done(d); })
+      .catch((err) => {
+        clearTimeout(timer);
+        if (this.ended) return;
+        // A dropped connection loses nothing while the session lives: ask again once.
+        if (retry && typeof err !== "number") retry();
+        else this._end(1006, typeof err === "number" && err !== 410 ? "HTTP " + err : "");
+      });
+  }
+  _poll(retried) {
+    const url = this._url({ sb_transport: "poll", sb_session: this.session, sb_ack: this.seq });
+    this._fetch(url, {}, this.timeout + 10, (d) => {
+      const frames = d.frames || [];
+      let n = d.seq - frames.length;
+      for (const f of frames) {
+        n += 1;
+        if (n <= this.seq) continue; // seen already
+        this.seq = n;
+        this.onmessage(typeof f === "string" ? f : blob(f.b));
+        if (this.ended) return;
+      }
+      if (d.close) this._end(d.close.code, d.close.reason);
+      else this._poll(false);
+    }, retried ? null : () => this._poll(true));
+  }
+  // Closed by this page (not by the server, nor after a 410): tell the server, so the session
+  // ends now rather than after its idle time (keepalive: even while the page unloads).
+  close(code = 1000, reason = "") {
+    if (this.session && !this.ended) {
+      const url = this._url({ sb_transport: "poll", sb_session: this.session });
+      const init = { method: "POST", keepalive: true, headers: { "content-type": "text/plain" } };
+      fetch(url, Object.assign(init, { body: '{"close": true}' })).catch(() => {});
+    }
+    super.close(code, reason);
+  }
+  _stop() { if (this.ctl) this.ctl.abort(); }
+}
+
+const TRANSPORTS = { websocket: WebSocketTransport, sse: EventSourceTransport, poll: PollTransport };
+
+// sessionStorage, when the page may use it (not in some sandboxed frames).
+function memory(key, value) {
+  try {
+    if (value === undefined) return sessionStorage.getItem(key);
+    sessionStorage.setItem(key, value);
+  } catch (err) { return null; }
+}
+
 // States: "connecting", "open", "disconnected" (waiting to retry), "offline", "closed".
 export class Switchboard extends Emitter {
   constructor(url, opts = {}) {
     super();
     this.url = url;
-    this.opts = Object.assign({ minDelay: 500, maxDelay: 30000, queueLimit: 1000 }, opts);
+    const defaults = { minDelay: 500, maxDelay: 30000, queueLimit: 1000, openTimeout: 5000 };
+    this.opts = Object.assign(defaults, opts);
     this.state = "closed";
     this.attempt = 0;
     this.queue = [];
-    this.ws = null;
+    this.ws = null; // the current transport
     this._subs = new Map();
     this._presences = new Map();
     this._streams = new Map();
     this._timer = null;
     this._stopped = true;
+    // Transports to try in order, the one that worked last in this tab first; a transport that
+    // fails before it ever opened passes to the next at once.
+    const order = (this.opts.transports || ["websocket", "sse", "poll"]).filter((n) => TRANSPORTS[n]);
+    const last = memory("switchboard.transport:" + url);
+    this._order = order.includes(last) ? [last, ...order.filter((n) => n !== last)] : order;
+    this._next = 0;
+    this._worked = new Set();
+    this._transport = null;
     if (typeof window !== "undefined" && window.addEventListener) {
       window.addEventListener("online", () => {
         if (!this._stopped && this.state !== "open") { this.attempt = 0; this._open(); }
+      });
+      // Leaving the page: a poll session ends at once instead of after its idle time (a
+      // WebSocket or an EventSource closes with the page by itself).
+      window.addEventListener("pagehide", () => {
+        if (this.ws instanceof PollTransport) this.ws.close(1001, "page hidden");
       });
       window.addEventListener("offline", () => {
         if (this._stopped) return;
@@ -154,6 +333,8 @@ export class Switchboard extends Emitter {
     // Deferred, so listeners added right after construction see "connecting" too.
     if (opts.autoConnect !== false) queueMicrotask(() => { if (!this._closed) this.connect(); });
   }
+  // "websocket", "sse" or "poll": the transport of the current (or last) connection.
+  get transport() { return this._transport; }
   _setState(state, detail) {
     if (state === this.state) return;
     this.state = state;
@@ -179,32 +360,46 @@ export class Switchboard extends Emitter {
     if (!this._online()) { this._setState("offline"); return; }
     if (this.ws) return;
     this._setState("connecting");
-    const WS = this.opts.WebSocket || WebSocket;
-    const ws = (this.ws = new WS(this.url, this.opts.protocols));
-    ws.onopen = () => {
+    const name = (this._transport = this._order[this._next]);
+    const t = (this.ws = new TRANSPORTS[name](this.url, this.opts));
+    const timeout = setTimeout(() => t.close(4000, "open timeout"), this.opts.openTimeout);
+    t.onopen = () => {
+      clearTimeout(timeout);
       this.attempt = 0;
+      this._worked.add(name);
+      memory("switchboard.transport:" + this.url, name);
       // Control frames first: subscriptions recover before queued sends go out.
-      for (const sub of this._subs.values()) ws.send(JSON.stringify(sub._frame()));
-      for (const topic of this._presences.keys()) ws.send(JSON.stringify({ sb: "presence", topic }));
+      for (const sub of this._subs.values()) t.send(JSON.stringify(sub._frame()));
+      for (const topic of this._presences.keys()) t.send(JSON.stringify({ sb: "presence", topic }));
       const queued = this.queue;
       this.queue = [];
-      for (const text of queued) ws.send(text);
+      for (const text of queued) t.send(text);
       this._setState("open");
       this.emit("open");
     };
-    ws.onmessage = (event) => this._receive(event.data);
-    ws.onclose = (event) => {
-      if (this.ws !== ws) return;
+    t.onmessage = (data) => this._receive(data);
+    t.onclose = (code, reason, opened, event) => {
+      clearTimeout(timeout);
+      if (this.ws !== t) return;
       this.ws = null;
+      this.queue = t.unsent().concat(this.queue);
+      while (this.queue.length > this.opts.queueLimit) this.emit("drop", JSON.parse(this.queue.shift()));
+      // A WebSocket's own CloseEvent; the same fields for the other transports.
+      event = event || { code, reason, wasClean: false, transport: name };
       this.emit("close", event);
       if (this._stopped) return;
       if (this.state === "offline" || !this._online()) { this._setState("offline", event); return; }
+      if (!opened && !this._worked.has(name)) {
+        this._next = (this._next + 1) % this._order.length;
+        if (this._next) { this._open(); return; } // the next transport, at once
+      }
       const o = this.opts;
       const delay = Math.min(o.maxDelay, o.minDelay * 2 ** this.attempt) * (0.5 + Math.random() / 2);
       this.attempt += 1;
-      this._setState("disconnected", { code: event.code, reason: event.reason, delay });
+      this._setState("disconnected", { code, reason, delay });
       this._timer = setTimeout(() => this._open(), delay);
     };
+    try { t.open(); } catch (err) { clearTimeout(timeout); this.ws = null; throw err; }
   }
   _receive(text) {
     let f;
