@@ -1,0 +1,6 @@
+from django.contrib import admin
+
+from games.models import Game, Update
+
+admin.site.register(Game)
+admin.site.register(Update)
