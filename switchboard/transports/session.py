@@ -18,7 +18,6 @@ import asyncio
 import base64
 import enum
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -34,6 +33,8 @@ logger = logging.getLogger("switchboard.transports")
 ABNORMAL = 1006  # the stream was lost
 GOING_AWAY = 1001  # no poll came in time, or the server is shutting down
 TRY_AGAIN_LATER = 1013  # the client fell too far behind: its buffer overflowed
+# Frames buffered in a row after which the application's send yields to the writer.
+YIELD_EVERY = 64
 # Seconds an application gets to return after the client has gone before it is cancelled.
 APP_CLOSE_TIMEOUT = 10.0
 
@@ -53,6 +54,41 @@ CONNECTING, OPEN, CLOSING, CLOSED = (
 )
 
 
+class Signal:
+    """Set when a writer has something new to look at. Lighter than an ``asyncio.Event`` (no
+    deque of waiters, no task per wait): a session has one writer at a time, which waits on
+    :meth:`future` with ``asyncio.wait`` (futures, not coroutines: no task is made)."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def future(self) -> asyncio.Future[None]:
+        """Done when the signal is (or once it is) set."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self._flag:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+
 class SessionClosed(OSError):
     """A send after the session ended (an OSError, as the server's "client disconnected"
     error is: consumers drop such sends)."""
@@ -70,6 +106,14 @@ class Refusal:
 class Session:
     """See the module docstring. ``token`` is set by the host that registers the session."""
 
+    # Slots: an idle SSE client is mostly its session; no per-instance dict.
+    __slots__ = (
+        "_cancel_handle", "_counted", "_disconnect", "_disconnect_sent", "_freed",
+        "_idle_handle", "_inbound", "_poll", "_reader", "_refusal", "changed", "close",
+        "handshake", "loop", "on_free", "out", "scope", "settings", "sid", "state", "task",
+        "token", "transport",
+    )  # fmt: skip
+
     def __init__(
         self, sid: str, transport: str, scope: dict[str, Any], settings: TransportSettings
     ) -> None:
@@ -85,10 +129,11 @@ class Session:
         self.handshake: asyncio.Future[Refusal | None] = loop.create_future()
         self.out = OutBuffer(settings.max_buffered_frames, settings.max_buffered_bytes)
         self.close: tuple[int, str] | None = None  # what the client is told at the end
-        self.changed = asyncio.Event()  # set whenever a writer has something new to look at
+        self.changed = Signal()  # set whenever a writer has something new to look at
         self.on_free: Callable[[Session], None] | None = None
         self.task: asyncio.Task[None] | None = None
-        self._inbound: deque[dict[str, Any]] = deque()
+        # Few and short-lived: a list costs less than a deque for the many idle sessions.
+        self._inbound: list[dict[str, Any]] = []
         self._reader: asyncio.Future[None] | None = None
         self._disconnect: dict[str, Any] | None = None
         self._disconnect_sent = False
@@ -132,7 +177,7 @@ class Session:
     async def _receive(self) -> dict[str, Any]:
         while True:
             if self._inbound:
-                return self._inbound.popleft()
+                return self._inbound.pop(0)
             if self._disconnect is not None:
                 if self._disconnect_sent:
                     # One disconnect event (ASGI); after it, wait to be cancelled rather than
@@ -169,11 +214,16 @@ class Session:
                 frame = bytes(message["bytes"])
             else:
                 frame = message.get("text") or ""
-            if not self.out.push(frame):
+            out = self.out
+            if not out.push(frame):
                 self._overflow()
                 return
             stats.frames_out[self.transport] += 1
             self.changed.set()
+            if len(out) >= YIELD_EVERY and not len(out) % YIELD_EVERY:
+                # A burst (a recovery replaying hundreds of publications in one go): let the
+                # stream's writer drain the buffer meanwhile instead of filling it to its bound.
+                await asyncio.sleep(0)
         elif kind == "websocket.accept":
             if state is not CONNECTING or self._refusal is not None:
                 self._not_now(kind)
@@ -322,7 +372,7 @@ class Session:
                 left = deadline - self.loop.time()
                 if left <= 0:
                     break
-                changed = asyncio.ensure_future(self.changed.wait())
+                changed = self.changed.future()
                 try:
                     await asyncio.wait((changed, me), timeout=left, return_when="FIRST_COMPLETED")
                 finally:

@@ -26,7 +26,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds after POLL_TIMEOUT a poll session may go without a poll before it ends. Mostly
     # for tests, which cannot wait 10 s; the client polls again at once in normal operation.
     "POLL_GRACE": 10,
-    "MAX_BUFFERED_FRAMES": 1000,
+    # Above what one recovery replays at once (ReliableMixin.max_recovery, 1000, plus the
+    # requested history): a poll session holds a whole replay until the next poll.
+    "MAX_BUFFERED_FRAMES": 4096,
     "MAX_BUFFERED_BYTES": 1 << 20,
     "MAX_POST_BYTES": 1 << 20,
 }

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from . import sse
@@ -63,15 +62,13 @@ async def _write(session: Session, send: Any, gone: asyncio.Future[Any], heartbe
         if session.state is CLOSED:
             await send({"type": "http.response.body", "body": b""})
             return
-        changed = asyncio.ensure_future(session.changed.wait())
+        changed = session.changed.future()
         try:
             done, _ = await asyncio.wait(
                 (changed, gone), timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             changed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await changed
         if gone.done():
             session.lost(ABNORMAL)
             return

@@ -70,3 +70,28 @@ async def test_sse_over_http2(served):
             await post(client, served.url(), "sse", stream.token, "close")
             assert (await stream.next())["event"] == "sb.close"
     await served.no_sessions()
+
+
+async def test_a_full_recovery_fits_the_session_buffer_on_both_transports(served):
+    """A client away for 1000 publications (max_recovery: the most one recovery replays) gets
+    them all back over either transport: the replay is one burst of sends, which the session's bounded
+    buffer must hold (a long-poll client takes it at its next poll) rather than overflow with
+    1013, which the client would meet again at every reconnect until the gap became a resync."""
+    url = served.url("room")
+    first = await publish("room", {"n": 0})
+    for n in range(1, 1001):
+        await publish("room", {"n": n})
+    since = _sub(epoch=first.epoch, offset=first.offset)
+    poller = Poller(served.client, url)
+    await poller.open()
+    await poller.send(since)
+    frames = [json.loads(f) for f in await poller.frames(1001, timeout=30)]
+    assert frames[0]["sb"] == "subscribed" and frames[0]["recovered"] is True
+    assert [f["data"]["n"] for f in frames[1:]] == list(range(1, 1001))
+    await poller.send(close=True)
+    async with sse(served.client, url) as stream:
+        await post(served.client, url, "sse", stream.token, since)
+        assert json.loads(await stream.text())["recovered"] is True
+        replay = [json.loads(await stream.text()) for _ in range(1000)]
+        assert [f["data"]["n"] for f in replay] == list(range(1, 1001))
+    await served.no_sessions()

@@ -16,7 +16,7 @@ def test_defaults_and_overrides():
     defaults = transport_settings()
     assert defaults.enabled == {"sse", "poll"}
     assert (defaults.heartbeat, defaults.poll_timeout, defaults.poll_idle) == (15, 25, 35)
-    assert defaults.max_buffered_frames == 1000 and defaults.max_post_bytes == 1 << 20
+    assert defaults.max_buffered_frames == 4096 and defaults.max_post_bytes == 1 << 20
     with override_settings(SWITCHBOARD_TRANSPORTS={"ENABLED": ["poll"], "POLL_TIMEOUT": 5}):
         changed = transport_settings()
         assert changed.enabled == {"poll"} and changed.poll_idle == 15
