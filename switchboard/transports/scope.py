@@ -68,7 +68,9 @@ def _with_origin(headers: list[tuple[bytes, bytes]], scheme: str) -> list[tuple[
 def websocket_scope(http: dict[str, Any], transport: str) -> dict[str, Any]:
     """The websocket scope for the HTTP request ``http`` carrying transport ``transport``."""
     scheme = http.get("scheme", "http")
-    headers = [(bytes(k).lower(), bytes(v)) for k, v in http.get("headers", ())]
+    # Shared with the HTTP scope, not copied (an idle session is mostly what it holds): ASGI
+    # servers give header names lowercased already, and _with_origin makes a new list.
+    headers = http.get("headers", [])
     scope: dict[str, Any] = {
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.4"},

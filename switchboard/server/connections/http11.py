@@ -308,7 +308,7 @@ class HttpProtocol(Upgrades):
             self.close()
             return
         if self.queue:
-            self._start(self.queue.popleft())
+            self._start(self.queue.pop(0))
         else:
             conn_state = self.conn_state
             if conn_state is RESPONDING:
