@@ -46,10 +46,9 @@ class Server:
         return f"http://{self.address}"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    """The example as it ships: the in-memory layer, htmx from the CDN (never fetched here)."""
-    tmp = tmp_path_factory.mktemp("scoreboard")
+def prepared_site(tmp: Path, **env_vars: str) -> dict[str, str]:
+    """The environment the example runs with in ``tmp`` (its database migrated, a staff user
+    made), with ``env_vars`` on top (a layer, local htmx)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
     env.update(
         DJANGO_SETTINGS_MODULE="scoreboardsite.settings",  # not the suite's own settings
@@ -58,6 +57,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         DJANGO_DEBUG="0",
         PYTHONUNBUFFERED="1",
         DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
+        **env_vars,
     )
     for command in (
         ["migrate", "--noinput", "-v0"],
@@ -66,6 +66,14 @@ def server(tmp_path_factory) -> Iterator[Server]:
         subprocess.run(
             [sys.executable, "manage.py", *command], cwd=EXAMPLE, env=env, check=True, timeout=60
         )
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """The example as it ships: the in-memory layer, htmx from the CDN (never fetched here)."""
+    tmp = tmp_path_factory.mktemp("scoreboard")
+    env = prepared_site(tmp)
     with serve_example(EXAMPLE, "scoreboardsite.asgi:application", env, tmp / "log") as running:
         yield Server(running.address, env)
     assert "Traceback" not in running.output, running.output

@@ -33,11 +33,10 @@ from tests.support.browser import (
 from tests.support.example_server import serve_example
 from tests.support.htmx_assets import htmx_assets_or_skip
 from tests.support.tcp_proxy import proxy_thread
+from tests.test_example_scoreboard import ADMIN_PASSWORD, EXAMPLE, prepared_site
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "scoreboard"
 APPLICATION = "scoreboardsite.asgi:application"
 SCREENSHOTS = Path(os.environ.get("SCOREBOARD_SCREENSHOTS", tempfile.gettempdir()))
-ADMIN_PASSWORD = "scoreboard-test-password"
 
 if not chromium_installed():
     pytest.skip(MISSING, allow_module_level=True)
@@ -102,23 +101,7 @@ class Scoreboard:
 def scoreboard(tmp_path_factory) -> Iterator[Scoreboard]:
     assets = htmx_assets_or_skip()
     tmp = tmp_path_factory.mktemp("scoreboard")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="scoreboardsite.settings",  # not the suite's own settings
-        SCOREBOARD_DATABASE=str(tmp / "scores.sqlite3"),
-        SCOREBOARD_IPC_PATH=str(tmp / "ipc"),
-        SCOREBOARD_HTMX_DIR=str(assets),
-        DJANGO_DEBUG="0",
-        PYTHONUNBUFFERED="1",
-        DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
-    )
-    for command in (
-        ["migrate", "--noinput", "-v0"],
-        ["createsuperuser", "--noinput", "--username", "staff", "--email", "s@example.com"],
-    ):
-        subprocess.run(
-            [sys.executable, "manage.py", *command], cwd=EXAMPLE, env=env, check=True, timeout=60
-        )
+    env = prepared_site(tmp, SCOREBOARD_IPC_PATH=str(tmp / "ipc"), SCOREBOARD_HTMX_DIR=str(assets))
     with serve_example(EXAMPLE, APPLICATION, env, tmp / "server.log") as server:
         yield Scoreboard(server.address, env)
     assert "Traceback" not in server.output, server.output

@@ -29,7 +29,7 @@ from switchboard.server.runtime.shutdown_hooks import add_shutdown_hook
 from .session import Session
 from .settings import TransportSettings
 
-__all__ = ["NO_HOST", "TransportHost", "current_host", "parse_token"]
+__all__ = ["NO_HOST", "TransportHost", "current_host", "parse_token", "reach"]
 
 logger = logging.getLogger("switchboard.transports")
 
@@ -53,6 +53,15 @@ def parse_token(token: str) -> tuple[str, str] | None:
         return None
     host, sep, sid = value.rpartition("~")
     return (host, sid) if sep and host and sid else None
+
+
+async def reach(token: str) -> tuple[TransportHost, str, str] | None:
+    """This loop's host, the session's host and the session id of ``token``; None when
+    the token is not one this project signed (answered 410)."""
+    target = parse_token(token)
+    if target is None:
+        return None
+    return await current_host(), *target
 
 
 class TransportHost:

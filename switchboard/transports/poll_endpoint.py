@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .hosts import POLL_MARGIN, current_host, parse_token
+from .hosts import POLL_MARGIN, current_host, reach
 from .http import TooLarge, handshake, read_body, respond, send_refusal, wait_disconnect
 from .scope import websocket_scope
 from .settings import TransportSettings
@@ -57,12 +57,11 @@ async def poll(
     if ack is None or ack < 0:
         await respond(send, 400, {"error": "sb_ack must be a whole number"})
         return
-    target = parse_token(token)
-    if target is None:
+    reached = await reach(token)
+    if reached is None:
         await respond(send, 410, {"error": "unknown session"})
         return
-    where, sid = target
-    host = await current_host()
+    host, where, sid = reached
     if where == host.name:
         waiting = host.poll_local(sid, ack, settings.poll_timeout)
     else:

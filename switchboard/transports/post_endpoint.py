@@ -8,7 +8,7 @@ import binascii
 import json
 from typing import Any
 
-from .hosts import SEND_WAIT, current_host, parse_token
+from .hosts import SEND_WAIT, reach
 from .http import TooLarge, read_body, respond
 from .settings import TransportSettings
 
@@ -61,12 +61,11 @@ async def post_frames(
     except Malformed as exc:
         await respond(send, 400, {"error": str(exc)})
         return
-    target = parse_token(token)
-    if target is None:
+    reached = await reach(token)
+    if reached is None:
         await respond(send, 410, {"error": "unknown session"})
         return
-    where, sid = target
-    host = await current_host()
+    host, where, sid = reached
     if where == host.name:
         status, answer = host.send_local(sid, frames, close)
     else:

@@ -74,9 +74,10 @@ async def test_sse_over_http2(served):
 
 async def test_a_full_recovery_fits_the_session_buffer_on_both_transports(served):
     """A client away for 1000 publications (max_recovery: the most one recovery replays) gets
-    them all back over either transport: the replay is one burst of sends, which the session's bounded
-    buffer must hold (a long-poll client takes it at its next poll) rather than overflow with
-    1013, which the client would meet again at every reconnect until the gap became a resync."""
+    them all back over either transport: the replay is one burst of sends, which the session's
+    bounded buffer must hold (a long-poll client takes it at its next poll) rather than
+    overflow with 1013, which the client would meet again at every reconnect until the gap
+    became a resync."""
     url = served.url("room")
     first = await publish("room", {"n": 0})
     for n in range(1, 1001):
