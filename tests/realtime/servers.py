@@ -25,7 +25,10 @@ def free_port() -> int:
 
 
 class SiteServer:
-    """One server process on its own port; ``kill()`` (SIGKILL) and ``start()`` again keep it."""
+    """One server process on its own port; ``kill()`` (SIGKILL) and ``start()`` again keep it.
+    Subclasses serve another ``application`` or add ``serve`` options (``serve_options``)."""
+
+    application = "tests.realtime.site:application"
 
     def __init__(self, log_dir: Path, name: str, **env: str) -> None:
         self.name = name
@@ -43,14 +46,17 @@ class SiteServer:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def serve_options(self) -> list[str]:
+        return []
+
     def start(self, timeout: float = 30) -> SiteServer:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", "serve", "tests.realtime.site:application"]
-            + ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "switchboard", "serve", self.application]
+                + ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
+                + self.serve_options(),
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
             assert self.process.poll() is None, self.log()

@@ -326,6 +326,28 @@ class RawH2:
         self.sock.close()
 
 
+def websocket_stream(
+    client: RawH2, path: str, extra: list[tuple[bytes, bytes]] | tuple[()] = ()
+) -> int:
+    """Open a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) on ``client``: its stream id."""
+    sid = client.conn.get_next_available_stream_id()
+    client.conn.send_headers(
+        sid,
+        [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", b"http"),
+            (b":path", path.encode()),
+            (b":authority", b"localhost"),
+            (b"sec-websocket-version", b"13"),
+            (b"origin", b"http://localhost"),
+            *extra,
+        ],
+    )
+    client.flush()
+    return sid
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

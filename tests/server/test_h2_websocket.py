@@ -12,7 +12,7 @@ from typing import Any
 import h2.events
 
 from tests.server.h2_apps import app
-from tests.server.h2_support import RawH2
+from tests.server.h2_support import RawH2, websocket_stream
 
 
 def masked(opcode: int, payload: bytes) -> bytes:
@@ -42,25 +42,6 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def connect(client: RawH2, path: str, extra: list[tuple[bytes, bytes]] = ()) -> int:  # type: ignore[assignment]
-    sid = client.conn.get_next_available_stream_id()
-    client.conn.send_headers(
-        sid,
-        [
-            (b":method", b"CONNECT"),
-            (b":protocol", b"websocket"),
-            (b":scheme", b"http"),
-            (b":path", path.encode()),
-            (b":authority", b"localhost"),
-            (b"sec-websocket-version", b"13"),
-            (b"origin", b"http://localhost"),
-            *extra,
-        ],
-    )
-    client.flush()
-    return sid
-
-
 def stream_data(client: RawH2, sid: int) -> bytes:
     return b"".join(
         e.data
@@ -79,7 +60,7 @@ def response_headers(client: RawH2, sid: int) -> dict[bytes, bytes] | None:
 def _session(port: int) -> dict[str, Any]:
     client = RawH2(port)
     try:
-        sid = connect(client, "/chat?room=1", [(b"sec-websocket-protocol", b"chat.v1")])
+        sid = websocket_stream(client, "/chat?room=1", [(b"sec-websocket-protocol", b"chat.v1")])
         client.read_until(lambda ev: len(frames(stream_data(client, sid))) >= 1)
         headers = response_headers(client, sid)
         scope = json.loads(frames(stream_data(client, sid))[0][1])
@@ -143,7 +124,7 @@ async def test_websocket_over_an_extended_connect_stream(running_server: Any) ->
 def _denied(port: int) -> dict[bytes, bytes] | None:
     client = RawH2(port)
     try:
-        sid = connect(client, "/deny")
+        sid = websocket_stream(client, "/deny")
         client.response(sid)
         return response_headers(client, sid)
     finally:

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.server.h2_support import RawH2
-from tests.server.test_h2_websocket import connect as h2_ws_connect
+from tests.server.h2_support import RawH2, websocket_stream
 from tests.server.test_h2_websocket import frames, stream_data
 from tests.server.wire import ask
 
@@ -71,7 +70,7 @@ def _websocket2(port: int, path: str, headers: dict[str, str]) -> dict[str, Any]
     client = RawH2(port)
     try:
         extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        sid = h2_ws_connect(client, path, extra)
+        sid = websocket_stream(client, path, extra)
         client.read_until(lambda ev: len(frames(stream_data(client, sid))) >= 1)
         return json.loads(frames(stream_data(client, sid))[0][1])
     finally:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.metrics.collectors import ServerCollector
 from switchboard.server.runtime.serving import serving_states
-from tests.server.h2_support import RawH2
+from tests.server.h2_support import RawH2, websocket_stream
 from tests.support.serving import serving
 
 FRAME = 16 * 1024
@@ -250,19 +250,7 @@ def _stalled_h2_stream(port: int) -> dict[str, Any]:
     client = RawH2(port)
     client.auto_ack = False
     try:
-        sid = client.conn.get_next_available_stream_id()
-        client.conn.send_headers(
-            sid,
-            [
-                (b":method", b"CONNECT"),
-                (b":protocol", b"websocket"),
-                (b":scheme", b"http"),
-                (b":path", b"/flood-h2?total=1073741824"),
-                (b":authority", b"localhost"),
-                (b"sec-websocket-version", b"13"),
-            ],
-        )
-        client.flush()
+        sid = websocket_stream(client, "/flood-h2?total=1073741824")
 
         def reset(events: list[Any]) -> bool:
             return any(isinstance(e, h2.events.StreamReset) and e.stream_id == sid for e in events)

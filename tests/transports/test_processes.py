@@ -5,16 +5,12 @@ forwarded to it by the other (``sbt.send`` / ``sbt.poll`` through the layer)."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.realtime.servers import ROOT, SiteServer
+from tests.realtime.servers import SiteServer
 from tests.transports.clients import Poller, post, sse
 
 APP = "tests.transports.process_site:application"
@@ -23,25 +19,11 @@ APP = "tests.transports.process_site:application"
 class Server(SiteServer):
     """A SiteServer serving tests/transports/process_site.py, with ``--workers``."""
 
+    application = APP
     workers = 1
 
-    def start(self, timeout: float = 30) -> Server:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "switchboard", "serve", APP]
-                + ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
-                + ["--workers", str(self.workers)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, self.log()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                assert time.monotonic() < deadline, f"{self.name} did not start:\n{self.log()}"
-                time.sleep(0.05)
+    def serve_options(self) -> list[str]:
+        return ["--workers", str(self.workers)]
 
 
 @pytest.fixture
