@@ -1,11 +1,20 @@
-"""Django glue for settings the Django-free packages read through hooks."""
+"""Django glue for settings the Django-free packages read through hooks, and what the
+settings checks share."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.signals import setting_changed
+
+
+def closest_name(name: Any, known: Iterable[str]) -> str | None:
+    """The known name ``name`` is most likely a typo of (for a "did you mean" in a settings
+    check), or None."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return close[0] if close else None
 
 
 def channel_layers_setting() -> Mapping[str, Any] | None:

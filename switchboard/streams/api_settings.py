@@ -18,7 +18,6 @@ Messages never quote a key: they end up in logs.
 
 from __future__ import annotations
 
-import difflib
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,8 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+
+from switchboard.integration.settings import closest_name
 
 __all__ = [
     "MIN_KEY_LENGTH",
@@ -119,8 +120,8 @@ def setting_problems(value: Any) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for name in value:
         if name not in _KNOWN:
-            close = difflib.get_close_matches(str(name).upper(), _KNOWN, n=1)
-            hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(_KNOWN)}."
+            close = closest_name(str(name).upper(), _KNOWN)
+            hint = f"Did you mean {close!r}?" if close else f"Known keys: {', '.join(_KNOWN)}."
             found.append((f"{SETTING} has an unknown key {name!r}", hint))
     keys = value.get("KEYS", [])
     if isinstance(keys, str) or not isinstance(keys, list | tuple):

@@ -7,10 +7,11 @@ takes the keys of :data:`BACKEND_DEFAULTS`. A task overrides the policy part
 
 from __future__ import annotations
 
-import difflib
 import random
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
+
+from switchboard.integration.settings import closest_name
 
 __all__ = [
     "BackendSettings",
@@ -93,8 +94,8 @@ class BackendSettings:
         known = sorted(own | set(POLICY_KEYS))
         for key in options:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                close = closest_name(key, known)
+                hint = f" (did you mean {close!r}?)" if close else ""
                 raise OptionsError(
                     f"{where}: unknown option {key!r}{hint}; known: {', '.join(known)}"
                 )

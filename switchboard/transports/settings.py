@@ -8,12 +8,13 @@ the defaults for the keys that are wrong rather than failing.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
+
+from switchboard.integration.settings import closest_name
 
 __all__ = ["DEFAULTS", "TRANSPORTS", "TransportSettings", "problems", "transport_settings"]
 
@@ -80,8 +81,8 @@ def problems(value: Any) -> list[str]:
     found = []
     for key, item in value.items():
         if key not in DEFAULTS:
-            close = difflib.get_close_matches(str(key), list(DEFAULTS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = closest_name(key, DEFAULTS)
+            hint = f"; did you mean {close!r}?" if close else ""
             found.append(f"SWITCHBOARD_TRANSPORTS has an unknown key {key!r}{hint}")
             continue
         error = _valid(key, item)
