@@ -1,18 +1,29 @@
 """Django HTTP: Switchboard's native path vs Django's ASGI handler (on Switchboard, uvicorn,
-Daphne) vs gunicorn's sync worker (WSGI), same project (bench/django_project), same run.
+Daphne) vs WSGI servers (gunicorn's sync worker, granian), and vs Django alone with no server
+around it: same project (bench/django_project), same run.
 
 Servers, one process each:
   switchboard     ``switchboard serve`` of ProtocolTypeRouter({"http": get_asgi_application()})
-                  -> the native path (switchboard/django_http.py)
+                  -> the native path (switchboard/integration/native_http.py)
   sb-stock        the same with SWITCHBOARD_NATIVE_HTTP=0: Django's own ASGI handler
   uvicorn         uvicorn (uvloop, httptools) serving get_asgi_application()
   daphne          Daphne serving get_asgi_application()
   gunicorn        gunicorn -w 1 -k sync serving get_wsgi_application()
+  granian         granian --interface wsgi --workers 1 serving get_wsgi_application(), with
+                  --blocking-threads as many as switchboard's pool (--threads, else its default)
 
 Views: /plain/ (HttpResponse), /template/ (a template with a loop and filters), /query/ (one
-ORM query on SQLite, CONN_MAX_AGE=60); startproject's middleware on all. wrk -t1 -cN loads one
-view at a time; server CPU µs per request comes from the server process tree's utime+stime
-(/proc via psutil) over the wrk run, divided by the requests wrk completed.
+ORM query on SQLite, CONN_MAX_AGE=60); startproject's middleware on all (``--views`` picks
+some). wrk -t1 -cN loads one view at a time; server CPU µs per request comes from the server
+process tree's utime+stime (/proc via psutil) over the wrk run, divided by the requests wrk
+completed.
+
+"django alone" (bench/django_floor.py, its own process, each round): Django's WSGIHandler
+called in a loop on the environ a server builds for wrk's request, body consumed and
+``close()`` called, its CPU per request. Each server's CPU per request is printed divided by
+it (issue 25's target for switchboard: <= 1.3 on /plain/), and switchboard's req/s divided by
+each peer's (target: >= 1.5x granian). ``--threads-sweep 1,2,4`` then runs switchboard (and
+granian, if among the servers) with each pool size on /plain/, same figures.
 
 Then WebSocket echo (bench.server_ws.bench_echo on the project's consumer) alone and while wrk
 loads /plain/ in the same server process, for the native path and Django's handler.
@@ -26,12 +37,16 @@ generators take their share too). ``--env K=V``
 passes settings to the servers (e.g. SWITCHBOARD_HTTP_CONCURRENCY=0) to compare.
 
 Usage: ./scripts/bench django_http [--quick] [--rounds N] [--duration S] [--connections N]
-                                   [--threads N] [--servers a,b,...] [--combined] [--env K=V]
+                                   [--threads N] [--servers a,b,...] [--views /plain/,...]
+                                   [--threads-sweep 1,2,4] [--combined] [--env K=V]
+e.g.   ./scripts/bench django_http --quick --views /plain/ --servers switchboard,granian \\
+                                   --threads-sweep 1,2,4
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -46,6 +61,7 @@ import time
 import psutil
 
 from bench.server_ws import bench_echo
+from switchboard.server.wsgi.thread_pool import DEFAULT_THREADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -53,7 +69,8 @@ ROUTER = "bench.django_project.asgi:application"
 BARE = "bench.django_project.asgi:django_app"
 WSGI = "bench.django_project.wsgi:application"
 VIEWS = ("/plain/", "/template/", "/query/")
-SERVERS = ("switchboard", "sb-stock", "uvicorn", "daphne", "gunicorn")
+SERVERS = ("switchboard", "sb-stock", "uvicorn", "daphne", "gunicorn", "granian")
+FLOOR = "django alone"
 
 
 def free_port() -> int:
@@ -80,6 +97,11 @@ def command(name: str, port: int, threads: int | None) -> tuple[list[str], dict[
     if name == "gunicorn":
         return [PY, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{p}",
                 "--log-level", "warning", WSGI], {}  # fmt: skip
+    if name == "granian":
+        # Its WSGI default is hundreds of blocking threads; switchboard's pool size is the peer.
+        return [PY, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", p,
+                "--workers", "1", "--blocking-threads", str(threads or DEFAULT_THREADS),
+                "--no-access-log", "--log-level", "warning", WSGI], {}  # fmt: skip
     raise ValueError(name)
 
 
@@ -110,7 +132,7 @@ class Running:
         sys.exit(f"{name} did not answer on port {self.port}")
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the server and its children (gunicorn's worker)."""
+        """utime + stime of the server and its children (gunicorn's and granian's worker)."""
         total = 0.0
         for proc in [self.ps, *self.ps.children(recursive=True)]:
             try:
@@ -244,10 +266,81 @@ def combined(args: argparse.Namespace, env: dict[str, str], names: list[str]) ->
               f"[{min(ws_ratio):.2f}-{max(ws_ratio):.2f}]")  # fmt: skip
 
 
+def django_alone(env: dict[str, str], path: str, seconds: float) -> float:
+    """Django's WSGIHandler with no server: CPU µs per request (bench/django_floor.py)."""
+    args = [PY, "-m", "bench.django_floor", "--path", path, "--seconds", str(seconds)]
+    done = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds * 20 + 60
+    )
+    if done.returncode:
+        sys.exit(f"django_floor failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])["cpu_us_per_request"]
+
+
 def prepare_db(env: dict[str, str]) -> None:
     subprocess.run([PY, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = "from django.contrib.auth.models import Group; Group.objects.get_or_create(pk=1, name='bench')"  # noqa: E501
     subprocess.run([PY, "-m", "django", "shell", "-c", code], cwd=ROOT, env=env, check=True)
+
+
+def pick(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    chosen = [v for v in value.split(",") if v]
+    unknown = set(chosen) - set(allowed)
+    if unknown:
+        sys.exit(f"unknown {what} {sorted(unknown)}; choose from {allowed}")
+    return chosen
+
+
+Samples = dict[tuple[str, str], list[float]]
+
+
+def report(
+    args: argparse.Namespace, names: list[str], views: list[str], rates: Samples, cpus: Samples
+) -> None:
+    """The table, CPU per request over Django alone's, and switchboard's req/s over peers'."""
+    med = statistics.median
+    print(
+        f"\nDjango HTTP, wrk -t1 -c{args.connections}, median of {args.rounds} x "
+        f"{args.duration:g}s, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'view':11}" + "".join(f"{n:>20}" for n in [*names, FLOOR]) + "   (req/s | µs/req)")
+    for path in views:
+        cells = [f"{med(rates[n, path]):9,.0f} |{med(cpus[n, path]):6,.0f}" for n in names]
+        cells.append(f"{'-':>9} |{med(cpus[FLOOR, path]):6,.0f}")
+        print(f"{path:11}" + "".join(f"{c:>20}" for c in cells))
+    print(f"\nserver CPU per request / {FLOOR} (target: switchboard <= 1.3 on /plain/)")
+    for name in names:
+        ratios = [med(cpus[name, p]) / med(cpus[FLOOR, p]) for p in views]
+        print(
+            f"{name:24}" + "".join(f"{p:>12} {x:5.2f}x" for p, x in zip(views, ratios, strict=True))
+        )
+    if "switchboard" not in names:
+        return
+    print("\nswitchboard req/s / peer's (target: >= 1.5x granian)")
+    for peer in names:
+        if peer == "switchboard":
+            continue
+        ratios = [med(rates["switchboard", p]) / max(med(rates[peer, p]), 1e-9) for p in views]
+        print(f"switchboard / {peer:9}" + "".join(f"{p:>12} {x:5.2f}x" for p, x in
+                                                 zip(views, ratios, strict=True)))  # fmt: skip
+
+
+def report_sweep(sweep: list[int], names: list[str], rates: Samples, cpus: Samples) -> None:
+    med = statistics.median
+    floor = med(cpus[FLOOR, "/plain/"])
+    print(f"\n/plain/ by pool size (--threads; granian --blocking-threads), {FLOOR} {floor:,.0f} "
+          "µs/req")  # fmt: skip
+    head = "".join(f"{n + ' req/s':>20}{'µs/req':>8}{'/alone':>8}" for n in names)
+    print(f"{'threads':>7}{head}" + ("   switchboard/granian" if len(names) == 2 else ""))
+    for t in sweep:
+        row = f"{t:>7}"
+        for name in names:
+            rate, cpu = med(rates[name, f"t{t}"]), med(cpus[name, f"t{t}"])
+            row += f"{rate:20,.0f}{cpu:8,.0f}{cpu / floor:7.2f}x"
+        if len(names) == 2:
+            ratio = med(rates["switchboard", f"t{t}"]) / max(med(rates["granian", f"t{t}"]), 1e-9)
+            row += f"{ratio:21.2f}x"
+        print(row)
 
 
 def main() -> None:
@@ -258,6 +351,8 @@ def main() -> None:
     ap.add_argument("--ws-clients", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="switchboard --threads")
     ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--views", default=",".join(VIEWS))
+    ap.add_argument("--threads-sweep", default="", help="e.g. 1,2,4: pool sizes on /plain/")
     ap.add_argument("--quick", action="store_true", help="one round of 2 s")
     ap.add_argument("--combined", action="store_true", help="HTTP and WebSocket at once only")
     ap.add_argument("--env", action="append", default=[], help="K=V for the servers' settings")
@@ -266,10 +361,10 @@ def main() -> None:
         args.rounds, args.duration = 1, 2.0
     if not shutil.which("wrk"):
         sys.exit("wrk is required (apt-get install wrk)")
-    names = [n for n in args.servers.split(",") if n]
-    unknown = set(names) - set(SERVERS)
-    if unknown:
-        sys.exit(f"unknown servers {sorted(unknown)}; choose from {SERVERS}")
+    names = pick(args.servers, SERVERS, "servers")
+    views = pick(args.views, VIEWS, "views")
+    sweep = [int(t) for t in args.threads_sweep.split(",") if t]
+    sweep_names = [n for n in ("switchboard", "granian") if n in names] or ["switchboard"]
     tmp = tempfile.mkdtemp(prefix="bench-django-")
     env = dict(
         os.environ,
@@ -283,52 +378,53 @@ def main() -> None:
         combined(args, env, names)
         return
 
-    rates: dict[tuple[str, str], list[float]] = {}
-    cpus: dict[tuple[str, str], list[float]] = {}
+    rates: Samples = {}
+    cpus: Samples = {}
     ws: dict[str, list[tuple[float, float, float]]] = {}
-    for r in range(args.rounds):
-        for name in names:
-            server = Running(name, env, args.threads)
-            try:
-                for path in VIEWS:
-                    rate, cpu = measure_http(server, path, args.duration, args.connections)
-                    rates.setdefault((name, path), []).append(rate)
-                    cpus.setdefault((name, path), []).append(cpu)
-                    print(f"round {r + 1} {name:12} {path:11} {rate:9,.0f} req/s "
-                          f"{cpu:7,.0f} µs/req", file=sys.stderr)  # fmt: skip
-                if name in ("switchboard", "sb-stock"):
-                    got = measure_ws_under_load(
-                        server, args.duration, args.connections, args.ws_clients
-                    )
-                    ws.setdefault(name, []).append(got)
-                    print(f"round {r + 1} {name:12} ws {got[0]:,.0f} msg/s alone, {got[1]:,.0f} "
-                          f"with HTTP at {got[2]:,.0f} req/s", file=sys.stderr)  # fmt: skip
-            finally:
-                server.stop()
 
-    med = statistics.median
-    print(
-        f"\nDjango HTTP, wrk -t1 -c{args.connections}, median of {args.rounds} x "
-        f"{args.duration:g}s, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-    )
-    print(f"{'view':11}" + "".join(f"{n:>20}" for n in names) + "   (req/s | server µs/req)")
-    for path in VIEWS:
-        cells = [f"{med(rates[n, path]):9,.0f} |{med(cpus[n, path]):6,.0f}" for n in names]
-        print(f"{path:11}" + "".join(f"{c:>20}" for c in cells))
-    if "switchboard" in names:
-        print()
-        for peer in names:
-            if peer == "switchboard":
-                continue
-            ratios = [med(rates["switchboard", p]) / max(med(rates[peer, p]), 1e-9) for p in VIEWS]
-            print(f"switchboard / {peer:9}" + "".join(f"{p:>12} {x:5.2f}x" for p, x in
-                                                     zip(VIEWS, ratios, strict=True)))  # fmt: skip
+    def http(rnd: int, name: str, threads: int | None, paths: list[str], key: str = "") -> None:
+        """Loads each path on a fresh server; ``key`` (else the path) files the samples."""
+        server = Running(name, env, threads)
+        try:
+            for path in paths:
+                rate, cpu = measure_http(server, path, args.duration, args.connections)
+                rates.setdefault((name, key or path), []).append(rate)
+                cpus.setdefault((name, key or path), []).append(cpu)
+                print(f"round {rnd} {name:12} {key or path:11} {rate:9,.0f} req/s "
+                      f"{cpu:7,.0f} µs/req", file=sys.stderr)  # fmt: skip
+            if name in ("switchboard", "sb-stock") and not key:
+                got = measure_ws_under_load(
+                    server, args.duration, args.connections, args.ws_clients
+                )
+                ws.setdefault(name, []).append(got)
+                print(f"round {rnd} {name:12} ws {got[0]:,.0f} msg/s alone, {got[1]:,.0f} "
+                      f"with HTTP at {got[2]:,.0f} req/s", file=sys.stderr)  # fmt: skip
+        finally:
+            server.stop()
+
+    floor_views = [v for v in VIEWS if v in views or (sweep and v == "/plain/")]
+    for r in range(args.rounds):
+        for path in floor_views:
+            cpu = django_alone(env, path, args.duration)
+            cpus.setdefault((FLOOR, path), []).append(cpu)
+            print(f"round {r + 1} {FLOOR:12} {path:11} {'':15} {cpu:7,.0f} µs/req", file=sys.stderr)
+        for name in names:
+            http(r + 1, name, args.threads, views)
+        for t in sweep:
+            for name in sweep_names:
+                http(r + 1, name, t, ["/plain/"], key=f"t{t}")
+
+    if names and views:
+        report(args, names, views, rates, cpus)
+    if sweep:
+        report_sweep(sweep, sweep_names, rates, cpus)
     if ws:
+        med = statistics.median
         print(f"\nWebSocket echo ({args.ws_clients} clients) in the same process as HTTP load")
         for name, runs in ws.items():
-            alone, loaded, http = (med([run[i] for run in runs]) for i in range(3))
+            alone, loaded, rate = (med([run[i] for run in runs]) for i in range(3))
             print(f"{name:12} {alone:9,.0f} msg/s alone   {loaded:9,.0f} msg/s with /plain/ "
-                  f"at {http:7,.0f} req/s")  # fmt: skip
+                  f"at {rate:7,.0f} req/s")  # fmt: skip
 
 
 if __name__ == "__main__":

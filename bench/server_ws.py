@@ -1,15 +1,22 @@
-"""WebSocket server benchmark: Switchboard vs uvicorn (httptools + websockets, uvloop) vs Daphne.
+"""WebSocket server benchmark: Switchboard vs granian vs uvicorn vs Daphne, rate and server CPU.
 
-All three serve the same raw ASGI echo app (bench.apps:ws_echo_app) as subprocesses in the same
-run, one at a time under load. The client runs in this process on raw non-blocking sockets with
-pre-built masked frames, so per message it costs a recv and a send: the servers' cost dominates.
+All serve the same raw ASGI echo app (bench.apps:ws_echo_app) as subprocesses in the same run,
+one at a time under load, each with one worker and no access log: granian (Rust, --interface
+asgi, uvloop), uvicorn (httptools + websockets, uvloop), Daphne (Twisted). The client runs in
+this process on raw non-blocking sockets with pre-built masked frames, so per message it costs
+a recv and a send: the servers' cost dominates.
 
 Measures, median of several rounds:
-  echo msgs/s    --clients clients each doing request/response echo of a small text message
-  KiB/idle conn  server RSS growth (VmRSS) after opening --idle WebSockets, per connection
+  echo msg/s     --clients clients each doing request/response echo of a small text message
+  µs CPU/msg     server CPU (user + system of its process tree, psutil) per echoed message
+  KiB/idle conn  server RSS growth after opening --idle WebSockets, per connection
   conns/s        open + handshake + close handshake of --conns connections, 16 at once
+  µs CPU/conn    server CPU per such connection
+then sb/<peer> ratios of each. Issue 25's target: sb/uvicorn µs CPU/msg at most 0.50x.
+A server that fails to start or to echo is reported as such and left out of the table.
 
 Usage: ./scripts/bench server_ws [--quick] [--rounds N] [--duration S] [--idle N]
+       [--servers switchboard,granian,uvicorn,daphne]
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+
+from bench.cpu import CpuMeter, tree_rss_kib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -48,8 +57,13 @@ def server_commands(port: int) -> dict[str, list[str]]:
         + ["--log-level", "warning"],
         "uvicorn": [PY, "-m", "uvicorn", APP, *common, "--http", "httptools", "--ws"]
         + ["websockets", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+        "granian": [PY, "-m", "granian", "--interface", "asgi", *common, "--workers", "1"]
+        + ["--loop", "uvloop", "--no-access-log", "--log-level", "warning", APP],
         "daphne": [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", APP],
     }
+
+
+SERVERS = ("switchboard", "granian", "uvicorn", "daphne")
 
 
 def handshake_request(port: int, path: str = "/ws") -> bytes:
@@ -123,11 +137,8 @@ class Server:
         raise RuntimeError(f"{self.name} did not start listening on {self.port}")
 
     def rss_kib(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        """Resident memory of the whole process tree (granian serves from a child)."""
+        return tree_rss_kib(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -165,6 +176,20 @@ def bench_echo(
     port: int, clients: int, duration: float, size: int = 32, path: str = "/ws"
 ) -> float:
     """Messages per second, each client with one message in flight."""
+    return echo_round(port, clients, duration, size, path)[0]
+
+
+def echo_round(
+    port: int,
+    clients: int,
+    duration: float,
+    size: int = 32,
+    path: str = "/ws",
+    pid: int | None = None,
+) -> tuple[float, float]:
+    """(messages per second, µs of CPU per message of process tree ``pid``, nan without one),
+    each client with one message in flight; the CPU window leaves out opening and closing."""
+    meter = CpuMeter(pid) if pid is not None else None
     payload = b"x" * size
     frame = masked_frame(0x1, payload)
     expected = 2 + size
@@ -176,6 +201,8 @@ def bench_echo(
         sel.register(sock, selectors.EVENT_READ)
         pending[sock] = 0
     count = 0
+    if meter:
+        meter.start()
     for sock in socks:
         sock.send(frame)
     start = time.perf_counter()
@@ -193,10 +220,12 @@ def bench_echo(
                 sock.send(frame)
             pending[sock] = got
     elapsed = time.perf_counter() - start
+    if meter:
+        meter.stop()
     sel.close()
     for sock in socks:
         sock.close()
-    return count / elapsed
+    return count / elapsed, meter.us_per(count) if meter else float("nan")
 
 
 def bench_idle_memory(server: Server, count: int) -> float:
@@ -278,6 +307,65 @@ def bench_connections(port: int, total: int, concurrency: int) -> float:
     return done / elapsed
 
 
+def measure_round(server: Server, args: argparse.Namespace) -> dict[str, float]:
+    """One round on one server: echo rate and CPU per message, conns/s and CPU per conn."""
+    rate, cpu_msg = echo_round(server.port, args.clients, args.duration, pid=server.proc.pid)
+    if not rate:
+        raise ConnectionError("no message was echoed back")
+    meter = CpuMeter(server.proc.pid)
+    meter.start()
+    conns = bench_connections(server.port, args.conns, concurrency=16)
+    meter.stop()
+    return {
+        "echo": rate,
+        "echo_cpu": cpu_msg,
+        "conns": conns,
+        "conns_cpu": meter.us_per(args.conns),
+    }
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def report(
+    med: dict[str, dict[str, float]], failed: dict[str, str], args: argparse.Namespace
+) -> None:
+    print()
+    print(
+        f"WebSocket echo ({args.clients} clients, 32 B text), idle memory ({args.idle} conns), "
+        f"connections/s ({args.conns}, 16 at once); median of {args.rounds}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    cols = (("echo msg/s", "echo", 12, 0), ("µs CPU/msg", "echo_cpu", 12, 1))
+    cols += (("KiB/idle conn", "mem", 15, 1), ("conns/s", "conns", 10, 0))
+    cols += (("µs CPU/conn", "conns_cpu", 13, 1),)
+    print(f"{'':14s}" + "".join(f"{title:>{w}s}" for title, _, w, _ in cols))
+    for name, m in med.items():
+        print(f"{name:14s}" + "".join(f"{m[k]:{w}.{d}f}" for _, k, w, d in cols))
+    sb = med.get("switchboard")
+    if sb:
+        for peer, p in med.items():
+            if peer != "switchboard":
+                print(
+                    f"{'sb/' + peer:14s}"
+                    + "".join(f"{ratio(sb[k], p[k]):{w - 1}.2f}x" for _, k, w, _ in cols)
+                )
+        print("(msg/s, conns/s: higher is better; µs CPU and memory: lower is better)")
+        # The kernel counts CPU time in clock ticks: a short conns round spans only a few.
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        print(
+            f"(CPU is counted in {tick_us / 1000:g} ms ticks: µs CPU/conn is good to about "
+            f"±{tick_us / args.conns:.0f} µs with --conns {args.conns})"
+        )
+        if "uvicorn" in med:
+            cpu = ratio(sb["echo_cpu"], med["uvicorn"]["echo_cpu"])
+            verdict = "met" if cpu <= 0.5 else "not met"
+            print(f"target sb/uvicorn µs CPU/msg <= 0.50x: {cpu:.2f}x, {verdict}")
+    for name, why in failed.items():
+        print(f"{name}: not measured: {why}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round")
@@ -286,7 +374,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--idle", type=int, default=5000, help="idle connections for memory")
     parser.add_argument("--conns", type=int, default=1000, help="connections per conns/s round")
-    parser.add_argument("--servers", default="switchboard,uvicorn,daphne")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.idle, args.conns = 1, 1.5, 1000, 300
@@ -296,27 +384,38 @@ def main() -> None:
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(want, soft)), hard))
 
-    names = args.servers.split(",")
-    servers = {}
+    names = [n for n in args.servers.split(",") if n]
+    servers: dict[str, Server] = {}
+    failed: dict[str, str] = {}
     try:
         for name in names:
-            servers[name] = Server(name)
-        results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+            try:
+                servers[name] = Server(name)
+            except (RuntimeError, OSError) as exc:  # e.g. a peer that cannot serve the app
+                failed[name] = f"did not start: {str(exc).strip()[-300:]}"
+                print(f"  {name}: {failed[name]}", flush=True)
+        results: dict[str, dict[str, list[float]]] = {n: {} for n in servers}
         for rnd in range(args.rounds):
             for name, server in servers.items():
-                r = results[name]
-                r.setdefault("echo", []).append(
-                    bench_echo(server.port, args.clients, args.duration)
-                )
-                r.setdefault("conns", []).append(
-                    bench_connections(server.port, args.conns, concurrency=16)
-                )
+                if name in failed:
+                    continue
+                try:
+                    one = measure_round(server, args)
+                except (RuntimeError, OSError) as exc:
+                    failed[name] = f"round {rnd + 1} failed: {exc!r}"[:300]
+                    print(f"  {name}: {failed[name]}", flush=True)
+                    continue
+                for key, value in one.items():
+                    results[name].setdefault(key, []).append(value)
                 print(
-                    f"  round {rnd + 1} {name:12s} echo {r['echo'][-1]:9.0f} msg/s  "
-                    f"conns {r['conns'][-1]:7.0f}/s",
+                    f"  round {rnd + 1} {name:12s} echo {one['echo']:9.0f} msg/s "
+                    f"({one['echo_cpu']:5.1f} µs CPU/msg)  conns {one['conns']:7.0f}/s "
+                    f"({one['conns_cpu']:6.1f} µs CPU/conn)",
                     flush=True,
                 )
         for name, server in servers.items():
+            if name in failed:
+                continue
             mem = bench_idle_memory(server, args.idle)
             results[name]["mem"] = [mem]
             print(f"  {name:12s} {mem:.1f} KiB per idle connection ({args.idle})", flush=True)
@@ -324,29 +423,12 @@ def main() -> None:
         for server in servers.values():
             server.stop()
 
-    med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
-    print()
-    print(
-        f"WebSocket echo ({args.clients} clients, 32 B text), idle memory ({args.idle} conns), "
-        f"connections/s ({args.conns}, 16 at once); median of {args.rounds}"
-    )
-    header = f"{'':14s}{'echo msg/s':>12s}{'KiB/idle conn':>15s}{'conns/s':>10s}"
-    print(header)
-    for name in names:
-        m = med[name]
-        print(f"{name:14s}{m['echo']:12.0f}{m['mem']:15.1f}{m['conns']:10.0f}")
-    sb = med.get("switchboard")
-    if sb:
-        for peer in names:
-            if peer == "switchboard":
-                continue
-            p = med[peer]
-            print(
-                f"{'sb/' + peer:14s}{sb['echo'] / p['echo']:11.2f}x"
-                f"{sb['mem'] / p['mem'] if p['mem'] else float('nan'):14.2f}x"
-                f"{sb['conns'] / p['conns']:9.2f}x"
-            )
-        print("(echo and conns/s: higher is better; memory: lower is better)")
+    med = {
+        n: {k: statistics.median(v) for k, v in r.items()}
+        for n, r in results.items()
+        if n not in failed
+    }
+    report(med, failed, args)
 
 
 if __name__ == "__main__":
