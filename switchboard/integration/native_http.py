@@ -157,8 +157,20 @@ def _enter_asgiref(loop: asyncio.AbstractEventLoop) -> None:
     """
     local = SyncToAsync.threadlocal
     local.main_event_loop = loop
-    local.main_event_loop_pid = os.getpid()
+    local.main_event_loop_pid = _pid
     local.task_context = None  # no caller task to hand cancellation to
+
+
+def _note_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# The process id asgiref compares with, kept up to date across fork() rather than asked of
+# the kernel in every request (os.getpid() is a system call).
+_pid = os.getpid()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_pid)
 
 
 class DjangoHTTPApplication(WSGIAdapter):

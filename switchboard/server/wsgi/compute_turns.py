@@ -56,6 +56,10 @@ def _thread_clock() -> int | None:
         return None
 
 
+# Per pool thread: its CPU clock and native id, which never change.
+_this_thread = threading.local()
+
+
 def _runnable(tid: int) -> bool:
     """Is thread ``tid`` of this process running or waiting for a CPU (Linux's state ``R``)?
     False where /proc does not tell (the CPU clocks alone decide then)."""
@@ -82,8 +86,10 @@ class TurnTicket:
 
     def start_clock(self) -> None:
         """Called in the pool thread as the request starts."""
-        clock = _thread_clock()
-        self.tid = threading.get_native_id()
+        ids = _this_thread.__dict__.get("ids")
+        if ids is None:  # once per thread: get_native_id() is a system call
+            ids = _this_thread.ids = (_thread_clock(), threading.get_native_id())
+        clock, self.tid = ids
         if clock is not None:
             self.cpu = time.clock_gettime(clock)
             self.process_cpu = time.process_time()

@@ -29,7 +29,6 @@ LoopJob = tuple[asyncio.AbstractEventLoop, asyncio.Future, Callable[[], Any]]
 
 _threads: int | None = None
 _pool: ThreadPool | None = None
-_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
@@ -43,12 +42,25 @@ def set_default_threads(threads: int) -> None:
 
 def default_executor(threads: int | None = None) -> ThreadPool:
     """The process-wide pool that runs WSGI applications (a fresh one after ``fork()``)."""
-    global _pool, _pool_pid
+    global _pool
+    pool = _pool  # no lock and no getpid() per request: a fork forgets the parent's pool
+    if pool is not None:
+        return pool
     with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
+        if _pool is None:
             _pool = ThreadPool(_threads or threads or DEFAULT_THREADS)
-            _pool_pid = os.getpid()
         return _pool
+
+
+def _forget_pool() -> None:
+    # In a forked child: the parent's threads did not come along.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
