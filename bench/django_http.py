@@ -28,6 +28,10 @@ granian, if among the servers) with each pool size on /plain/, same figures.
 Then WebSocket echo (bench.server_ws.bench_echo on the project's consumer) alone and while wrk
 loads /plain/ in the same server process, for the native path and Django's handler.
 
+``--echo-latency``: only the round trip of one WebSocket echo client (p50/p99/max), alone and
+while wrk loads /plain/ or /spin/?ms=5 (a view computing 5 ms of CPU per request) in the same
+server process: what views that hold the GIL cost the WebSockets beside them.
+
 ``--combined``: only that last part, in depth. Per round, against one server process: wrk on
 /plain/ alone, WebSocket echo alone, then both at once; medians (and the spread) of each with
 the ratios "both / alone", plus gunicorn's /plain/ alone as the HTTP floor, and the
@@ -38,7 +42,8 @@ passes settings to the servers (e.g. SWITCHBOARD_HTTP_CONCURRENCY=0) to compare.
 
 Usage: ./scripts/bench django_http [--quick] [--rounds N] [--duration S] [--connections N]
                                    [--threads N] [--servers a,b,...] [--views /plain/,...]
-                                   [--threads-sweep 1,2,4] [--combined] [--env K=V]
+                                   [--threads-sweep 1,2,4] [--combined] [--echo-latency]
+                                   [--env K=V]
 e.g.   ./scripts/bench django_http --quick --views /plain/ --servers switchboard,granian \\
                                    --threads-sweep 1,2,4
 """
@@ -60,7 +65,7 @@ import time
 
 import psutil
 
-from bench.server_ws import bench_echo
+from bench.server_ws import bench_echo, masked_frame, open_ws
 from switchboard.server.wsgi.thread_pool import DEFAULT_THREADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,6 +193,43 @@ def ws_with_http(
     loaded = bench_echo(server.port, clients, duration, path="/ws")
     thread.join()
     return loaded, result.get("http", 0.0)
+
+
+def echo_round_trips(port: int, duration: float) -> list[float]:
+    """Milliseconds per WebSocket echo, one client, one message at a time, for ``duration``."""
+    sock = open_ws(port, path="/ws")
+    frame = masked_frame(0x1, b"x" * 32)
+    trips: list[float] = []
+    end = time.perf_counter() + duration
+    try:
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            sock.sendall(frame)
+            got = 0
+            while got < 34:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the server closed the WebSocket")
+                got += len(data)
+            trips.append((time.perf_counter() - start) * 1000)
+    finally:
+        sock.close()
+    return trips
+
+
+def echo_latency(server: Running, duration: float, connections: int) -> dict[str, list[float]]:
+    """Echo round trips alone, then while wrk loads /plain/, then while it loads a view that
+    computes for 5 ms per request (/spin/?ms=5): what a blocking view costs the WebSockets."""
+    out = {"alone": echo_round_trips(server.port, duration)}
+    for label, path in (("/plain/", "/plain/"), ("/spin/?ms=5", "/spin/?ms=5")):
+        thread = threading.Thread(
+            target=wrk, args=(server.port, path, duration + 1, connections), daemon=True
+        )
+        thread.start()
+        time.sleep(0.5)
+        out[label] = echo_round_trips(server.port, duration)
+        thread.join()
+    return out
 
 
 def measure_ws_under_load(server: Running, duration: float, connections: int, clients: int):
@@ -343,6 +385,27 @@ def report_sweep(sweep: list[int], names: list[str], rates: Samples, cpus: Sampl
         print(row)
 
 
+def report_echo_latency(args: argparse.Namespace, env: dict[str, str]) -> None:
+    trips: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        server = Running("switchboard", env, args.threads)
+        try:
+            bench_echo(server.port, 1, 0.5, path="/ws")
+            for label, values in echo_latency(server, args.duration, args.connections).items():
+                trips.setdefault(label, []).extend(values)
+        finally:
+            server.stop()
+    print(f"\nWebSocket echo round trip (one client, one message at a time) in the server that "
+          f"serves Django, wrk -c{args.connections} on the view, {args.rounds} x "
+          f"{args.duration:g}s")  # fmt: skip
+    print(f"{'beside':14}{'echoes':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for label, values in trips.items():
+        values.sort()
+        p50 = values[len(values) // 2]
+        p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
+        print(f"{label:14}{len(values):8,}{p50:9.2f}{p99:9.2f}{values[-1]:9.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -355,6 +418,9 @@ def main() -> None:
     ap.add_argument("--threads-sweep", default="", help="e.g. 1,2,4: pool sizes on /plain/")
     ap.add_argument("--quick", action="store_true", help="one round of 2 s")
     ap.add_argument("--combined", action="store_true", help="HTTP and WebSocket at once only")
+    ap.add_argument(
+        "--echo-latency", action="store_true", help="only: WS echo round trips beside views"
+    )
     ap.add_argument("--env", action="append", default=[], help="K=V for the servers' settings")
     args = ap.parse_args()
     if args.quick:
@@ -376,6 +442,9 @@ def main() -> None:
     env.update(kv.split("=", 1) for kv in args.env)
     if args.combined:
         combined(args, env, names)
+        return
+    if args.echo_latency:
+        report_echo_latency(args, env)
         return
 
     rates: Samples = {}

@@ -6,4 +6,5 @@ urlpatterns = [
     path("plain/", views.plain),
     path("template/", views.template),
     path("query/", views.query),
+    path("spin/", views.spin),
 ]
