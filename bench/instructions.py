@@ -12,7 +12,7 @@ Workloads (each against the servers that can run it):
   http       GET / of bench.apps:hello_app                      switchboard, uvicorn
   ws         32-byte text echo, bench.apps:ws_echo_app          switchboard, uvicorn
   consumer   echo through AsyncWebsocketConsumer (bench.consumer_apps /echo/), the in-memory
-             layer                                              switchboard, channels (on uvicorn)
+             layer                          switchboard, channels (on uvicorn), daphne+channels
   django     GET /plain/ of bench/django_project                switchboard (native path),
              uvicorn (Django's ASGI handler), and "django alone": Django's WSGIHandler called
              in a loop on the same view by a Python process, no server (the floor)
@@ -95,6 +95,9 @@ def server_command(server: str, app: str, port: int) -> tuple[list[str], dict[st
                "httptools", "--ws", "websockets", "--loop", "uvloop", "--no-access-log",
                "--log-level", "warning", "--lifespan", "off"]  # fmt: skip
         return cmd, ({"BENCH_FRAMEWORK": "channels"} if server == "channels" else {})
+    if server == "daphne+channels":
+        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", p, "-v", "0", app]
+        return cmd, {"BENCH_FRAMEWORK": "channels"}
     raise ValueError(server)
 
 
@@ -297,7 +300,11 @@ def measure_django_alone(args: argparse.Namespace) -> tuple[int, list]:
 PLANS = {
     "http": [("switchboard", HELLO), ("uvicorn", HELLO)],
     "ws": [("switchboard", WS_ECHO), ("uvicorn", WS_ECHO)],
-    "consumer": [("switchboard", CONSUMERS), ("channels", CONSUMERS)],
+    "consumer": [
+        ("switchboard", CONSUMERS),
+        ("channels", CONSUMERS),
+        ("daphne+channels", CONSUMERS),
+    ],
     "django": [("switchboard", ROUTER), ("uvicorn", BARE), ("django alone", "")],
 }
 

@@ -190,3 +190,46 @@ async def test_oversized_body_of_a_pipelined_request_never_reaches_the_app(runni
         parsed = await ask(addr, raw, [b"GET", b"POST"])
     assert [a.status for a in parsed.answers] == [200, 413] and parsed.closed
     assert seen == ["/first"]
+
+
+# -- the scope's http_version, whatever decides keep-alive ----------------------------------
+
+
+async def _version_app(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        return
+    body = scope["http_version"].encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body))]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize(
+    ("request_line", "connection", "version", "kept"),
+    [
+        (b"GET / HTTP/1.1", b"", b"1.1", True),
+        (b"GET / HTTP/1.1", b"Connection: close\r\n", b"1.1", False),
+        (b"GET / HTTP/1.1", b"Connection: keep-alive\r\n", b"1.1", True),
+        (b"GET / HTTP/1.0", b"", b"1.0", False),
+        (b"GET / HTTP/1.0", b"Connection: keep-alive\r\n", b"1.0", True),
+        (b"GET /?q=1 HTTP/1.0", b"Connection: close\r\n", b"1.0", False),
+    ],
+)
+async def test_http_version_is_the_requests_whether_kept_alive_or_not(
+    running_server, request_line, connection, version, kept
+) -> None:
+    # The server names HTTP/1.1 without asking the parser when llhttp keeps a request with no
+    # Connection field alive (only 1.1 is): every other combination must still say its own.
+    async with running_server(_version_app) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        try:
+            writer.write(request_line + b"\r\nHost: x\r\n" + connection + b"\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            body = await asyncio.wait_for(reader.readexactly(len(version)), 5)
+            closed = await asyncio.wait_for(reader.read(1), 0.5 if kept else 5) == b""
+        except TimeoutError:
+            closed = False  # still open: kept alive
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ") and body == version
+    assert closed is not kept

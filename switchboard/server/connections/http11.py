@@ -62,6 +62,9 @@ HIGH_WATER = 64 * 1024
 # The least framing a header field has in a request head: ":" and CRLF.
 FIELD_FRAMING = 3
 
+# The name of the task that runs the application for a request.
+TASK_NAME = "switchboard.http11"
+
 # The transitions of the per-request path, looked up inline (what _event does).
 _AFTER_REQUEST = AFTER[REQUEST]
 _AFTER_ANSWERED = AFTER[ANSWERED]
@@ -117,8 +120,8 @@ class HttpProtocol(Upgrades):
                 return
             data = parse
         # The keep-alive timer is not stopped by bytes arriving, only by a complete request
-        # head (on_headers_complete): a client trickling its headers gets no more time than
-        # an idle one.
+        # head taking the connection out of IDLE: a client trickling its headers gets no more
+        # time than an idle one.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -139,9 +142,10 @@ class HttpProtocol(Upgrades):
         self.header_bytes = 0
         self.expect = None
         self.content_length = None
+        self.connection_field = False
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        self.url = self.url + url if self.url else url  # mostly one piece: no copy
         self.header_bytes += len(url)
         if self.header_bytes > self.config.max_header_size:
             self._fail_input(431, "Request Header Fields Too Large")
@@ -161,23 +165,28 @@ class HttpProtocol(Upgrades):
             self.expect = value
         elif name == b"content-length":
             self.content_length = value
+        elif name == b"connection":
+            self.connection_field = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self.resume_body is not None:
             self.parsing, self.resume_body = self.resume_body, None
             return
-        handle = self.keep_alive_handle  # _cancel_keep_alive, inline: once per request
-        if handle is not None:
-            handle.cancel()
-            self.keep_alive_handle = None
         parser = self.parser
         method = parser.get_method().decode("ascii")
+        keep_alive = parser.should_keep_alive()
+        # llhttp takes HTTP/0.9, 1.0, 1.1 and 2.0 (no leniency is set), and of those keeps
+        # only 1.1 alive without a Connection field: get_http_version formats a new str.
+        if keep_alive and not self.connection_field:
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
         headers = self.headers
         scope = request_scope(
             method,
             self.url,
-            parser.get_http_version(),
+            version,
             headers,
             self.config.root_path,
             self.server,
@@ -205,8 +214,7 @@ class HttpProtocol(Upgrades):
             self.parsing = None
             self.ws_scope = scope  # handed over from _upgraded, where llhttp stops
             return
-        keep_alive = parser.should_keep_alive() and not self.state.shutting_down
-        req = Http11Request(self, scope, keep_alive)
+        req = Http11Request(self, scope, keep_alive and not self.state.shutting_down)
         if self.content_length is not None:
             length = content_length_value(self.content_length)
             if length is not None and length > self.config.max_body_size:
@@ -253,39 +261,51 @@ class HttpProtocol(Upgrades):
             return
         req.complete = True
         self.parsing = None
-        req.wake()
+        if req.waiter is not None:  # what wake() has to do here
+            req.wake()
 
     # -- the requests, in order ----------------------------------------------------------
 
     def _start(self, req: Http11Request) -> None:
         self.current = req
-        task = self.loop.create_task(self._run(req))
+        loop = self.loop
+        if loop.get_task_factory() is None:
+            # What create_task does (on the running loop, this one), with a name: a task
+            # without one formats its own.
+            task = asyncio.Task(self._run(req), name=TASK_NAME)
+        else:
+            task = loop.create_task(self._run(req), name=TASK_NAME)
         req.task = task
+        # Discarded by _run as it ends rather than by a done callback, which would cost a
+        # loop turn per request. (A task cancelled before its first step, which only the
+        # shutdown does, stays in the set: done, which is all the shutdown asks.)
         self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
 
     async def _run(self, req: Http11Request) -> None:
         try:
-            await self.app(req.scope, req.receive, req.send)
-        except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            if req.disconnected and caused_by_disconnect(exc):
-                # The client left: nothing went wrong in the application.
-                logger.debug(
-                    "Client disconnected during %s %s", req.scope["method"], req.scope["path"]
-                )
-            else:
-                error_logger.error("Exception in ASGI application", exc_info=exc)
-            self._abandon(req)
+            try:
+                await self.app(req.scope, req.receive, req.send)
+            except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if req.disconnected and caused_by_disconnect(exc):
+                    # The client left: nothing went wrong in the application.
+                    logger.debug(
+                        "Client disconnected during %s %s", req.scope["method"], req.scope["path"]
+                    )
+                else:
+                    error_logger.error("Exception in ASGI application", exc_info=exc)
+                self._abandon(req)
+                self._done(req)
+                return
+            if req.state is not DONE and not req.disconnected:
+                missing = req.unanswered()
+                if missing is not None:
+                    error_logger.error("ASGI application returned without %s", missing)
+                self._abandon(req)
             self._done(req)
-            return
-        if req.state is not DONE and not req.disconnected:
-            missing = req.unanswered()
-            if missing is not None:
-                error_logger.error("ASGI application returned without %s", missing)
-            self._abandon(req)
-        self._done(req)
+        finally:
+            self.state.tasks.discard(req.task)
 
     def _abandon(self, req: Http11Request) -> None:
         """The response of ``req`` can't be completed: a 500 if none of it was written yet,
@@ -313,7 +333,10 @@ class HttpProtocol(Upgrades):
             conn_state = self.conn_state
             if conn_state is RESPONDING:
                 self.conn_state = _AFTER_ANSWERED[conn_state]
-                self._arm_keep_alive()
+                # _arm_keep_alive, inline: once per request.
+                self.idle_since = self.loop.time()
+                if self.idle_timer is None:
+                    self._arm_keep_alive()
             elif conn_state is FAILING:
                 self._write_error(self.failure)
                 self.close()
@@ -322,7 +345,9 @@ class HttpProtocol(Upgrades):
                 self._hand_over_websocket(self.ws_leftover)
                 return
             # else CLOSING or CLOSED: the response ended after the connection did
-        self.flow.resume_reading()
+        flow = self.flow
+        if flow.reading_paused:
+            flow.resume_reading()
 
     def shutdown(self) -> None:
         """Close now when idle; otherwise after the response in flight."""

@@ -67,7 +67,8 @@ class Http11Connection(asyncio.Protocol):
         "log_access",
         "flow",
         "conn_state",
-        "keep_alive_handle",
+        "idle_timer",
+        "idle_since",
         "current",
         "queue",
         "parsing",
@@ -76,6 +77,7 @@ class Http11Connection(asyncio.Protocol):
         "header_bytes",
         "expect",
         "content_length",
+        "connection_field",
         "failure",
         "ws_scope",
         "ws_leftover",
@@ -106,7 +108,9 @@ class Http11Connection(asyncio.Protocol):
         self.flow = FlowControl(self.loop)
         # With HTTP/2 on, the first bytes may be its preface rather than a request.
         self.conn_state = PREFACE if config.http2 else IDLE
-        self.keep_alive_handle: asyncio.TimerHandle | None = None  # runs in PREFACE and IDLE
+        # The keep-alive timer (PREFACE and IDLE), armed lazily: see _arm_keep_alive.
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time the connection last became idle
         self.current: Http11Request | None = None  # the request being answered
         # Pipelined behind it (rarely any: a list costs less than a deque per connection).
         self.queue: list[Http11Request] = []
@@ -116,7 +120,8 @@ class Http11Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.expect: bytes | None = None  # its Expect field
-        self.content_length: bytes | None = None  # and its Content-Length field
+        self.content_length: bytes | None = None  # its Content-Length field
+        self.connection_field = False  # and whether it has a Connection field
         self.failure = b""  # FAILING: the error response that waits
         self.ws_scope: Scope | None = None  # a WebSocket handshake was parsed
         self.ws_leftover = b""  # UPGRADING: the bytes after it
@@ -164,18 +169,42 @@ class Http11Connection(asyncio.Protocol):
     # -- the keep-alive timer (PREFACE and IDLE) -----------------------------------------
 
     def _arm_keep_alive(self) -> None:
-        # Entering IDLE (or PREFACE): no timer runs, every other state cancelled it.
-        self.keep_alive_handle = self.loop.call_later(
-            self.config.timeout_keep_alive, self._keep_alive_expired
-        )
+        # Entering IDLE (or PREFACE). A timer is not cancelled when a request head comes in
+        # nor armed anew each time the connection is idle again (a timer each way per request
+        # is a good share of a small request's cost): the one running, if any, finds out when
+        # it fires whether the connection has been idle long enough, and otherwise waits for
+        # the rest of the time.
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = self.loop.call_later(
+                self.config.timeout_keep_alive, self._idle_timer_fired
+            )
+
+    def _idle_timer_fired(self) -> None:
+        self.idle_timer = None
+        if self.conn_state is not IDLE and self.conn_state is not PREFACE:
+            return  # busy: armed again when the connection is idle again
+        left = self.idle_since + self.config.timeout_keep_alive - self.loop.time()
+        if left > 0:  # idle again since the timer was armed
+            self.idle_timer = self.loop.call_later(left, self._idle_timer_fired)
+        else:
+            self._keep_alive_expired()
+
+    @property
+    def keep_alive_handle(self) -> asyncio.TimerHandle | None:
+        """The timer that closes the connection after ``timeout_keep_alive`` idle seconds,
+        while it counts (PREFACE and IDLE)."""
+        if self.conn_state is IDLE or self.conn_state is PREFACE:
+            return self.idle_timer
+        return None
 
     def _cancel_keep_alive(self) -> None:
-        if self.keep_alive_handle is not None:
-            self.keep_alive_handle.cancel()
-            self.keep_alive_handle = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
 
     def _keep_alive_expired(self) -> None:
-        self.keep_alive_handle = None
+        """Idle for ``timeout_keep_alive`` seconds (PREFACE, or IDLE): closed."""
         if self.conn_state is IDLE or self.conn_state is PREFACE:
             self.close()
 
@@ -217,7 +246,8 @@ class Http11Connection(asyncio.Protocol):
     def _done(self, req: Http11Request) -> None:
         """Count the response (by status class) and write its access-log line."""
         status = req.status
-        self.state.count_response(status)
+        # state.count_response, inline: once per request.
+        self.state.http_responses[status // 100 if 100 <= status < 600 else 0] += 1
         if self.log_access:
             seconds = self.loop.time() - req.began
             access_logger.info(access_log.http_line(req.scope, status, req.sent, seconds))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from switchboard.server.asgi.errors import ClientDisconnected
-from switchboard.server.asgi.http_cycle import HttpCycle
+from switchboard.server.asgi.http_cycle import DONE, HttpCycle
 from switchboard.server.asgi.types import HeaderIterable, Scope
 from switchboard.server.connections.pathsend import FILE_CHUNK, open_regular_file
 from switchboard.server.wire.http11_framing import (
@@ -84,6 +84,13 @@ class Http11Request(HttpCycle):
     def _done(self) -> None:
         self.proto.request_done(self)
 
+    def finish(self) -> None:
+        # HttpCycle.finish with wake() and _done() inline: once per response.
+        self.state = DONE
+        if self.waiter is not None or self.on_disconnect is not None:
+            self.wake()
+        self.proto.request_done(self)
+
     def _head(self, status: int, headers: HeaderIterable) -> int | None:
         """Check the fields of http.response.start; keep the head until the first body."""
         head, length, self.keep_alive = response_head(
@@ -98,15 +105,28 @@ class Http11Request(HttpCycle):
         proto = self.proto
         head = self.head
         if head is not None:
-            head = self._head_bytes(
-                len(body) if not more and not self.no_content else None, more, head
-            )
-            if self.no_content:
-                data = head
-            elif not self.chunked:
-                data = head + body if body else head
+            if (
+                self.declared
+                and self.keep_alive
+                and not self.no_content
+                and not self.trailers
+                and not proto.state.shutting_down
+            ):
+                # What _head_bytes does for the commonest first message (the app's own
+                # content-length frames it), inline.
+                self.head = None
+                self.wrote = True
+                data = head + b"\r\n" + body
             else:
-                data = self._chunk(head, body, more)
+                head = self._head_bytes(
+                    len(body) if not more and not self.no_content else None, more, head
+                )
+                if self.no_content:
+                    data = head
+                elif not self.chunked:
+                    data = head + body if body else head
+                else:
+                    data = self._chunk(head, body, more)
         elif self.no_content:
             return None
         elif not self.chunked:

@@ -197,8 +197,10 @@ _FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"connecti
 # Heads already checked, by (status, fields): most applications answer with a handful of
 # distinct heads, so the common response costs one tuple and one dict lookup. Bounded like
 # KNOWN_NAMES: an app whose fields differ on every response fills it once and stops there.
-# Value: (status line, the app's field lines, content-length, connection: close).
-_HEADS: dict[tuple[int, tuple[Any, ...]], tuple[bytes, bytes, int | None, bool]] = {}
+# Value: [status line, the app's field lines, content-length, connection: close, and the
+# whole head with the default fields it was last put together with, and those fields] (they
+# change once a second: most responses reuse the whole head).
+_HEADS: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
 _HEADS_MAX = 256
 
 
@@ -224,7 +226,10 @@ def response_head(
         except TypeError:  # unhashable fields (lists, bytearrays): checked below
             cached = key = None
         if cached is not None:
-            return cached[0] + default_head + cached[1], cached[2], keep_alive and not cached[3]
+            if cached[5] is not default_head:
+                cached[4] = cached[0] + default_head + cached[1]
+                cached[5] = default_head
+            return cached[4], cached[2], keep_alive and not cached[3]
     line = STATUS_LINES.get(status) if status.__class__ is int else None
     if line is None or status < 200:
         line = final_status_line(status)  # raises unless an int subclass like HTTPStatus
@@ -264,7 +269,7 @@ def response_head(
             check_field(name, value)
         raise InvalidResponse("Invalid header fields")  # pragma: no cover - raised above
     if key is not None and len(_HEADS) < _HEADS_MAX:
-        _HEADS[key] = (line, b"".join(lines[2:]), length, close)
+        _HEADS[key] = [line, b"".join(lines[2:]), length, close, head, default_head]
     return head, length, keep_alive and not close
 
 

@@ -33,12 +33,19 @@ def request_scope(
     """The scope of one request: ``target`` is the request target as sent, ``headers`` its
     fields (names lower-cased), ``app_state`` the lifespan state the scope gets a copy of and
     ``tls`` the ASGI tls extension of a TLS connection."""
-    if method == "CONNECT":
-        raw_path, query = target, b""  # authority-form (RFC 9112 section 3.2.3)
+    path = target.decode("ascii", "replace")
+    if path[:1] != "/" or "?" in path or "#" in path:
+        # Not origin-form without a query, the common case whose target is the path as it
+        # is (what parse_url returns for any such target llhttp accepted). Checked on the
+        # str: ``bytes in bytes`` costs a raised and cleared TypeError on Python 3.11.
+        if method == "CONNECT":
+            raw_path, query = target, b""  # authority-form (RFC 9112 section 3.2.3)
+        else:
+            parsed = httptools.parse_url(target)
+            raw_path, query = parsed.path or b"", parsed.query or b""
+        path = raw_path.decode("ascii", "replace")
     else:
-        parsed = httptools.parse_url(target)
-        raw_path, query = parsed.path or b"", parsed.query or b""
-    path = raw_path.decode("ascii", "replace")
+        raw_path, query = target, b""
     if "%" in path:
         path = unquote(path)
     scope: Scope = {
