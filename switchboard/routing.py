@@ -137,7 +137,9 @@ class ProtocolTypeRouter:
         if scope["type"] != "websocket":
             if (
                 scope["type"] == "http"
-                and b"sb_transport=" in scope.get("query_string", b"")
+                # find(), not ``in``: on Python 3.11 ``bytes in bytes`` first tries the operand
+                # as an int, raising and clearing a TypeError, on every request.
+                and scope.get("query_string", b"").find(b"sb_transport=") >= 0
                 and "websocket" in self.application_mapping
             ):
                 # A WebSocket session over SSE or long-polling: the websocket application runs

@@ -45,7 +45,7 @@ class GatewayRelay:
             await self.relay(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
-        elif kind == "http" and b"sb_transport=" in scope.get("query_string", b""):
+        elif kind == "http" and scope.get("query_string", b"").find(b"sb_transport=") >= 0:
             # A WebSocket session over SSE or long-polling is relayed to a worker too, rather
             # than run here by the project's router (switchboard.transports).
             from switchboard.transports import serve_transport
