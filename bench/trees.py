@@ -11,11 +11,16 @@ two-core machine where the load generator competes for the same cores.
   http keep-alive   wrk -t1 -c50 against a hello-world ASGI app: req/s, CPU µs/request
   http close        wrk with ``Connection: close``, 10 connections: req/s, CPU µs/request
   ws echo           10 clients, one 32-byte text message in flight each: msgs/s, µs/message
+  django /plain/    wrk -t1 -c50 on bench/django_project's plain view (the native path):
+                    req/s, CPU µs/request
+  consumer echo     10 clients through AsyncWebsocketConsumer (bench.consumer_apps, the
+                    in-memory layer): msgs/s, µs/message
   layer round trip  in-memory layer send + receive in one process: msgs/s, CPU µs/message
   redis round trip  the same through the Redis layer and a redis-server started here (the
                     CPU is the client process's: Redis's own is not ours to count)
 
 Usage: ./scripts/bench trees [--before REV] [--rounds N] [--duration S] [--quick]
+                             [--only "django /plain/,consumer echo"]
 (``--before`` defaults to HEAD~1; the "after" tree is the working tree, uncommitted changes
 included)
 """
@@ -31,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from bench.django_http import prepare_db
+from bench.django_http import wrk as django_wrk
 from bench.server_http import wrk
 from bench.server_ws import APP, PY, ROOT, bench_echo, free_port, open_ws
 from tests.support.redis_servers import RedisServer
@@ -60,22 +67,25 @@ asyncio.run(main())
 
 
 class TreeServer:
-    """``switchboard serve`` of the hello/echo app, run from ``tree``'s own package."""
+    """``switchboard serve`` of ``app`` (the hello/echo app), run from ``tree``'s own package,
+    ready once a WebSocket handshake on ``ws_path`` succeeds."""
 
-    def __init__(self, tree: str) -> None:
+    def __init__(
+        self, tree: str, app: str = APP, ws_path: str = "/ws", env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
-        command = [PY, "-m", "switchboard", "serve", APP, "--port", str(self.port)]
+        command = [PY, "-m", "switchboard", "serve", app, "--port", str(self.port)]
         self.proc = subprocess.Popen(
             [*command, "--no-access-log", "--log-level", "warning"],
             cwd=tree,
-            env=dict(os.environ, PYTHONPATH=tree),
+            env=dict(os.environ, **(env or {}), PYTHONPATH=tree),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while True:
             try:
-                open_ws(self.port).close()
+                open_ws(self.port, path=ws_path).close()
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -124,6 +134,30 @@ def ws_echo(tree: str, duration: float) -> tuple[float, float]:
     return rate, cpu / (rate * duration) * 1e6
 
 
+def django_plain(tree: str, duration: float, env: dict[str, str]) -> tuple[float, float]:
+    server = TreeServer(tree, "bench.django_project.asgi:application", env=env)
+    try:
+        django_wrk(server.port, "/plain/", 1, 10)  # warm up
+        before = server.cpu_seconds()
+        rate, count = django_wrk(server.port, "/plain/", duration, 50)
+        cpu = server.cpu_seconds() - before
+    finally:
+        server.stop()
+    return rate, cpu / count * 1e6 if count else float("nan")
+
+
+def consumer_echo(tree: str, duration: float) -> tuple[float, float]:
+    server = TreeServer(tree, "bench.consumer_apps:application", ws_path="/echo/")
+    try:
+        bench_echo(server.port, 10, 0.5, path="/echo/")  # warm up
+        before = server.cpu_seconds()
+        rate = bench_echo(server.port, 10, duration, path="/echo/")
+        cpu = server.cpu_seconds() - before
+    finally:
+        server.stop()
+    return rate, cpu / (rate * duration) * 1e6
+
+
 def layer(tree: str, n: int, redis_url: str | None = None) -> tuple[float, float]:
     make, channel = "InMemoryChannelLayer()", "await layer.new_channel()"
     if redis_url:
@@ -147,6 +181,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--quick", action="store_true", help="one round of 2 s")
+    ap.add_argument("--only", default="", help="comma-separated workloads (default: all)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2.0
@@ -161,13 +196,26 @@ def main() -> None:
     earlier = os.path.join(scratch, "tree")
     subprocess.run(["git", "worktree", "add", "--detach", "-q", earlier, rev], cwd=ROOT, check=True)
     trees = {"before": earlier, "after": ROOT}
+    django_env = {
+        "DJANGO_SETTINGS_MODULE": "bench.django_project.settings",
+        "BENCH_DJANGO_DB": os.path.join(scratch, "db.sqlite3"),
+    }
+    prepare_db(dict(os.environ, PYTHONPATH=ROOT, **django_env))
     workloads = {
         "http keep-alive": lambda t: http(t, args.duration, close=False),
         "http close": lambda t: http(t, args.duration, close=True),
         "ws echo": lambda t: ws_echo(t, args.duration),
+        "django /plain/": lambda t: django_plain(t, args.duration, django_env),
+        "consumer echo": lambda t: consumer_echo(t, args.duration),
         "layer round trip": lambda t: layer(t, 20_000 if args.quick else 100_000),
         "redis round trip": lambda t: layer(t, 2_000 if args.quick else 10_000, redis.url),
     }
+    only = [w for w in args.only.split(",") if w]
+    if only:
+        unknown = set(only) - set(workloads)
+        if unknown:
+            sys.exit(f"unknown workloads {sorted(unknown)}; choose from {list(workloads)}")
+        workloads = {w: workloads[w] for w in only}
     results = {(w, t): [] for w in workloads for t in trees}
     redis = RedisServer().start()
     try:
