@@ -272,7 +272,7 @@ class HttpProtocol(Upgrades):
         if loop.get_task_factory() is None:
             # What create_task does (on the running loop, this one), with a name: a task
             # without one formats its own.
-            task = asyncio.Task(self._run(req), name=TASK_NAME)
+            task = asyncio.Task(self._run(req), loop=loop, name=TASK_NAME)
         else:
             task = loop.create_task(self._run(req), name=TASK_NAME)
         req.task = task
