@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 
 from switchboard.db import database_sync_to_async
 from switchboard.dispatch import (
+    Inbox,
     LayerSource,
     Receive,
     Send,
@@ -32,6 +33,13 @@ __all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
 logger = logging.getLogger("switchboard.consumer")
 
 
+# Message type -> handler name, for the types seen so far (bounded: layer messages may carry
+# any type). Besides saving the work, handing getattr the same string object each time lets
+# the interpreter's attribute cache, which matches names by identity, find the method.
+_HANDLER_NAMES: dict[str, str] = {}
+_HANDLER_NAMES_MAX = 512
+
+
 def get_handler_name(message: dict[str, Any]) -> str:
     """``"websocket.receive"`` -> ``"websocket_receive"``; private names are refused."""
     if "type" not in message:
@@ -39,10 +47,16 @@ def get_handler_name(message: dict[str, Any]) -> str:
     message_type = message["type"]
     if not isinstance(message_type, str):
         raise ValueError(f"Message type must be a string, got {message_type!r}")
+    if type(message_type) is str:
+        handler_name = _HANDLER_NAMES.get(message_type)
+        if handler_name is not None:
+            return handler_name
     handler_name = message_type.replace(".", "_")
     # A leading underscore would let a remote sender call private methods.
     if handler_name.startswith("_"):
         raise ValueError(f"Malformed type in message (leading underscore): {message_type!r}")
+    if len(_HANDLER_NAMES) < _HANDLER_NAMES_MAX and type(message_type) is str:
+        _HANDLER_NAMES[message_type] = handler_name
     return handler_name
 
 
@@ -56,6 +70,9 @@ class AsyncConsumer:
     # Opt-in: up to this many messages handled at once (switchboard.dispatch);
     # 1, the default, handles them one at a time, in order.
     max_concurrent_messages: int = 1
+    # Set while the dispatch loop runs: the layer is waited on once the channel name is read.
+    _inbox: Inbox | None = None
+    _channel_name: str
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -64,20 +81,60 @@ class AsyncConsumer:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        next_layer_message = None
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
-            next_layer_message = layer_source(self.channel_layer, self.channel_name)
         self.base_send = send
         try:
-            if self.max_concurrent_messages == 1:
-                await dispatch_loop(receive, next_layer_message, self.dispatch)
+            if self.channel_layer is None:
+                await dispatch_loop(receive, None, self.dispatch)
+            elif self.max_concurrent_messages == 1:
+                self._inbox = inbox = Inbox(receive)
+                if "receive_future" not in getattr(self.channel_layer, "extensions", ()):
+                    # Another layer's receive runs in a task: waited on from the start, as
+                    # its own clean-up expects.
+                    inbox.listen(layer_source(self.channel_layer, self._channel_name))
+                if inbox.direct:
+                    try:  # Inbox.run's loop, here: a coroutine less per idle connection
+                        while True:
+                            message = await inbox.next()
+                            if message is not None:
+                                await self.dispatch(message)
+                                message = None  # not kept alive while the connection idles
+                    finally:
+                        await inbox.finish()
+                else:
+                    await inbox.run(self.dispatch)
             else:
-                await self._dispatch_concurrently(receive, next_layer_message)
+                await self._dispatch_concurrently(
+                    receive, layer_source(self.channel_layer, self._channel_name)
+                )
         except StopConsumer:
             pass
         finally:
             await self._leave_groups()
+
+    @property
+    def channel_name(self) -> str:
+        """This consumer's channel on the layer (Channels' attribute).
+
+        With Switchboard's layers, reading it starts the wait on the layer: no message can
+        come before someone is told the name, so a consumer that never uses its channel costs
+        the layer nothing.
+        """
+        try:
+            name = self._channel_name
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute 'channel_name'"
+            ) from None
+        inbox = self._inbox
+        if inbox is not None and not inbox.listening and self.channel_layer is not None:
+            inbox.listen(layer_source(self.channel_layer, name))
+        return name
+
+    @channel_name.setter
+    def channel_name(self, value: str) -> None:
+        self._channel_name = value
 
     async def _dispatch_concurrently(
         self, receive: Receive, next_layer_message: LayerSource | None
@@ -109,12 +166,13 @@ class AsyncConsumer:
         layer = self.channel_layer
         if layer is None:
             return
+        name = self._channel_name
         release = getattr(layer, "release_channel", None)
         if release is not None:
-            await release(self.channel_name)
+            await release(name)
         groups = self._joined_groups
         while groups:
-            await layer.group_discard(groups.pop(), self.channel_name)
+            await layer.group_discard(groups.pop(), name)
 
     def _required_layer(self, needed_by: str) -> BaseChannelLayer:
         """The channel layer, which ``needed_by`` (what the consumer does) cannot do without."""
@@ -136,7 +194,13 @@ class AsyncConsumer:
             self._joined_groups.discard(group)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        handler = self._get_handler(message)
+        try:  # get_handler_name's cache, looked up here: this runs for every message
+            name = _HANDLER_NAMES[message["type"]]
+        except (KeyError, TypeError):
+            name = get_handler_name(message)  # a type not seen yet, or the error to raise
+        handler = getattr(self, name, None)  # _get_handler, inlined
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']!r}")
         await handler(message)
 
     def _get_handler(self, message: dict[str, Any]) -> Callable[..., Any]:

@@ -188,7 +188,15 @@ class AsyncWebsocketConsumer(AsyncConsumer):
         bytes_data: bytes | None = None,
         close: bool | int = False,
     ) -> None:
-        await super().send(_send_message(text_data, bytes_data))
+        # _send_message, inlined: this runs for every message sent.
+        message: dict[str, Any]
+        if text_data is not None:
+            message = {"type": "websocket.send", "text": text_data}
+        elif bytes_data is not None:
+            message = {"type": "websocket.send", "bytes": bytes_data}
+        else:
+            raise ValueError("You must pass one of bytes_data or text_data")
+        await super().send(message)
         if close:
             await self.close(close)
 

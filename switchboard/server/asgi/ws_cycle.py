@@ -111,7 +111,9 @@ class WebSocketCycle:
         self.loop = loop
         self.flow = flow
         self.max_queue = max_queue or 1 << 30
-        self.queue: collections.deque[Message] = collections.deque()
+        # Unread messages; made when one has to wait and dropped once read, since an empty
+        # deque keeps a 64-slot block (~600 bytes) for the life of an idle connection.
+        self.queue: collections.deque[Message] | None = None
         self.waiter: asyncio.Future[Message] | None = None
         self.disconnect: Message | None = None
         self.disconnect_sent = False  # websocket.disconnect went to the app (it goes once)
@@ -128,7 +130,7 @@ class WebSocketCycle:
     def start(self) -> None:
         """The upgrade request is valid: the application starts, and reads websocket.connect."""
         self._to(HANDSHAKE)
-        self.queue.append({"type": "websocket.connect"})
+        self.queue = collections.deque(({"type": "websocket.connect"},))
 
     def refuse(self) -> None:
         """The upgrade request is malformed: answered without the application."""
@@ -181,22 +183,29 @@ class WebSocketCycle:
                 waiter.set_result(message)
                 return
         queue = self.queue
+        if queue is None:
+            queue = self.queue = collections.deque()
         queue.append(message)
         if len(queue) >= self.max_queue:
             self.flow.pause_reading()
+
+    def _next_queued(self, queue: collections.deque[Message]) -> Message:
+        message = queue.popleft()
+        if not queue:
+            self.queue = None
+        if (
+            self.flow.reading_paused
+            and len(queue) < self.max_queue
+            and self.state not in UNANSWERED
+        ):
+            self.flow.resume_reading()
+        return message
 
     async def receive(self) -> Message:
         """The ASGI ``receive`` callable."""
         queue = self.queue
         if queue:
-            message = queue.popleft()
-            if (
-                self.flow.reading_paused
-                and len(queue) < self.max_queue
-                and self.state not in UNANSWERED
-            ):
-                self.flow.resume_reading()
-            return message
+            return self._next_queued(queue)
         if self.disconnect is not None:
             if self.disconnect_sent:
                 # websocket.disconnect is one event (ASGI spec); after it nothing more will
@@ -205,7 +214,8 @@ class WebSocketCycle:
                 return await self.loop.create_future()
             self.disconnect_sent = True
             return self.disconnect
-        if self.waiter is not None:
+        current = self.waiter
+        if current is not None and not current.done():
             raise RuntimeError("receive() called concurrently on one WebSocket connection")
         self.waiter = waiter = self.loop.create_future()
         try:
@@ -213,6 +223,28 @@ class WebSocketCycle:
         finally:
             if self.waiter is waiter:
                 self.waiter = None
+
+    def receive_into(self, waiter: asyncio.Future[Message]) -> None:
+        """``receive`` for a caller that waits on more than this connection with one future
+        (switchboard's consumers: the client and their channel layer, without a task).
+
+        ``waiter`` gets the message ``receive`` would return, at once if one is queued. After
+        ``websocket.disconnect`` it is left pending (nothing more will come), as ``receive``
+        would be. A waiter cancelled or completed by someone else is simply dropped: the next
+        message waits in the queue."""
+        queue = self.queue
+        if queue:
+            waiter.set_result(self._next_queued(queue))
+            return
+        if self.disconnect is not None:
+            if not self.disconnect_sent:
+                self.disconnect_sent = True
+                waiter.set_result(self.disconnect)
+            return
+        current = self.waiter
+        if current is not None and not current.done():
+            raise RuntimeError("receive() called concurrently on one WebSocket connection")
+        self.waiter = waiter
 
     def app_sends(self, kind: str) -> Action:
         """What to do for a message of type ``kind`` from the application, in this state.

@@ -22,8 +22,12 @@ the timers and flow control, and does the I/O each state change asks for.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 import logging
+from collections.abc import Awaitable, Coroutine
 from http import HTTPStatus
+from typing import Any
 
 from websockets.protocol import State as WSProtocolState
 
@@ -46,6 +50,8 @@ __all__ = ["WebSocketProtocol"]
 
 logger = logging.getLogger("switchboard.server")
 error_logger = logging.getLogger("switchboard.server.error")
+
+TASK_NAME = "switchboard.websocket"  # of every application task
 
 # Above this size a frame is written as header + payload instead of one concatenated buffer.
 _CONCAT_LIMIT = 16384
@@ -78,7 +84,7 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
         if self.keepalive is not None:
             self.keepalive.stop()
         code, reason = ABNORMAL, ""
-        ws = self.ws
+        ws = self.sansio
         if ws is not None and ws.close_rcvd is not None:
             code, reason = ws.close_rcvd.code, ws.close_rcvd.reason
         elif ws is not None and ws.close_sent is not None:
@@ -107,15 +113,17 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
             self._receive(data)
         elif self.cycle.state in UNANSWERED:
             # A client may not send frames before the 101; keep them, but not without bound.
+            if self.pending is None:
+                self.pending = []
             self.pending.append(data)
             self.flow.pause_reading()
 
     def eof_received(self) -> bool | None:
-        ws = self.ws
-        if ws is not None and self.accepted:
+        if self.accepted:
             if self.fast_in:
                 data, self.inbuf = self.inbuf, b""
                 self._to_websockets(data)
+            ws = self._frames()
             ws.receive_eof()
             self._flush(ws)
         return None  # close the transport
@@ -165,8 +173,7 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
                         transport.write(header)
                         transport.write(payload)
             else:
-                ws = self.ws
-                assert ws is not None
+                ws = self._frames()
                 if first == 0x81:
                     ws.send_text(payload)
                 else:
@@ -208,8 +215,7 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
             cycle.not_allowed("websocket.send")
 
     def _close(self, code: int, reason: str) -> None:
-        ws = self.ws
-        assert ws is not None
+        ws = self._frames()
         # The peer's end of the stream may have been read a moment ago (websockets is CLOSED,
         # connection_lost not called yet): there is nothing left to send a close frame on.
         if ws.state is WSProtocolState.OPEN:
@@ -217,34 +223,88 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
         self._close_app_side(code, reason)
         self._flush(ws)
 
-    async def _run_app(self) -> None:
+    def _start_app(self) -> asyncio.Task[None]:
+        """The application task.
+
+        An application called as a coroutine function runs as the task's own coroutine, its
+        outcome handled by a done callback in the task's context: a coroutine wrapping it
+        (``_run_app``, for any other application) would cost every idle connection ~200
+        bytes and every message a step more."""
+        app = self.config.app
+        if not _is_coroutine_app(app):
+            return self._task(self._run_app())
         try:
-            await self.config.app(self.scope, self.cycle.receive, self.send)
-        except asyncio.CancelledError:
-            if self.cycle.state is not CLOSED:
-                self._app_failed(cancelled=True)
-            raise
-        except ClientDisconnected:
-            # A send after the client left, not caught by the app: the client's departure is
-            # not an application error, so no traceback.
-            logger.debug("ASGI application stopped: the WebSocket client disconnected")
-            self._app_failed()
-        except Exception:
-            error_logger.exception("Exception in ASGI application")
-            self._app_failed()
+            call = app(self.scope, self.cycle.receive, self.send)
+        except Exception as exc:  # a bad signature, say: raised in the task, as usual
+            return self._task(self._run_app(_raise(exc)))
+        if not asyncio.iscoroutine(call):
+            return self._task(self._run_app(call))
+        context = contextvars.copy_context()
+        task = self._task(call, context)
+        task.add_done_callback(self._app_task_done, context=context)
+        return task
+
+    def _task(
+        self, coro: Coroutine[Any, Any, None], context: contextvars.Context | None = None
+    ) -> asyncio.Task[None]:
+        loop = self.loop
+        if loop.get_task_factory() is None:
+            # What create_task does, named: a task without a name formats one of its own
+            # ("Task-<n>", a string more per connection).
+            return asyncio.Task(coro, loop=loop, name=TASK_NAME, context=context)
+        return loop.create_task(coro, name=TASK_NAME, context=context)
+
+    def _app_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            self._app_ended(cancelled=True)
         else:
-            state = self.cycle.state
-            if state is HANDSHAKE:
-                error_logger.error("ASGI application returned without accepting the WebSocket")
-                self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error\n")
-            elif state is RESPONSE:
-                error_logger.error("ASGI application returned before its response ended")
-                self._abort()
-            elif state is OPEN:
-                self._close(1000, "")
+            self._app_ended(task.exception())
+
+    async def _run_app(self, call: Awaitable[None] | None = None) -> None:
+        try:
+            if call is None:
+                call = self.config.app(self.scope, self.cycle.receive, self.send)
+            await call
+        except asyncio.CancelledError:
+            self._app_ended(cancelled=True)
+            raise
+        except BaseException as exc:
+            self._app_ended(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._app_ended()
+
+    def _app_ended(self, error: BaseException | None = None, cancelled: bool = False) -> None:
+        """The application returned, raised ``error`` or was cancelled."""
+        try:
+            if cancelled:
+                if self.cycle.state is not CLOSED:
+                    self._app_failed(cancelled=True)
+            elif isinstance(error, ClientDisconnected):
+                # A send after the client left, not caught by the app: the client's departure
+                # is not an application error, so no traceback.
+                logger.debug("ASGI application stopped: the WebSocket client disconnected")
+                self._app_failed()
+            elif isinstance(error, Exception):
+                error_logger.error("Exception in ASGI application", exc_info=error)
+                self._app_failed()
+            elif error is None:
+                state = self.cycle.state
+                if state is HANDSHAKE:
+                    error_logger.error("ASGI application returned without accepting the WebSocket")
+                    self._reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+                elif state is RESPONSE:
+                    error_logger.error("ASGI application returned before its response ended")
+                    self._abort()
+                elif state is OPEN:
+                    self._close(1000, "")
         finally:
             self.app_done = True
             self.scope = {}
+            # (A task cancelled before it ever ran, at shutdown, stays in the set: the server
+            # is going away with it.)
+            self.server_state.tasks.discard(self.task)
 
     def _app_failed(self, cancelled: bool = False) -> None:
         state = self.cycle.state
@@ -285,5 +345,21 @@ class WebSocketProtocol(OpeningHandshake, IncomingFrames):
             pass  # let the denial response finish; the transport closes right after it
         elif state is OPEN:
             self._close(1001, "server shutting down")
-        elif self.transport is not None and self.ws is not None and self.ws.close_sent is None:
-            self.transport.close()
+        elif self.transport is not None:
+            ws = self.sansio  # None after the 101: dropped while it had sent nothing
+            if (ws.close_sent is None) if ws is not None else self.accepted:
+                self.transport.close()
+
+
+def _is_coroutine_app(app: Any) -> bool:
+    """Whether calling ``app`` only makes a coroutine (an ``async def``, or an object whose
+    class's ``__call__`` is one)."""
+    if inspect.iscoroutinefunction(app):
+        return True
+    if inspect.isroutine(app):
+        return False
+    return inspect.iscoroutinefunction(getattr(type(app), "__call__", None))  # noqa: B004
+
+
+async def _raise(error: Exception) -> None:
+    raise error

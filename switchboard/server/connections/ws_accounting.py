@@ -52,10 +52,9 @@ class Accounting(WebSocketConnection):
 
         The code is that of the first close frame of the closing handshake, and the side
         that sent it closed the connection; with no close frame at all it is 1006."""
-        ws = self.ws
-        assert ws is not None
-        rcvd, sent = ws.close_rcvd, ws.close_sent
-        if rcvd is not None and (sent is None or ws.close_rcvd_then_sent):
+        ws = self.sansio  # None: dropped after the 101 and never needed again, so no close frame
+        rcvd, sent = (None, None) if ws is None else (ws.close_rcvd, ws.close_sent)
+        if rcvd is not None and (sent is None or ws.close_rcvd_then_sent):  # type: ignore[union-attr]
             code, by = rcvd.code, "client"
         elif sent is not None:
             code, by = sent.code, "server"

@@ -16,13 +16,14 @@ import logging
 from typing import Any
 
 from websockets.http11 import Request, Response
+from websockets.protocol import State as WSProtocolState
 from websockets.server import ServerProtocol
 
 from switchboard.server.asgi.types import Message, Scope
 from switchboard.server.asgi.ws_cycle import ABNORMAL, CLOSED, OPEN, WebSocketCycle
 from switchboard.server.connections.flow_control import FlowControl
 from switchboard.server.connections.ws_keepalive import Keepalive
-from switchboard.server.wire.ws_handshake import DenialResponse
+from switchboard.server.wire.ws_handshake import DenialResponse, frame_protocol
 from switchboard.server.wire.ws_reassembly import MessageAssembler
 
 __all__ = ["CLOSE_TIMEOUT", "MAX_CONTROL_BACKLOG", "WebSocketConnection"]
@@ -46,7 +47,7 @@ class WebSocketConnection(asyncio.Protocol):
         "app_state",
         "loop",
         "transport",
-        "ws",
+        "sansio",
         "scope",
         "request",
         "response",
@@ -78,7 +79,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.app_state = app_state
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.ws: ServerProtocol | None = None
+        # websockets' sans-I/O protocol: made at the handshake, and dropped after the 101 when
+        # no extension was negotiated (~1.7 KB an idle connection would keep): frames then go
+        # through the fast paths, and _frames() makes a fresh one when websockets is needed.
+        self.sansio: ServerProtocol | None = None
         self.scope: Scope = {}
         self.request: Request | None = None
         self.response: Response | None = None
@@ -86,7 +90,7 @@ class WebSocketConnection(asyncio.Protocol):
         # The ASGI side: state, the app's receive, what it may send when.
         self.cycle = WebSocketCycle(self.loop, self.flow, config.ws_max_queue)
         self.fast = False  # True while outgoing frames can skip the sans-I/O protocol
-        self.pending: list[bytes] = []  # bytes received before the handshake completed
+        self.pending: list[bytes] | None = None  # bytes received before the handshake completed
         self.fragments: MessageAssembler | None = None  # made at the first fragmented message
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None  # handshake timeout
@@ -113,6 +117,21 @@ class WebSocketConnection(asyncio.Protocol):
     def _receive(self, data: bytes) -> None:
         """Parse ``data`` with ``websockets`` (``ws_incoming.IncomingFrames``)."""
         raise NotImplementedError
+
+    @property
+    def ws(self) -> ServerProtocol | None:
+        """websockets' protocol (None before the handshake), made again if it was dropped."""
+        return self._frames() if self.accepted else self.sansio
+
+    def _frames(self) -> ServerProtocol:
+        """websockets' protocol of an accepted connection, made again if it was dropped.
+
+        Dropped only while it had seen no byte and sent none (no extension, frames on the fast
+        paths), so a fresh one in state OPEN is the same as the one dropped."""
+        ws = self.sansio
+        if ws is None:
+            ws = self.sansio = frame_protocol(False, self.config.ws_max_size)
+        return ws
 
     def _to_websockets(self, data: bytes) -> None:
         """From here on, websockets parses this connection's incoming bytes."""
@@ -199,19 +218,29 @@ class WebSocketConnection(asyncio.Protocol):
     # -- what the keepalive calls (ws_keepalive.Pinged) -------------------------------------
 
     def pinging(self) -> bool:
-        return self.ws is not None and self.cycle.state is OPEN
+        # websockets is CLOSED, not the cycle, between the client's EOF and connection_lost.
+        ws = self.sansio
+        return self.cycle.state is OPEN and (ws is None or ws.state is WSProtocolState.OPEN)
 
     def send_ping(self, payload: bytes) -> None:
-        ws = self.ws
-        assert ws is not None
-        ws.send_ping(payload)
-        self._flush(ws)
+        ws = self.sansio
+        if ws is not None:
+            ws.send_ping(payload)
+            self._flush(ws)
+            return
+        # No websockets protocol: the connection is OPEN on the fast paths; frame it here.
+        frame = bytes((0x89, len(payload))) + payload
+        transport = self.transport
+        if transport is None or (self.flow.writing_paused and self._over_backlog(len(frame))):
+            return
+        transport.write(frame)
+        self.server_state.bytes_out += len(frame)
 
     def keepalive_expired(self) -> None:
-        ws = self.ws
-        if ws is None or self.cycle.state is CLOSED:
+        if self.cycle.state is CLOSED:
             return
         if self.cycle.state is OPEN:
+            ws = self._frames()
             self._fail(ws, 1011, "keepalive ping timeout")
             self._flush(ws)
         if self.transport is not None and self.cycle.state is not CLOSED:

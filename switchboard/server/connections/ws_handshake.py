@@ -9,6 +9,7 @@ application, and the handshake stays open until it sends ``websocket.accept`` (1
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -49,9 +50,9 @@ class OpeningHandshake(Accounting):
         self.scope = scope
         self._start_access_log()
         if leftover:
-            self.pending.append(leftover)
+            self.pending = [leftover]
             self.flow.pause_reading()
-        self.ws = ws = frame_protocol(config.ws_per_message_deflate, config.ws_max_size)
+        self.sansio = ws = frame_protocol(config.ws_per_message_deflate, config.ws_max_size)
         request = upgrade_request(scope)
         response = ws.accept(request)
         if response.status_code != 101:
@@ -65,12 +66,10 @@ class OpeningHandshake(Accounting):
         if timeout:
             self.timer = self.loop.call_later(timeout, self._handshake_timeout)
         self.cycle.start()
-        self.task = task = self.loop.create_task(self._run_app())
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self.task = self._start_app()  # out of the set when it ends (_app_ended)
+        self.server_state.tasks.add(self.task)
 
-    async def _run_app(self) -> None:
+    def _start_app(self) -> asyncio.Task[None]:
         """The application task (``websocket.WebSocketProtocol``)."""
         raise NotImplementedError
 
@@ -89,7 +88,7 @@ class OpeningHandshake(Accounting):
             self.timer = None
 
     def _accept(self, message: Message) -> None:
-        response, ws = self.response, self.ws
+        response, ws = self.response, self.sansio
         assert response is not None and ws is not None
         subprotocol = message.get("subprotocol")
         if subprotocol is not None:
@@ -105,18 +104,20 @@ class OpeningHandshake(Accounting):
         self.server_state.bytes_out += len(head)
         self._handshake_done(101)
         self.request = self.response = None
+        if self.fast:
+            self.sansio = None  # see WebSocketConnection.sansio: _frames() makes another
         interval = self.config.ws_ping_interval
         if interval:
             self.keepalive = Keepalive(self, self.loop, interval, self.config.ws_ping_timeout)
         if self.pending:
-            data, self.pending = b"".join(self.pending), []
+            data, self.pending = b"".join(self.pending), None
             self.flow.resume_reading()
             self.data_received(data)
 
     def _reject(self, status: int, text: str, code: int = ABNORMAL) -> None:
         self._stop_handshake_timer()
-        assert self.ws is not None
-        response = self.ws.reject(status, text)
+        assert self.sansio is not None
+        response = self.sansio.reject(status, text)
         self._add_headers(response.headers, ())
         self._close_app_side(code, "")
         self._write_response(response)

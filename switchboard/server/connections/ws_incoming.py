@@ -54,8 +54,7 @@ class IncomingFrames(WebSocketConnection):
                         text = payload.decode()
                     except UnicodeDecodeError as exc:
                         self.fast_in = False
-                        ws = self.ws
-                        assert ws is not None
+                        ws = self._frames()
                         self._fail(ws, 1007, f"invalid UTF-8 at position {exc.start}")
                         self._flush(ws)
                         return
@@ -85,8 +84,7 @@ class IncomingFrames(WebSocketConnection):
             self.inbuf = buf[pos:]
 
     def _receive(self, data: bytes) -> None:
-        ws = self.ws
-        assert ws is not None
+        ws = self._frames()
         ws.receive_data(data)
         # Past the handshake (state OPEN), websockets only yields frames.
         for frame in cast("list[Frame]", ws.events_received()):
