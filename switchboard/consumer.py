@@ -94,11 +94,17 @@ class AsyncConsumer:
                     # its own clean-up expects.
                     inbox.listen(layer_source(self.channel_layer, self._channel_name))
                 if inbox.direct:
+                    # Unless a subclass has its own dispatch, what dispatch does is done here
+                    # (a coroutine less per message).
+                    own = type(self).dispatch is AsyncConsumer.dispatch
                     try:  # Inbox.run's loop, here: a coroutine less per idle connection
                         while True:
                             message = await inbox.next()
                             if message is not None:
-                                await self.dispatch(message)
+                                if own:
+                                    await self._get_handler(message)(message)
+                                else:
+                                    await self.dispatch(message)
                                 message = None  # not kept alive while the connection idles
                     finally:
                         await inbox.finish()
@@ -194,17 +200,13 @@ class AsyncConsumer:
             self._joined_groups.discard(group)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
+        await self._get_handler(message)(message)
+
+    def _get_handler(self, message: dict[str, Any]) -> Callable[..., Any]:
         try:  # get_handler_name's cache, looked up here: this runs for every message
             name = _HANDLER_NAMES[message["type"]]
         except (KeyError, TypeError):
             name = get_handler_name(message)  # a type not seen yet, or the error to raise
-        handler = getattr(self, name, None)  # _get_handler, inlined
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']!r}")
-        await handler(message)
-
-    def _get_handler(self, message: dict[str, Any]) -> Callable[..., Any]:
-        name = get_handler_name(message)
         handler = getattr(self, name, None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']!r}")

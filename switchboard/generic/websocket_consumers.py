@@ -174,8 +174,9 @@ class AsyncWebsocketConsumer(AsyncConsumer):
         await super().send(_accept_message(subprotocol, headers, self.movable))
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        if message.get("text") is not None:
-            await self.receive(text_data=message["text"])
+        text = message.get("text")
+        if text is not None:
+            await self.receive(text_data=text)
         else:
             await self.receive(bytes_data=message.get("bytes"))
 
