@@ -37,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 from bench.server_ws import masked_frame, open_ws
 
@@ -160,20 +162,18 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> None
     raise RuntimeError("the server did not start under valgrind")
 
 
-def http_drive(port: int, path: str, ops: int, concurrency: int) -> None:
-    """``ops`` keep-alive GETs over ``concurrency`` connections, one in flight on each."""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+def drive(
+    socks: list[socket.socket], payload: bytes, ops: int, complete: Callable[[Any, bytes], int]
+) -> None:
+    """``ops`` exchanges of ``payload``, one in flight on each socket: ``complete(sock, data)``
+    says how many answers ``data`` completed on ``sock``."""
     sel = selectors.DefaultSelector()
-    buffers: dict[socket.socket, bytes] = {}
-    for _ in range(concurrency):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for sock in socks:
         sel.register(sock, selectors.EVENT_READ)
-        buffers[sock] = b""
     sent = done = 0
-    for sock in buffers:
+    for sock in socks:
         if sent < ops:
-            sock.sendall(request)
+            sock.sendall(payload)
             sent += 1
     while done < ops:
         for key, _ in sel.select(timeout=120):
@@ -181,54 +181,51 @@ def http_drive(port: int, path: str, ops: int, concurrency: int) -> None:
             data = sock.recv(65536)  # type: ignore[union-attr]
             if not data:
                 raise ConnectionError("the server closed a connection")
-            buf = buffers[sock] + data  # type: ignore[index]
-            while True:
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end < 0:
-                    break
-                length = int(re.search(rb"(?i)content-length:\s*(\d+)", buf[:head_end])[1])  # type: ignore[index]
-                if len(buf) < head_end + 4 + length:
-                    break
-                buf = buf[head_end + 4 + length :]
+            for _ in range(complete(sock, data)):
                 done += 1
                 if sent < ops:
-                    sock.sendall(request)  # type: ignore[union-attr]
+                    sock.sendall(payload)  # type: ignore[union-attr]
                     sent += 1
-            buffers[sock] = buf  # type: ignore[index]
-    for sock in buffers:
-        sel.unregister(sock)
+    sel.close()
+    for sock in socks:
         sock.close()
+
+
+def http_drive(port: int, path: str, ops: int, concurrency: int) -> None:
+    """``ops`` keep-alive GETs over ``concurrency`` connections."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    socks = []
+    for _ in range(concurrency):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        socks.append(sock)
+    buffers = dict.fromkeys(socks, b"")
+
+    def complete(sock: Any, data: bytes) -> int:
+        buf, count = buffers[sock] + data, 0
+        while (head_end := buf.find(b"\r\n\r\n")) >= 0:
+            found = re.search(rb"(?i)content-length:\s*(\d+)", buf[:head_end])
+            end = head_end + 4 + int(found[1])  # type: ignore[index]
+            if len(buf) < end:
+                break
+            buf, count = buf[end:], count + 1
+        buffers[sock] = buf
+        return count
+
+    drive(socks, request, ops, complete)
 
 
 def ws_drive(port: int, path: str, ops: int, concurrency: int) -> None:
     """``ops`` echoes of a 32-byte text frame over ``concurrency`` WebSockets."""
-    frame = masked_frame(0x1, b"x" * 32)
-    expected = 34
+    expected = 34  # the echoed frame: 2 header bytes and the 32 of the text
     socks = [open_ws(port, timeout=120, path=path) for _ in range(concurrency)]
-    sel = selectors.DefaultSelector()
-    got = {}
-    for sock in socks:
-        sel.register(sock, selectors.EVENT_READ)
-        got[sock] = 0
-    sent = done = 0
-    for sock in socks:
-        sock.sendall(frame)
-        sent += 1
-    while done < ops:
-        for key, _ in sel.select(timeout=120):
-            sock = key.fileobj
-            data = sock.recv(65536)  # type: ignore[union-attr]
-            if not data:
-                raise ConnectionError("the server closed a WebSocket")
-            got[sock] += len(data)
-            while got[sock] >= expected:
-                got[sock] -= expected
-                done += 1
-                if sent < ops:
-                    sock.sendall(frame)  # type: ignore[union-attr]
-                    sent += 1
-    for sock in socks:
-        sock.close()
+    got = dict.fromkeys(socks, 0)
+
+    def complete(sock: Any, data: bytes) -> int:
+        count, got[sock] = divmod(got[sock] + len(data), expected)
+        return count
+
+    drive(socks, masked_frame(0x1, b"x" * 32), ops, complete)
 
 
 def annotate(path: str, top: int) -> tuple[int, list[tuple[int, str]]]:
