@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.server_ws import masked_frame, open_ws
+from bench.server_ws import free_port, masked_frame, open_ws
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The venv's interpreter (a symlink to the binary, not a shell shim: valgrind does not follow
@@ -78,12 +78,6 @@ for line in sys.stdin:
         once()
     print("done", flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_command(server: str, app: str, port: int) -> tuple[list[str], dict[str, str]]:
